@@ -1,0 +1,1 @@
+"""Cost accounting (parameters, MACs, FLOPs) and speed benchmarks for the model family."""

@@ -1,0 +1,84 @@
+"""Loading state dicts saved by the released Refiner code into the ``refiner_official`` variant.
+
+The conversion is a pure function ``(state_dict, model) -> state_dict``; loading is strict and reports
+every missing key, unexpected key and shape mismatch by name before anything is copied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from refiner_space.model import RefinedViT
+
+# Released name of each refiner sub-module -> ours (SPEC §2 key layout); everything else is shared.
+_RELEASED_TO_OURS = {
+    "attn.DLA.conv_exp.": "attn.refine.expand.",
+    "attn.DLA.bn1.": "attn.refine.bn1.",
+    "attn.DLA.depth_sep_conv.": "attn.refine.dla.",
+    "attn.DLA.bn2.": "attn.refine.bn2.",
+    "attn.DLA.conv_pro.": "attn.refine.reduce.",
+    "attn.DLA.bn3.": "attn.refine.bn3.",
+    "attn.adapt_bn.": "attn.refine.adapt_bn.",
+}
+_BLOCK_KEY = re.compile(r"^(blocks\.\d+\.)(.*)$")
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict that does not fit the model; the message lists every offending key."""
+
+
+def convert_released_state_dict(state_dict: Mapping[str, Tensor], model: RefinedViT) -> dict[str, Tensor]:
+    """Rename the released code's keys to this package's; keys it does not know are kept as they are,
+    so that a strict load reports them."""
+    if model.config.attention != "refiner_official":
+        raise CheckpointMismatchError(
+            f"released Refiner checkpoints load into attention='refiner_official' models, "
+            f"not {model.config.attention!r}; build e.g. refined_vit_s"
+        )
+    converted = {}
+    for key, value in state_dict.items():
+        match = _BLOCK_KEY.match(key)
+        if match:
+            prefix, rest = match.groups()
+            for released, ours in _RELEASED_TO_OURS.items():
+                if rest.startswith(released):
+                    rest = ours + rest[len(released) :]
+                    break
+            key = prefix + rest
+        converted[key] = value
+    return converted
+
+
+def load_released_checkpoint(model: RefinedViT, state_dict: Mapping[str, Tensor]) -> RefinedViT:
+    """Load a released-code state dict strictly (a position embedding of another size is resampled).
+
+    Raises:
+        CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches by name.
+    """
+    if "state_dict" in state_dict or "model" in state_dict:
+        state_dict = state_dict.get("model", state_dict.get("state_dict"))
+    converted = convert_released_state_dict(state_dict, model)
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    mismatched = sorted(
+        f"{key} (checkpoint {tuple(converted[key].shape)}, model {tuple(expected[key].shape)})"
+        for key in set(expected) & set(converted)
+        if key != "pos_embed" and converted[key].shape != expected[key].shape
+    )
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {', '.join(mismatched)}")
+    if problems:
+        raise CheckpointMismatchError(
+            f"checkpoint does not fit {type(model).__name__}({model.config.to_dict()}): " + "; ".join(problems)
+        )
+    model.load_state_dict(converted, strict=True)
+    return model

@@ -1,0 +1,1 @@
+"""Leaderboards, Pareto fronts and committed benchmark baselines."""

@@ -1,0 +1,101 @@
+"""The ``refiner-nas`` command line: a thin shell over library functions.
+
+Heavy imports (torch, timm) happen inside commands so that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="refiner-nas",
+    help="Search, benchmark and analyse vision transformers with refined self-attention.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Search, benchmark and analyse vision transformers with refined self-attention."""
+    if version:
+        from importlib.metadata import version as installed_version
+
+        typer.echo(installed_version("refiner-nas"))
+        raise typer.Exit()
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one ``error:`` line and return the exit to raise."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def one_line_errors(command: Command) -> Command:
+    """Turn the library's input errors into one ``error:`` line and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise fail(str(message)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@one_line_errors
+def models(
+    img_size: Annotated[int, typer.Option(help="Input image size in pixels.")] = 224,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the registered models with their parameters and MACs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmarks.flops import count_costs
+    from refiner_space import NAMED_CONFIGS, named_config
+
+    rows = []
+    for name in NAMED_CONFIGS:
+        config = named_config(name, img_size=img_size)
+        costs = count_costs(config)
+        rows.append(
+            {
+                "model": name,
+                "attention": config.attention,
+                "depth": config.depth,
+                "embed_dim": config.embed_dim,
+                "heads": config.num_heads,
+                "params_m": round(costs.params / 1e6, 2),
+                "macs_g": round(costs.macs / 1e9, 2),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Registered models at {img_size} px (MACs: multiply-accumulates, one image)")
+    for column in rows[0]:
+        text = column in ("model", "attention")
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    Console().print(table)
+
+
+def main() -> None:
+    app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from timm.layers import Mlp
 from torch import nn
 
 from refiner_space.config import ModelConfig
@@ -16,7 +17,6 @@ from refiner_space.layers import (
     OfficialShareAttention,
     ScaledMlp,
 )
-from timm.layers import Mlp
 
 
 def computes_map(config: ModelConfig, index: int) -> bool:

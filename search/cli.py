@@ -6,11 +6,12 @@ Heavy imports (torch, timm) happen inside commands so that ``--help`` answers at
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
+
+from search.cli_errors import one_line_errors
+from search.commands import search_app
 
 app = typer.Typer(
     name="refiner-nas",
@@ -32,29 +33,6 @@ def root(
 
         typer.echo(installed_version("refiner-nas"))
         raise typer.Exit()
-
-
-Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one ``error:`` line and return the exit to raise."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
-
-
-def one_line_errors(command: Command) -> Command:
-    """Turn the library's input errors into one ``error:`` line and exit code 2."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else error
-            raise fail(str(message)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -95,6 +73,9 @@ def models(
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     Console().print(table)
+
+
+app.add_typer(search_app, name="search")
 
 
 def main() -> None:

@@ -1,0 +1,106 @@
+"""``refiner-nas search launch|status``: thin shells over :mod:`search.launch` and :mod:`search.summary`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from search.cli_errors import fail, one_line_errors
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search.summary import StudyStatus
+
+search_app = typer.Typer(help="Run and inspect architecture searches.", no_args_is_help=True)
+
+SpaceOption = Annotated[str, typer.Option(help="Shipped space name (tiny, default, table1, ...) or a YAML file.")]
+StudyOption = Annotated[str | None, typer.Option(help="Study name (default: the space's name).")]
+StorageOption = Annotated[
+    str | None, typer.Option(help="Optuna storage URL (sqlite:///..., postgresql://...) (default: a journal file "
+                                  "in RUN_DIR/STUDY/).")
+]
+RunDirOption = Annotated[Path, typer.Option(help="Folder of the run directories.")]
+
+
+@search_app.command()
+@one_line_errors
+def launch(
+    space: SpaceOption = "tiny",
+    objectives: Annotated[str, typer.Option(help="name:direction,... from top1, params, macs, latency, "
+                                                 "throughput.")] = "top1:max,params:min",
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = 12,
+    epochs: Annotated[int, typer.Option(help="Proxy-training epochs per trial.")] = 4,
+    dataset: Annotated[str, typer.Option(help="digits (built in), cifar10:DIR, cifar100:DIR, imagefolder:DIR.")]
+    = "digits",
+    storage: StorageOption = None,
+    study: StudyOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    workers: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random or grid.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = "median",
+    early_stop: Annotated[bool, typer.Option(help="Stop dominated trials early (multi-objective studies).")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    crop_ratio: Annotated[float, typer.Option(help="Evaluation crop ratio; above 1 pads.")] = 1.0,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+) -> None:
+    """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
+    from search.launch import launch as run_search
+    from search.settings import SearchSettings
+    from search.summary import pareto_front, study_status
+
+    settings = SearchSettings(
+        space=space, objectives=objectives, trials=trials, epochs=epochs, dataset=dataset, storage=storage,
+        study=study, run_dir=run_dir, workers=workers, sampler=sampler, pruner=pruner, early_stop=early_stop,
+        seed=seed, device=device, batch_size=batch_size, crop_ratio=crop_ratio,
+    )
+    try:
+        finished = run_search(settings, show_progress=progress)
+    except KeyboardInterrupt:
+        raise fail("interrupted: the trial in flight is recorded as failed, completed trials are kept; "
+                   "run the same command again to continue", code=130) from None
+    _print_status(study_status(finished))
+    _print_front(pareto_front(finished))
+
+
+@search_app.command()
+@one_line_errors
+def status(
+    study: Annotated[str, typer.Option(help="Study name.")] = "tiny",
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+) -> None:
+    """Trials by state, the best so far and the Pareto front of a study."""
+    from search.settings import SearchSettings
+    from search.study import load_existing_study
+    from search.summary import pareto_front, study_status
+
+    existing = load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir))
+    _print_status(study_status(existing))
+    _print_front(pareto_front(existing))
+
+
+def _print_status(status: StudyStatus) -> None:
+    typer.echo(f"study {status.name} ({status.objectives})")
+    typer.echo("  trials: " + ", ".join(f"{count} {state}" for state, count in sorted(status.states.items())))
+    typer.echo("  records: " + ", ".join(f"{count} {kind}" for kind, count in sorted(status.statuses.items())))
+    typer.echo(f"  best: {status.best}; Pareto front: {status.pareto_size} trials")
+
+
+def _print_front(front: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if front.empty:
+        typer.echo("no completed feasible trial yet")
+        return
+    table = Table(title="Pareto front")
+    for column in front.columns:
+        table.add_column(str(column), no_wrap=column in ("attention", "config_hash"))
+    for row in front.itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(table)

@@ -1,0 +1,64 @@
+"""The record every trial leaves in its study (Optuna user attributes), with a schema version.
+
+Optuna and Ray runs write the same fields, so leaderboards and Pareto queries read any study alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from optuna.trial import FrozenTrial
+from pydantic import BaseModel, ConfigDict
+
+RECORD_VERSION = 1
+
+Status = Literal["running", "trained", "over_budget", "duplicate", "pruned", "early_stopped", "failed"]
+
+
+class TrialRecord(BaseModel):
+    """What one trial measured. Fields a trial did not reach (a failure before training) stay None.
+
+    ``status``: ``trained`` (completed training), ``over_budget`` (broke a budget, never trained; its
+    top-1 is recorded as 0), ``duplicate`` (same architecture and budget as ``duplicate_of``, whose
+    result it reuses), ``pruned`` / ``early_stopped`` (stopped after some epochs; ``stop_reason`` says
+    why), ``failed`` (``fail_reason`` says why).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    record_version: int = RECORD_VERSION
+    status: Status = "running"
+    config: dict[str, Any] | None = None
+    config_hash: str | None = None
+    params: int | None = None
+    macs: int | None = None
+    flops: int | None = None
+    latency_ms: float | None = None
+    throughput: float | None = None
+    constraint_values: list[float] | None = None
+    top1_curve: list[float] = []
+    top1: float | None = None
+    epochs_run: int = 0
+    wall_time_s: float | None = None
+    train_time_s: float | None = None
+    dataset: str | None = None
+    budget: dict[str, Any] | None = None
+    budget_key: str | None = None
+    provenance: dict[str, str] | None = None
+    duplicate_of: int | None = None
+    fail_reason: str | None = None
+    stop_reason: str | None = None
+    backend: str = "optuna"
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
+        return cls.model_validate(trial.user_attrs)
+
+
+def record_fields(**fields: Any) -> dict[str, Any]:
+    """Validate some record fields (names and types) and return them JSON-ready, for user attributes."""
+    unknown = set(fields) - set(TrialRecord.model_fields)
+    if unknown:
+        raise KeyError(f"not trial-record fields: {sorted(unknown)}")
+    validated = TrialRecord.model_validate(fields)
+    return validated.model_dump(include=set(fields), mode="json")

@@ -1,0 +1,82 @@
+"""Everything a search launch is told, validated once at the boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from search.objectives import Objective, format_objectives, parse_objectives
+
+Sampler = Literal["tpe", "nsga2", "random", "grid"]
+Pruner = Literal["median", "hyperband", "none"]
+
+
+class SearchSettings(BaseModel):
+    """A launch's options; the defaults are the quick start's search (tiny space, digits, CPU or GPU)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space: str = "tiny"
+    objectives: str = "top1:max,params:min"
+    trials: int = Field(default=12, ge=1)
+    epochs: int = Field(default=4, ge=1)
+    dataset: str = "digits"
+    storage: str | None = None
+    study: str | None = None
+    run_dir: Path = Path("runs")
+    workers: int = Field(default=1, ge=1)
+    sampler: Sampler = "tpe"
+    pruner: Pruner = "median"
+    early_stop: bool = True
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    mixup: float = Field(default=0.0, ge=0)
+    cutmix: float = Field(default=0.0, ge=0)
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    crop_ratio: float = Field(default=1.0, gt=0)
+
+    @field_validator("objectives")
+    @classmethod
+    def _canonical_objectives(cls, text: str) -> str:
+        return format_objectives(parse_objectives(text))
+
+    @property
+    def objective_list(self) -> list[Objective]:
+        return parse_objectives(self.objectives)
+
+    @property
+    def study_name(self) -> str:
+        return self.study or Path(self.space).stem
+
+    @property
+    def study_dir(self) -> Path:
+        return self.run_dir / self.study_name
+
+    def budget(self) -> dict[str, Any]:
+        """What a proxy result depends on besides the architecture: data, schedule and recipe."""
+        return {
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "warmup_epochs": self.warmup_epochs,
+            "label_smoothing": self.label_smoothing,
+            "mixup": self.mixup,
+            "cutmix": self.cutmix,
+            "val_fraction": self.val_fraction,
+            "crop_ratio": self.crop_ratio,
+            "seed": self.seed,
+        }
+
+    def budget_key(self) -> str:
+        """A short hash of :meth:`budget`: equal keys mean comparable proxy results."""
+        canonical = json.dumps(self.budget(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]

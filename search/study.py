@@ -1,0 +1,87 @@
+"""Creating or resuming the Optuna study of a launch: storage, directions, sampler, pruner."""
+
+from __future__ import annotations
+
+import optuna
+
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.storage import open_storage, redact
+
+# Study attributes that must match for a launch to resume a study.
+_RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
+
+
+class StudyMismatchError(ValueError):
+    """A launch whose options differ from those the existing study was created with."""
+
+
+def make_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """A seeded sampler. Budget violations reach it through the trials' constraints
+    (``Trial.set_constraint``), which TPE and NSGA-II use to steer away from them."""
+    if settings.sampler == "tpe":
+        startup = max(4, min(10, settings.trials // 3))
+        return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
+    if settings.sampler == "nsga2":
+        population = max(4, min(50, settings.trials // 3))
+        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=population)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.GridSampler(space.grid(), seed=settings.seed)
+
+
+def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
+    """Epoch-level pruning for single-objective studies (multi-objective ones use the early stop)."""
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=settings.epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
+    """Create the study, or resume it when it exists with the same objectives, space, data and epochs.
+
+    Raises:
+        StudyMismatchError: the existing study was created with other options.
+    """
+    storage = open_storage(settings.storage, settings.study_dir)
+    name = settings.study_name
+    wanted = {"objectives": settings.objectives, "space": space.source, "dataset": settings.dataset,
+              "epochs": settings.epochs}
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=[o.direction for o in settings.objective_list],
+        sampler=make_sampler(settings, space),
+        pruner=make_pruner(settings),
+        load_if_exists=True,
+    )
+    recorded = study.user_attrs
+    if not recorded:
+        for key, value in wanted.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("settings", settings.model_dump(mode="json"))
+        return study
+    differing = [f"--{key} {recorded.get(key)!r} (now {wanted[key]!r})" for key in _RESUME_KEYS
+                 if recorded.get(key) != wanted[key]]
+    if differing:
+        raise StudyMismatchError(
+            f"study {name!r} was created with {', '.join(differing)}; relaunch with the same options to "
+            "resume it, or give a new --study name"
+        )
+    return study
+
+
+def load_existing_study(settings: SearchSettings) -> optuna.Study:
+    """Open an existing study read-only (for status and queries), without touching its sampler."""
+    storage = open_storage(settings.storage, settings.study_dir)
+    try:
+        return optuna.load_study(study_name=settings.study_name, storage=storage)
+    except KeyError:
+        existing = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        where = redact(settings.storage) if settings.storage else str(settings.study_dir)
+        raise KeyError(
+            f"no study {settings.study_name!r} in {where} (studies there: {', '.join(existing) or 'none'}); "
+            "check --study, --storage and --run-dir"
+        ) from None

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from search.space._domains import Domain
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_UNITS = {"params": "params", "macs": "MACs"}
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]([-+]?\d+))?\s*([KkMGT]?)\s*$")
 
 
@@ -102,7 +103,7 @@ class Budget(BaseModel):
             if getattr(cheapest, quantity) > limit:
                 return f"max_{quantity}", (
                     f"no configuration meets max_{quantity} {human(limit)}: the cheapest ({label}) has "
-                    f"{human(getattr(cheapest, quantity))} {quantity}; raise the limit or allow smaller models"
+                    f"{human(getattr(cheapest, quantity))} {_UNITS[quantity]}; raise the limit or allow smaller models"
                 )
 
         def worst_ratio(costs: Costs) -> float:

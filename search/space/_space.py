@@ -344,9 +344,11 @@ class SearchSpace:
             try:
                 ModelConfig.from_dict(self._fields_of(settings))
             except ConfigError as error:
+                inapplicable = re.search(r"does not apply to (\w+)=", str(error))
+                hint = f"; or make it conditional: when: {{{inapplicable[1]}: [...]}}" if inapplicable else ""
                 raise self._locator.error(
                     self._blame(str(error)),
-                    f"the model family rejects {self._describe(settings)}: {error}",
+                    f"the model family rejects {self._describe(settings)}: {error}{hint}",
                 ) from None
 
     def _blame(self, message: str) -> KeyPath:

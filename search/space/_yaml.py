@@ -38,23 +38,26 @@ _Loader.add_implicit_resolver(
 class Locator:
     """Turns a key path such as ``("dimensions", "depth", "int")`` into ``file:line (dimensions.depth.int)``."""
 
-    def __init__(self, source: str, lines: dict[KeyPath, int] | None = None) -> None:
+    def __init__(
+        self, source: str, lines: dict[KeyPath, int] | None = None, unlocated: tuple[KeyPath, ...] = ()
+    ) -> None:
         self.source = source
         self.lines = dict(lines or {})
+        self.unlocated = unlocated
 
     def error(self, path: KeyPath, message: str) -> SpaceError:
         where = self.source
+        replaced = any(path[: len(prefix)] == prefix for prefix in self.unlocated)
         for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
+            if path[:end] in self.lines and not replaced:
                 where = f"{where}:{self.lines[path[:end]]}"
                 break
         key = format_path(path)
         return SpaceError(f"{where} ({key}): {message}" if key else f"{where}: {message}")
 
     def without(self, prefixes: list[KeyPath]) -> Locator:
-        """A locator that no longer points into the given subtrees (they were replaced in memory)."""
-        kept = {p: n for p, n in self.lines.items() if not any(p[: len(q)] == q for q in prefixes)}
-        return Locator(self.source, kept)
+        """A locator that names no line for the given subtrees (they were replaced in memory)."""
+        return Locator(self.source, self.lines, (*self.unlocated, *prefixes))
 
 
 def format_path(path: KeyPath) -> str:

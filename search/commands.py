@@ -19,8 +19,10 @@ search_app = typer.Typer(help="Run and inspect architecture searches.", no_args_
 SpaceOption = Annotated[str, typer.Option(help="Shipped space name (tiny, default, table1, ...) or a YAML file.")]
 StudyOption = Annotated[str | None, typer.Option(help="Study name (default: the space's name).")]
 StorageOption = Annotated[
-    str | None, typer.Option(help="Optuna storage URL (sqlite:///..., postgresql://...) (default: a journal file "
-                                  "in RUN_DIR/STUDY/).")
+    str | None,
+    typer.Option(
+        help="Optuna storage URL (sqlite:///..., postgresql://...) (default: a journal file in RUN_DIR/STUDY/)."
+    ),
 ]
 RunDirOption = Annotated[Path, typer.Option(help="Folder of the run directories.")]
 
@@ -29,12 +31,14 @@ RunDirOption = Annotated[Path, typer.Option(help="Folder of the run directories.
 @one_line_errors
 def launch(
     space: SpaceOption = "tiny",
-    objectives: Annotated[str, typer.Option(help="name:direction,... from top1, params, macs, latency, "
-                                                 "throughput.")] = "top1:max,params:min",
+    objectives: Annotated[
+        str, typer.Option(help="name:direction,... from top1, params, macs, latency, throughput.")
+    ] = "top1:max,params:min",
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = 12,
     epochs: Annotated[int, typer.Option(help="Proxy-training epochs per trial.")] = 4,
-    dataset: Annotated[str, typer.Option(help="digits (built in), cifar10:DIR, cifar100:DIR, imagefolder:DIR.")]
-    = "digits",
+    dataset: Annotated[
+        str, typer.Option(help="digits (built in), cifar10:DIR, cifar100:DIR, imagefolder:DIR.")
+    ] = "digits",
     storage: StorageOption = None,
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
@@ -45,6 +49,8 @@ def launch(
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 2e-3,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs (may be fractional).")] = 1.0,
     crop_ratio: Annotated[float, typer.Option(help="Evaluation crop ratio; above 1 pads.")] = 1.0,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
 ) -> None:
@@ -54,15 +60,33 @@ def launch(
     from search.summary import pareto_front, study_status
 
     settings = SearchSettings(
-        space=space, objectives=objectives, trials=trials, epochs=epochs, dataset=dataset, storage=storage,
-        study=study, run_dir=run_dir, workers=workers, sampler=sampler, pruner=pruner, early_stop=early_stop,
-        seed=seed, device=device, batch_size=batch_size, crop_ratio=crop_ratio,
+        space=space,
+        objectives=objectives,
+        trials=trials,
+        epochs=epochs,
+        dataset=dataset,
+        storage=storage,
+        study=study,
+        run_dir=run_dir,
+        workers=workers,
+        sampler=sampler,
+        pruner=pruner,
+        early_stop=early_stop,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        crop_ratio=crop_ratio,
     )
     try:
         finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
-        raise fail("interrupted: the trial in flight is recorded as failed, completed trials are kept; "
-                   "run the same command again to continue", code=130) from None
+        raise fail(
+            "interrupted: the trial in flight is recorded as failed, completed trials are kept; "
+            "run the same command again to continue",
+            code=130,
+        ) from None
     _print_status(study_status(finished))
     _print_front(pareto_front(finished))
 

@@ -21,9 +21,11 @@ from search.trial import TrialRunner
 
 
 def prepare_space(settings: SearchSettings) -> SearchSpace:
-    """Load the space and check the dataset before any trial starts (both raise one-line errors)."""
+    """Load the space, check the dataset and the training recipe before any trial starts (each raises
+    a one-line error)."""
     space = SearchSpace.load(settings.space)
     DataSpec.parse(settings.dataset)
+    settings.train_settings()
     fixed_size = space.fixed.get("img_size")
     if fixed_size is not None:
         data = data_loader(settings)(fixed_size)
@@ -36,8 +38,13 @@ def data_loader(settings: SearchSettings) -> Callable[[int | tuple[int, int]], D
 
     @cache
     def load(img_size: int | tuple[int, int]) -> DataBundle:
-        return load_data(settings.dataset, img_size=img_size, val_fraction=settings.val_fraction,
-                         split_seed=settings.seed, crop_ratio=settings.crop_ratio)
+        return load_data(
+            settings.dataset,
+            img_size=img_size,
+            val_fraction=settings.val_fraction,
+            split_seed=settings.seed,
+            crop_ratio=settings.crop_ratio,
+        )
 
     # YAML gives sizes as lists; the cache needs them hashable.
     return lambda img_size: load(tuple(img_size) if isinstance(img_size, list) else img_size)
@@ -51,8 +58,13 @@ def make_runner(settings: SearchSettings, space: SearchSpace) -> TrialRunner:
 
         return measure_config_speed(config, device=settings.device)
 
-    return TrialRunner(settings=settings, space=space, load_data=data_loader(settings), count_costs=count_costs,
-                       measure_speed=measure_speed)
+    return TrialRunner(
+        settings=settings,
+        space=space,
+        load_data=data_loader(settings),
+        count_costs=count_costs,
+        measure_speed=measure_speed,
+    )
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -104,8 +116,9 @@ def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.St
 def _run_workers(settings: SearchSettings) -> None:
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(settings.model_dump_json(), threads))
-               for _ in range(settings.workers)]
+    workers = [
+        context.Process(target=_worker, args=(settings.model_dump_json(), threads)) for _ in range(settings.workers)
+    ]
     for worker in workers:
         worker.start()
     try:
@@ -118,4 +131,3 @@ def _run_workers(settings: SearchSettings) -> None:
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
     if failed:
         raise RuntimeError(f"{len(failed)} of {settings.workers} worker processes exited with codes {failed}")
-

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.objectives import Objective, format_objectives, parse_objectives
+from search.training import TrainSettings
 
 Sampler = Literal["tpe", "nsga2", "random", "grid"]
 Pruner = Literal["median", "hyperband", "none"]
@@ -59,6 +60,29 @@ class SearchSettings(BaseModel):
     @property
     def study_dir(self) -> Path:
         return self.run_dir / self.study_name
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> SearchSettings:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} must be below epochs={self.epochs}; "
+                "lower --warmup-epochs or train more epochs"
+            )
+        return self
+
+    def train_settings(self) -> TrainSettings:
+        """The proxy-training recipe of every trial."""
+        return TrainSettings(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_epochs=self.warmup_epochs,
+            label_smoothing=self.label_smoothing,
+            mixup=self.mixup,
+            cutmix=self.cutmix,
+            seed=self.seed,
+            device=self.device,
+        )
 
     def budget(self) -> dict[str, Any]:
         """What a proxy result depends on besides the architecture: data, schedule and recipe."""

@@ -20,7 +20,7 @@ from search.provenance import provenance
 from search.records import TrialRecord, record_fields
 from search.settings import SearchSettings
 from search.space import SearchSpace
-from search.training import TrainSettings, resolve_device, seed_everything, train_model
+from search.training import resolve_device, seed_everything, train_model
 
 INTERRUPTED = "interrupted by the user (Ctrl-C); the next launch retries this configuration"
 
@@ -55,6 +55,7 @@ class TrialRunner:
         self.measure_speed = measure_speed
         self.device = str(resolve_device(settings.device))
         self.budget, self.budget_key = settings.budget(), settings.budget_key()
+        self.train_settings = settings.train_settings()
         self.needs_speed = space.budget.max_latency_ms is not None or any(
             o.name in ("latency", "throughput") for o in self.objectives
         )
@@ -70,8 +71,12 @@ class TrialRunner:
             self._write(trial, status="failed", fail_reason=INTERRUPTED)
             raise
         except Exception as error:
-            self._write(trial, status="failed", fail_reason=f"{type(error).__name__}: {error}",
-                        wall_time_s=time.perf_counter() - started)
+            self._write(
+                trial,
+                status="failed",
+                fail_reason=f"{type(error).__name__}: {error}",
+                wall_time_s=time.perf_counter() - started,
+            )
             raise
 
     def _run(self, trial: optuna.Trial, started: float) -> Sequence[float]:
@@ -80,8 +85,14 @@ class TrialRunner:
         config = config.replace(in_chans=data.in_chans, num_classes=data.num_classes)
         config_hash = config.config_hash()
         self._write(
-            trial, status="running", config=config.to_dict(), config_hash=config_hash, dataset=data.name,
-            budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device),
+            trial,
+            status="running",
+            config=config.to_dict(),
+            config_hash=config_hash,
+            dataset=data.name,
+            budget=self.budget,
+            budget_key=self.budget_key,
+            provenance=provenance(self.device),
         )
         earlier = self._earlier_result(trial.study, config_hash, trial.number)
         if earlier is not None:
@@ -92,8 +103,15 @@ class TrialRunner:
         if self.needs_speed:
             latency_ms, throughput = self.measure_speed(config)
         excess = self.space.budget.constraint_values(params=costs.params, macs=costs.macs, latency_ms=latency_ms)
-        self._write(trial, params=costs.params, macs=costs.macs, flops=costs.flops, latency_ms=latency_ms,
-                    throughput=throughput, constraint_values=list(excess.values()))
+        self._write(
+            trial,
+            params=costs.params,
+            macs=costs.macs,
+            flops=costs.flops,
+            latency_ms=latency_ms,
+            throughput=throughput,
+            constraint_values=list(excess.values()),
+        )
         for name, value in excess.items():
             trial.set_constraint(name, value)
         if any(value > 0 for value in excess.values()):
@@ -105,12 +123,17 @@ class TrialRunner:
         model = build_model(config)
         curve: list[float] = []
         report = self._reporter(trial, curve, costs=costs, latency_ms=latency_ms, throughput=throughput)
-        result = train_model(model, data, self._train_settings(), report=report)
-        self._write(trial, status="trained", top1=result.final_top1, top1_curve=list(result.reported_curve),
-                    epochs_run=result.epochs_run, train_time_s=result.train_time_s + result.eval_time_s,
-                    wall_time_s=time.perf_counter() - started)
-        return self._values(top1=result.final_top1, costs=costs, latency_ms=latency_ms,
-                            throughput=throughput)
+        result = train_model(model, data, self.train_settings, report=report)
+        self._write(
+            trial,
+            status="trained",
+            top1=result.final_top1,
+            top1_curve=list(result.reported_curve),
+            epochs_run=result.epochs_run,
+            train_time_s=result.train_time_s + result.eval_time_s,
+            wall_time_s=time.perf_counter() - started,
+        )
+        return self._values(top1=result.final_top1, costs=costs, latency_ms=latency_ms, throughput=throughput)
 
     def _reporter(self, trial: optuna.Trial, curve: list[float], **cost_values: Any) -> Callable[[int, float], None]:
         single_objective = len(self.objectives) == 1
@@ -139,19 +162,35 @@ class TrialRunner:
         """A finished trial of the same architecture and budget (not one cut short by Ctrl-C)."""
         for earlier in study.get_trials(deepcopy=False):
             attrs = earlier.user_attrs
-            if (earlier.number == number or attrs.get("config_hash") != config_hash
-                    or attrs.get("budget_key") != self.budget_key or attrs.get("fail_reason") == INTERRUPTED
-                    or earlier.state in (TrialState.RUNNING, TrialState.WAITING)):
+            if (
+                earlier.number == number
+                or attrs.get("config_hash") != config_hash
+                or attrs.get("budget_key") != self.budget_key
+                or attrs.get("fail_reason") == INTERRUPTED
+                or earlier.state in (TrialState.RUNNING, TrialState.WAITING)
+            ):
                 continue
             return earlier
         return None
 
     def _reuse(self, trial: optuna.Trial, earlier: FrozenTrial, started: float) -> Sequence[float]:
         record = TrialRecord.from_trial(earlier)
-        copied = record.model_dump(include={"params", "macs", "flops", "latency_ms", "throughput",
-                                            "constraint_values", "top1_curve", "top1", "epochs_run"})
-        self._write(trial, **copied, status="duplicate", duplicate_of=earlier.number,
-                    wall_time_s=time.perf_counter() - started)
+        copied = record.model_dump(
+            include={
+                "params",
+                "macs",
+                "flops",
+                "latency_ms",
+                "throughput",
+                "constraint_values",
+                "top1_curve",
+                "top1",
+                "epochs_run",
+            }
+        )
+        self._write(
+            trial, **copied, status="duplicate", duplicate_of=earlier.number, wall_time_s=time.perf_counter() - started
+        )
         for name, value in earlier.constraints.items():
             trial.set_constraint(name, value)
         if earlier.state == TrialState.COMPLETE:
@@ -163,23 +202,18 @@ class TrialRunner:
         )
 
     def _cost_values(self, *, costs: Any, latency_ms: float | None, throughput: float | None) -> dict[str, float]:
-        return {"params": costs.params / 1e6, "macs": costs.macs / 1e9, "latency": latency_ms or 0.0,
-                "throughput": throughput or 0.0}
+        return {
+            "params": costs.params / 1e6,
+            "macs": costs.macs / 1e9,
+            "latency": latency_ms or 0.0,
+            "throughput": throughput or 0.0,
+        }
 
-    def _values(self, *, top1: float, costs: Any, latency_ms: float | None,
-                throughput: float | None) -> list[float]:
+    def _values(self, *, top1: float, costs: Any, latency_ms: float | None, throughput: float | None) -> list[float]:
         values = {"top1": top1, **self._cost_values(costs=costs, latency_ms=latency_ms, throughput=throughput)}
         return [values[o.name] for o in self.objectives]
-
-    def _train_settings(self) -> TrainSettings:
-        s = self.settings
-        return TrainSettings(
-            epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, warmup_epochs=s.warmup_epochs,
-            label_smoothing=s.label_smoothing, mixup=s.mixup, cutmix=s.cutmix, seed=s.seed, device=s.device,
-        )
 
     @staticmethod
     def _write(trial: optuna.Trial, **fields: Any) -> None:
         for key, value in record_fields(**fields).items():
             trial.set_user_attr(key, value)
-

@@ -1,0 +1,210 @@
+"""The search engine end to end, on the built-in digits data with very small models and budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import search.trial
+from search.launch import launch
+from search.records import TrialRecord
+from search.settings import SearchSettings
+from search.study import StudyMismatchError, load_existing_study
+from search.training import NonFiniteLossError, TrainResult
+from search.trial import INTERRUPTED
+
+SMALL_SPACE = """
+dimensions:
+  img_size: 16
+  in_chans: 1
+  num_classes: 10
+  patch_size: 4
+  mlp_ratio: 1.0
+  depth: 1
+  embed_dim: {choices: [8, 16]}
+  num_heads: 2
+  attention: {choices: [vanilla, refiner]}
+  expansion_ratio: {value: 2, when: {attention: refiner}}
+constraints:
+  max_params: %s
+"""
+
+
+def settings_for(tmp_path: Path, *, max_params: str = "1M", **changes) -> SearchSettings:
+    space = tmp_path / "small.yaml"
+    space.write_text(SMALL_SPACE % max_params)
+    fields = {"space": str(space), "trials": 3, "epochs": 1, "run_dir": tmp_path / "runs", "batch_size": 128,
+              "device": "cpu", "sampler": "random", "warmup_epochs": 0.0, **changes}
+    return SearchSettings(**fields)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def records(study: optuna.Study) -> list[TrialRecord]:
+    return [TrialRecord.from_trial(t) for t in study.get_trials()]
+
+
+def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, early_stop=False)
+    study = launch(settings, show_progress=False)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert (tmp_path / "runs" / "small" / "journal.log").exists()
+    for trial, record in zip(trials, records(study), strict=True):
+        assert record.status in ("trained", "duplicate")
+        assert record.config["embed_dim"] in (8, 16) and record.config["in_chans"] == 1
+        assert record.config_hash and record.params > 0 and record.macs > 0 and record.flops >= 2 * record.macs
+        assert len(record.top1_curve) == 1 and trial.values[0] == record.top1
+        assert trial.values[1] == pytest.approx(record.params / 1e6)
+        assert record.dataset == "digits" and record.budget["epochs"] == 1 and record.budget_key
+        assert record.wall_time_s > 0 and set(record.provenance) >= {"torch", "timm", "optuna", "git_commit", "device"}
+    trained = [r for r in records(study) if r.status == "trained"]
+    assert all(r.train_time_s <= r.wall_time_s for r in trained)
+
+    resumed = launch(settings.model_copy(update={"trials": 4}), show_progress=False)
+    assert len(resumed.get_trials()) == 4
+    assert [t.number for t in resumed.get_trials()] == [0, 1, 2, 3]
+    again = launch(settings.model_copy(update={"trials": 4}), show_progress=False)
+    assert len(again.get_trials()) == 4
+
+
+def test_resuming_with_other_options_is_refused(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, trials=1)
+    launch(settings, show_progress=False)
+    with pytest.raises(StudyMismatchError, match=r"--objectives 'top1:max,params:min' \(now 'top1:max'\)"):
+        launch(settings.model_copy(update={"objectives": "top1:max"}), show_progress=False)
+
+
+def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_path: Path, monkeypatch) -> None:
+    trained_widths = []
+    real_train = search.trial.train_model
+
+    def spy(model, data, settings, report=None):
+        trained_widths.append(model.config.embed_dim)
+        return real_train(model, data, settings, report)
+
+    monkeypatch.setattr(search.trial, "train_model", spy)
+    # Width 8 with 1 block has 850 or 902 parameters, width 16 has 2458 or 2510: 2K admits only width 8.
+    study = launch(settings_for(tmp_path, max_params="2K", trials=6), show_progress=False)
+    statuses = set()
+    for trial in study.get_trials():
+        record = TrialRecord.from_trial(trial)
+        statuses.add(record.status)
+        over = record.params > 2000
+        assert (record.status == "over_budget") == over or record.status == "duplicate"
+        assert trial.constraints["max_params"] == pytest.approx(record.params / 2000 - 1)
+        if record.status == "over_budget":
+            assert record.top1 == 0.0 and record.top1_curve == [] and record.epochs_run == 0
+    assert {"over_budget", "trained"} <= statuses
+    assert set(trained_widths) == {8}
+    assert study.best_trials and all(TrialRecord.from_trial(t).params <= 2000 for t in study.best_trials)
+
+
+def test_a_configuration_seen_before_is_reused_not_retrained(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    real_train = search.trial.train_model
+    monkeypatch.setattr(search.trial, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    study = launch(settings_for(tmp_path, trials=8), show_progress=False)
+    by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for trial in study.get_trials():
+        by_hash.setdefault(trial.user_attrs["config_hash"], []).append(trial)
+    assert len(by_hash) <= 4 and len(calls) == len(by_hash)
+    for trials in by_hash.values():
+        first, *later = trials
+        for trial in later:
+            assert trial.user_attrs["status"] == "duplicate"
+            assert trial.user_attrs["duplicate_of"] == first.number
+            assert trial.values == first.values
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_path: Path, monkeypatch) -> None:
+    real_train = search.trial.train_model
+
+    def fail_wide(model, data, settings, report=None):
+        if model.config.embed_dim == 16:
+            raise NonFiniteLossError(epoch=0, step=3, loss=float("nan"))
+        return real_train(model, data, settings, report)
+
+    monkeypatch.setattr(search.trial, "train_model", fail_wide)
+    study = launch(settings_for(tmp_path, trials=3), show_progress=False)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed, "the random sampler with seed 0 draws width 16 in the first trials"
+    first_failure = TrialRecord.from_trial(failed[0])
+    assert first_failure.status == "failed"
+    assert first_failure.fail_reason.startswith("NonFiniteLossError: training loss became nan at epoch 0, step 3")
+    completed = study.get_trials(states=(TrialState.COMPLETE,))
+    assert completed and all(TrialRecord.from_trial(t).config["embed_dim"] == 8 for t in completed)
+
+
+def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(tmp_path, trials=3)
+    real_train = search.trial.train_model
+    calls = []
+
+    def interrupt_second(model, data, train_settings, report=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(model, data, train_settings, report)
+
+    monkeypatch.setattr(search.trial, "train_model", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        launch(settings, show_progress=False)
+    study = load_existing_study(settings)
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.COMPLETE in states and states[-1] == TrialState.FAIL
+    assert study.get_trials()[-1].user_attrs["fail_reason"] == INTERRUPTED
+    kept = len(study.get_trials(states=(TrialState.COMPLETE,)))
+
+    monkeypatch.setattr(search.trial, "train_model", real_train)
+    resumed = launch(settings, show_progress=False)
+    assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    assert len(resumed.get_trials(states=(TrialState.COMPLETE,))) >= kept
+
+
+def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, dataset=f"imagefolder:{tmp_path / 'nowhere'}")
+    with pytest.raises(ValueError, match="nowhere"):
+        launch(settings, show_progress=False)
+    assert not (tmp_path / "runs" / "small" / "journal.log").exists()
+
+
+def test_single_objective_studies_prune_with_the_chosen_pruner(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def scripted_training(model, data, settings, report=None):
+        """The first three runs learn well, the later ones do not."""
+        calls.append(1)
+        curve = [50.0, 60.0, 70.0] if len(calls) <= 3 else [10.0, 10.0, 10.0]
+        for epoch, top1 in enumerate(curve):
+            report(epoch, top1)
+        return TrainResult(top1_curve=tuple(curve), ema_top1_curve=(), train_loss_curve=(1.0,) * 3, epochs_run=3,
+                           start_epoch=0, steps_per_epoch=1, wall_time_s=0.1, train_time_s=0.05, eval_time_s=0.05,
+                           epoch_times_s=(0.03,) * 3)
+
+    monkeypatch.setattr(search.trial, "train_model", scripted_training)
+    space = tmp_path / "wider.yaml"
+    space.write_text(SMALL_SPACE.replace("[8, 16]", "[8, 16, 24, 32, 40, 48]") % "1M")
+    settings = settings_for(tmp_path, objectives="top1:max", epochs=3, trials=8, pruner="median")
+    study = launch(settings.model_copy(update={"space": str(space)}), show_progress=False)
+    assert isinstance(study.pruner, optuna.pruners.MedianPruner)
+    pruned = [TrialRecord.from_trial(t) for t in study.get_trials(states=(TrialState.PRUNED,))]
+    stopped = [r for r in pruned if r.status == "pruned"]
+    assert stopped, "a run far below the median of three completed ones is pruned"
+    for record in stopped:
+        assert record.stop_reason == "pruned by MedianPruner at epoch 2"
+        assert record.top1_curve == [10.0, 10.0]
+
+
+@pytest.mark.slow
+def test_workers_share_one_study(tmp_path: Path) -> None:
+    study = launch(settings_for(tmp_path, trials=4, workers=2, early_stop=False), show_progress=False)
+    numbers = [t.number for t in study.get_trials()]
+    assert len(numbers) == len(set(numbers)) >= 4
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 4

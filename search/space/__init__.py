@@ -30,11 +30,12 @@ an unknown key or model field, a key given twice, a value the field's type rejec
 choices, a range whose low exceeds its high (or whose step does not reach high), a condition on an
 undeclared dimension or a value it never takes, a cycle of conditions, a field set by two dimensions, and
 every combination of values the model family (``ModelConfig``) rejects, such as ``num_heads`` not dividing
-``embed_dim``: all combinations are tried, or 4096 that use every value when there are more (continuous
-ranges are tried at both ends). A budget no configuration can meet is rejected too: the cheapest
-configurations (each dimension at its cheapest end, every value of dimensions whose effect on cost is not
-monotone) are built and counted, and if none meets ``max_params``/``max_macs`` the file is refused.
-Latency depends on the machine and the search measures it per trial.
+``embed_dim``: all combinations are tried, or 4096 of them when there are more (half cycling through
+every dimension's values, half at random; continuous ranges are tried at both ends). A budget no
+configuration can meet is rejected too: the cheapest configurations (each dimension at its cheapest end;
+every value of a dimension whose effect on cost is not monotone) are built and counted, and if none meets
+``max_params``/``max_macs`` (together) the file is refused. Latency depends on the machine: it cannot be
+checked up front, and the search measures it per trial.
 
 Using a space::
 

@@ -79,13 +79,11 @@ class SearchSpace:
         name: str = "",
         description: str = "",
         locator: Locator | None = None,
-        raw: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.budget = budget or Budget()
         self._locator = locator or Locator("<space>")
-        self._raw = dict(raw or {})
         self._dims = {dim.name: dim for dim in dimensions}
         self._check_fields_set_once()
         self._check_conditions()
@@ -139,11 +137,26 @@ class SearchSpace:
         return cls.from_name(str(spec))
 
     def with_fixed(self, **values: Any) -> SearchSpace:
-        """A copy with some model fields fixed (e.g. the dataset's ``img_size``, ``in_chans``,
-        ``num_classes``), replacing their dimensions; validated again, budget included."""
-        dimensions = {**self._raw.get("dimensions", {}), **values}
-        locator = self._locator.without([("dimensions", key) for key in values])
-        return self._parse({**self._raw, "dimensions": dimensions}, locator, name=self.name)
+        """A copy with some model fields fixed (e.g. the dataset's ``in_chans`` and ``num_classes``),
+        replacing their dimensions; validated again, budget included.
+
+        Raises:
+            SpaceError: an unknown field, a value the field rejects, or a space that no longer validates.
+        """
+        locator = self._locator.without([("dimensions", name) for name in values])
+        dimensions = dict(self._dims)
+        for name, value in values.items():
+            path = ("dimensions", name)
+            if name not in _FIELDS:
+                raise locator.error(path, _unknown_field(name))
+            dimensions[name] = Dimension(name, Fixed(value=_field_value(name, value, path, locator)))
+        return SearchSpace(
+            dimensions=list(dimensions.values()),
+            budget=self.budget,
+            name=self.name,
+            description=self.description,
+            locator=locator,
+        )
 
     @classmethod
     def _parse(cls, data: Any, locator: Locator, *, name: str) -> SearchSpace:
@@ -158,7 +171,6 @@ class SearchSpace:
             name=name,
             description=spec.description,
             locator=locator,
-            raw=data,
         )
 
     # Drawing configurations.
@@ -236,20 +248,22 @@ class SearchSpace:
 
     def _assignments(self, values_of: Callable[[Dimension], list[Any]], limit: int) -> Iterator[Settings]:
         """Every combination of ``values_of`` each dimension (conditions respected) if there are at most
-        ``limit``; else ``limit`` of them that use every value at least once, the rest drawn at random."""
+        ``limit``; else ``limit`` of them: the first half cycles through each dimension's values (every
+        value appears when the limit allows), the second half is drawn at random (seeded)."""
         options = {dim.name: values_of(dim) for dim in self.dimensions}
         if prod(len(values) for values in options.values()) <= limit:
             yield from self._every_assignment(0, {}, options)
             return
         rng = random.Random(0)
-        widest = max(len(values) for values in options.values())
+        turns = dict.fromkeys(options, 0)
+
+        def cycle(dim: Dimension) -> Any:
+            values = options[dim.name]
+            turns[dim.name] += 1
+            return values[(turns[dim.name] - 1) % len(values)]
+
         for index in range(limit):
-
-            def choose(dim: Dimension, index: int = index) -> Any:
-                values = options[dim.name]
-                return values[index % len(values)] if index < widest else rng.choice(values)
-
-            yield self._assemble(choose)[0]
+            yield self._assemble(cycle if index < limit // 2 else lambda dim: rng.choice(options[dim.name]))[0]
 
     def _every_assignment(self, index: int, settings: Settings, options: dict[str, list[Any]]) -> Iterator[Settings]:
         if index == len(self.dimensions):

@@ -1,0 +1,103 @@
+"""Full-training results as leaderboard rows, recorded next to the search trials and Table 7.
+
+A full training is identified by its name, architecture, dataset, recipe, epochs, seed and output
+folder; recording the same one again replaces it only when its numbers are unchanged or with ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from refiner_space import ModelConfig
+from results.collect import architecture_label, row_key
+from results.schema import conform
+from results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
+
+
+class DuplicateResultError(ValueError):
+    """The same full training is already recorded with other numbers."""
+
+
+def full_training_row(
+    *,
+    config: ModelConfig,
+    top1: float,
+    dataset: str,
+    epochs: int | None,
+    recipe: str | None,
+    name: str | None = None,
+    seed: int | None = None,
+    source: str = "leaderboard add",
+    output: str | None = None,
+    study: str | None = None,
+    trial: int | None = None,
+    wall_time_s: float | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One row of kind ``full``; parameters, MACs and FLOPs are counted from ``config``.
+
+    Raises:
+        ValueError: a top-1 outside [0, 100] or non-positive epochs.
+    """
+    from benchmarks.flops import count_costs
+
+    if not (math.isfinite(top1) and 0 <= top1 <= 100):
+        raise ValueError(f"top-1 {top1} must be a percentage in [0, 100]")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs {epochs} must be at least 1")
+    costs = count_costs(config)
+    data = config.to_dict()
+    name = name or architecture_label(data)
+    return {
+        "kind": "full",
+        "model": name,
+        "config_hash": config.config_hash(),
+        "params_m": costs.params / 1e6,
+        "macs_g": costs.macs / 1e9,
+        "flops_g": costs.flops / 1e9,
+        "img_size": config.img_hw[0],
+        "full_top1": float(top1),
+        "dataset": dataset,
+        "epochs": epochs,
+        "recipe": recipe,
+        "study": study,
+        "trial": trial,
+        "state": "complete",
+        **{field: data.get(field) for field in ("attention", "depth", "embed_dim", "num_heads")},
+        "seed": seed,
+        "wall_time_s": wall_time_s,
+        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "output": output,
+        "config": json.dumps(data, sort_keys=True),
+        "provenance": json.dumps(provenance, sort_keys=True) if provenance else None,
+        "row_key": row_key("full", name, config.config_hash(), dataset, str(recipe), str(epochs), str(seed),
+                           str(output or "")),
+    }
+
+
+def record_full_result(row: dict[str, Any], results_dir: Path, *, force: bool = False) -> UpsertReport:
+    """Add ``row`` to the leaderboard of ``results_dir``.
+
+    Raises:
+        DuplicateResultError: the same training is recorded with another top-1 (pass ``force``).
+        ValueError: the results directory cannot be written.
+    """
+    stored = load_leaderboard(results_dir)
+    earlier = stored[(stored["row_key"] == row["row_key"]).fillna(False).to_numpy(bool)]
+    if not earlier.empty and not force and float(earlier["full_top1"].iloc[0]) != row["full_top1"]:
+        raise DuplicateResultError(
+            f"{row['model']} ({row['dataset']}, recipe {row['recipe']}, {row['epochs']} epochs) is already recorded "
+            f"with top-1 {float(earlier['full_top1'].iloc[0]):.4g}; pass --force to replace it"
+        )
+    if not earlier.empty:  # the first recording time is kept when the result is the same
+        if float(earlier["full_top1"].iloc[0]) == row["full_top1"]:
+            row = {**row, "completed_at": earlier["completed_at"].iloc[0]}
+    merged, report = upsert(stored, conform([row]))
+    if report.added or report.updated:
+        save_leaderboard(merged, results_dir)
+    return report

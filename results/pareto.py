@@ -1,0 +1,249 @@
+"""Pareto fronts over leaderboard columns, across studies, with their hypervolume.
+
+Objectives name columns (``top1:max,params:min``; ``params``, ``macs``, ``flops``, ``latency`` are
+aliases of ``params_m``, ``macs_g``, ``flops_g``, ``latency_ms``), so one front can span studies that
+optimised different objectives. Ties: points with equal objective vectors do not dominate each other,
+so all of them are on the front when one is. Duplicate trials (status ``duplicate``: the same
+architecture and budget as an earlier trial, whose result they copy) are left out, so an architecture
+counts once per budget; only complete, feasible trials are candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from results.leaderboard import EmptyResultError
+from results.schema import COLUMNS
+
+Direction = Literal["max", "min"]
+ALIASES: dict[str, str] = {
+    "params": "params_m", "macs": "macs_g", "flops": "flops_g", "latency": "latency_ms",
+}
+_MAXIMISED = {"top1", "full_top1", "throughput"}
+_DIRECTIONS: dict[str, Direction] = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
+
+
+class ObjectiveError(ValueError):
+    """An objective or reference point that cannot be used."""
+
+
+@dataclass(frozen=True)
+class FrontObjective:
+    """One objective: the leaderboard column and whether larger is better."""
+
+    column: str
+    direction: Direction
+
+    def __str__(self) -> str:
+        return f"{self.column}:{self.direction}"
+
+
+def parse_objectives(text: str) -> list[FrontObjective]:
+    """``"top1:max,params:min"``; a direction left out is max for accuracies and throughput, else min.
+
+    Raises:
+        ObjectiveError: an unknown or non-numeric column, a bad direction, a repeated objective.
+    """
+    numeric = [name for name, (dtype, _) in COLUMNS.items() if dtype in ("float64", "Int64")]
+    numeric.remove("schema_version")
+    objectives: list[FrontObjective] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, direction_text = item.partition(":")
+        column = ALIASES.get(name.strip(), name.strip())
+        if column not in numeric:
+            raise ObjectiveError(
+                f"objective {name!r} is not a recorded numeric column; choose from "
+                f"{', '.join([*ALIASES, *numeric])}"
+            )
+        direction = _DIRECTIONS.get(direction_text.strip() or ("max" if column in _MAXIMISED else "min"))
+        if direction is None:
+            raise ObjectiveError(f"objective {name!r}: direction {direction_text!r} is not max or min")
+        if any(o.column == column for o in objectives):
+            raise ObjectiveError(f"objective {column!r} is given twice in {text!r}")
+        objectives.append(FrontObjective(column, direction))
+    if not objectives:
+        raise ObjectiveError(f"no objective in {text!r}; e.g. --objectives top1:max,params:min")
+    return objectives
+
+
+def parse_reference(text: str, objectives: list[FrontObjective]) -> dict[str, float]:
+    """``"top1=0,params=50"`` -> {column: value}; every objective needs a value.
+
+    Raises:
+        ObjectiveError: a name that is not an objective, a missing or non-numeric value.
+    """
+    values: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, sep, value = item.partition("=")
+        column = ALIASES.get(name.strip(), name.strip())
+        if not sep or column not in {o.column for o in objectives}:
+            raise ObjectiveError(
+                f"reference {item!r} must be OBJECTIVE=VALUE for one of {', '.join(o.column for o in objectives)}"
+            )
+        try:
+            values[column] = float(value)
+        except ValueError:
+            raise ObjectiveError(f"reference value {value!r} for {column} is not a number") from None
+    missing = [o.column for o in objectives if o.column not in values]
+    if missing:
+        raise ObjectiveError(f"reference point lacks {', '.join(missing)}; give every objective, e.g. top1=0,params=50")
+    return values
+
+
+def non_dominated_mask(points: np.ndarray) -> np.ndarray:
+    """Which rows of ``points`` (n, m), all objectives minimised, no other row dominates.
+
+    A point dominates another when it is no worse in every objective and better in one; equal points
+    do not dominate each other. Rows are visited in lexicographic order, where every dominator comes
+    before the points it dominates, and compared with the front found so far only.
+    """
+    points = np.asarray(points, dtype=float)
+    mask = np.zeros(len(points), dtype=bool)
+    front: list[int] = []
+    for index in np.lexsort(points.T[::-1]):
+        point = points[index]
+        if front:
+            kept = points[front]
+            if np.any(np.all(kept <= point, axis=1) & np.any(kept < point, axis=1)):
+                continue
+        front.append(int(index))
+        mask[index] = True
+    return mask
+
+
+def nondominated_ranks(points: np.ndarray) -> np.ndarray:
+    """Front number of every row: 0 for the Pareto front, 1 for the front once it is removed, ..."""
+    points = np.asarray(points, dtype=float)
+    ranks = np.full(len(points), -1)
+    rank = 0
+    while (remaining := np.flatnonzero(ranks < 0)).size:
+        ranks[remaining[non_dominated_mask(points[remaining])]] = rank
+        rank += 1
+    return ranks
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Volume dominated by ``points`` (all objectives minimised) and bounded by ``reference``.
+
+    Points not strictly better than the reference in every objective add nothing. Exact: a sweep in
+    two dimensions, slices along the last objective above that.
+    """
+    points = np.asarray(points, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    inside = points[np.all(points < reference, axis=1)] if len(points) else points
+    if not len(inside):
+        return 0.0
+    return _volume(np.unique(inside[non_dominated_mask(inside)], axis=0), reference)
+
+
+def _volume(points: np.ndarray, reference: np.ndarray) -> float:
+    if points.shape[1] == 1:
+        return float(reference[0] - points[:, 0].min())
+    if points.shape[1] == 2:
+        area, ceiling = 0.0, reference[1]
+        for x, y in points[np.lexsort((points[:, 1], points[:, 0]))]:
+            if y < ceiling:
+                area += (reference[0] - x) * (ceiling - y)
+                ceiling = y
+        return float(area)
+    points = points[np.argsort(points[:, -1], kind="stable")]
+    volume = 0.0
+    for index in range(len(points)):
+        upper = points[index + 1, -1] if index + 1 < len(points) else reference[-1]
+        if upper > points[index, -1]:
+            slab = points[: index + 1, :-1]
+            volume += (upper - points[index, -1]) * _volume(slab[non_dominated_mask(slab)], reference[:-1])
+    return float(volume)
+
+
+@dataclass(frozen=True)
+class ParetoResult:
+    """A front and how it was computed.
+
+    ``candidates``: the rows that competed (every objective known), with ``pareto_rank`` (0 on the
+    front) and ``on_front``; ``front``: the rank-0 rows, best first by the first objective;
+    ``reference``: the hypervolume's reference point per objective column; ``budgets``: how many
+    different proxy budgets the candidates' ``top1`` values come from; ``left_out``: selected rows
+    that could not compete (an objective missing, not complete, infeasible, or a duplicate).
+    """
+
+    objectives: tuple[FrontObjective, ...]
+    candidates: pd.DataFrame
+    front: pd.DataFrame
+    reference: dict[str, float]
+    hypervolume: float
+    budgets: int
+    left_out: int
+
+
+def minimised(frame: pd.DataFrame, objectives: list[FrontObjective]) -> np.ndarray:
+    """The objective values as an (n, m) array in which smaller is better everywhere."""
+    values = frame[[o.column for o in objectives]].astype(float).to_numpy()
+    signs = np.array([-1.0 if o.direction == "max" else 1.0 for o in objectives])
+    return values * signs
+
+
+def competing_rows(frame: pd.DataFrame, objectives: list[FrontObjective]) -> pd.DataFrame:
+    """Rows with every objective known; proxy rows only when complete, feasible and not duplicates.
+
+    Raises:
+        ObjectiveError: an objective no selected row records.
+    """
+    for objective in objectives:
+        if frame[objective.column].isna().all():
+            recorded = [c for c in ("top1", "full_top1", "params_m", "macs_g", "flops_g", "throughput", "latency_ms")
+                        if frame[c].notna().any()]
+            raise ObjectiveError(
+                f"objective {objective.column!r} is not recorded for any selected row; recorded: "
+                f"{', '.join(recorded) or 'nothing'}"
+            )
+    known = frame[[o.column for o in objectives]].notna().all(axis=1)
+    proxy = frame["kind"] == "proxy"
+    usable = (frame["state"] == "complete") & frame["feasible"].fillna(True) & (frame["status"] != "duplicate")
+    keep = known & (~proxy | usable.fillna(False))
+    return frame[keep.to_numpy(bool)].reset_index(drop=True)
+
+
+def pareto_front(
+    frame: pd.DataFrame, objectives: list[FrontObjective], *, reference: dict[str, float] | None = None
+) -> ParetoResult:
+    """The non-dominated rows of ``frame`` (already selected, e.g. by study and budget).
+
+    ``reference`` defaults to the worst value of each objective among the candidates.
+
+    Raises:
+        ObjectiveError: an objective not recorded; EmptyResultError: no row can compete.
+    """
+    candidates = competing_rows(frame, objectives)
+    if candidates.empty:
+        raise EmptyResultError(
+            f"no selected row has {', '.join(o.column for o in objectives)} and is a complete, feasible result; "
+            "widen --where/--studies or collect more studies"
+        )
+    points = minimised(candidates, objectives)
+    if reference is None:
+        worst = points.max(axis=0)
+        reference = {o.column: float(-w if o.direction == "max" else w) for o, w in zip(objectives, worst, strict=True)}
+    reference_point = minimised(pd.DataFrame([reference]), objectives)[0]
+    ranks = nondominated_ranks(points)
+    candidates = candidates.assign(pareto_rank=ranks, on_front=ranks == 0)
+    first = objectives[0]
+    front = candidates[candidates["on_front"]].sort_values(
+        first.column, ascending=first.direction == "min", kind="stable"
+    ).reset_index(drop=True)
+    proxy_budgets = candidates.loc[candidates["kind"] == "proxy", "budget_key"].dropna().nunique()
+    return ParetoResult(
+        objectives=tuple(objectives),
+        candidates=candidates,
+        front=front,
+        reference=reference,
+        hypervolume=hypervolume(points, reference_point),
+        budgets=int(proxy_budgets),
+        left_out=len(frame) - len(candidates),
+    )

@@ -1,0 +1,150 @@
+"""Accuracy against size: what a front plot shows (:func:`front_plot_data`) and two ways to draw it.
+
+The PNG (matplotlib) and the interactive HTML (plotly) draw the same :class:`FrontPlotData`: every
+candidate, the front highlighted and joined as a staircase, and Table 7's published models overlaid.
+When the plotted accuracy is a proxy top-1 (a small dataset) the published ImageNet figures get their
+own right-hand axis, so the two scales are never read as one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from results.pareto import ParetoResult
+from results.reference import reported_rows
+
+_LABELS = {
+    "top1": "proxy top-1 (%)",
+    "full_top1": "top-1 (%)",
+    "params_m": "parameters (M)",
+    "macs_g": "MACs (G)",
+    "flops_g": "FLOPs (G)",
+    "throughput": "throughput (images/s)",
+    "latency_ms": "latency (ms)",
+}
+_ACCURACIES = ("full_top1", "top1")
+_SIZES = ("params_m", "macs_g", "flops_g", "latency_ms")
+
+
+@dataclass(frozen=True)
+class FrontPlotData:
+    """Everything a drawing needs: axis columns and labels, the points, the front, the overlay.
+
+    ``points`` and ``front`` hold columns x, y, label, study (``front`` sorted by x); ``reported`` holds
+    x, y, label for Table 7 (empty when it has no value for x); ``reported_axis`` is ``same`` when the
+    published accuracy shares the y axis, ``secondary`` when it gets its own.
+    """
+
+    x: str
+    y: str
+    x_label: str
+    y_label: str
+    title: str
+    points: pd.DataFrame
+    front: pd.DataFrame
+    reported: pd.DataFrame
+    reported_axis: str
+
+
+def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None = None,
+                    reported: bool = True) -> FrontPlotData:
+    """Choose the axes (default: the first size and the first accuracy objective) and lay out the data.
+
+    Raises:
+        ValueError: an axis column that the candidates do not record.
+    """
+    columns = [o.column for o in result.objectives]
+    x = x or next((c for c in columns if c in _SIZES), "params_m")
+    y = y or next((c for c in columns if c in _ACCURACIES), next((c for c in columns if c != x), "top1"))
+    for axis, column in (("x", x), ("y", y)):
+        if column not in result.candidates or result.candidates[column].isna().all():
+            raise ValueError(
+                f"cannot plot {column!r} on the {axis} axis: no candidate records it; choose another --{axis}"
+            )
+
+    def layout(frame: pd.DataFrame) -> pd.DataFrame:
+        labels = frame["model"].fillna("").astype(str)
+        trial = frame["trial"].astype("string").fillna("")
+        labels = labels.where(trial == "", labels + " (" + frame["study"].fillna("").astype(str) + " #" + trial + ")")
+        return pd.DataFrame({
+            "x": frame[x].astype(float).to_numpy(),
+            "y": frame[y].astype(float).to_numpy(),
+            "label": labels.to_numpy(),
+            "study": frame["study"].fillna(frame["kind"]).astype(str).to_numpy(),
+        })
+
+    points = layout(result.candidates.dropna(subset=[x, y]))
+    front = layout(result.front.dropna(subset=[x, y])).sort_values("x", kind="stable").reset_index(drop=True)
+    overlay = pd.DataFrame(columns=["x", "y", "label"])
+    axis = "same" if y == "full_top1" else "secondary"
+    if reported and x in ("params_m", "macs_g"):
+        table = reported_rows()
+        overlay = pd.DataFrame({"x": table[x].astype(float), "y": table["full_top1"].astype(float),
+                                "label": table["model"].astype(str)})
+    objectives = ", ".join(str(o) for o in result.objectives)
+    title = f"Pareto front ({objectives}): {len(result.front)} of {len(result.candidates)} candidates"
+    return FrontPlotData(x, y, _LABELS.get(x, x), _LABELS.get(y, y), title, points, front, overlay, axis)
+
+
+def draw_png(data: FrontPlotData, path: Path) -> Path:
+    """Draw ``data`` with matplotlib (no display needed) and save it as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 6), dpi=120)
+    axes.scatter(data.points["x"], data.points["y"], s=18, color="0.65", label="candidates")
+    axes.step(data.front["x"], data.front["y"], where="post", color="tab:red", linewidth=1.2)
+    axes.scatter(data.front["x"], data.front["y"], s=36, color="tab:red", zorder=3, label="Pareto front")
+    axes.set_xlabel(data.x_label)
+    axes.set_ylabel(data.y_label)
+    axes.set_title(data.title, fontsize=10)
+    handles, labels = axes.get_legend_handles_labels()
+    if not data.reported.empty:
+        target = axes if data.reported_axis == "same" else axes.twinx()
+        marks = target.scatter(data.reported["x"], data.reported["y"], marker="^", s=30, color="tab:blue")
+        for row in data.reported.itertuples(index=False):
+            target.annotate(row.label, (row.x, row.y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        if target is not axes:
+            target.set_ylabel("reported ImageNet top-1 (%), Refiner paper Table 7")
+        handles.append(marks)
+        labels.append("reported (Table 7, not measured here)")
+    axes.legend(handles, labels, loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def draw_html(data: FrontPlotData, path: Path) -> Path:
+    """Draw ``data`` with plotly as a self-contained interactive HTML page (works offline)."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=data.points["x"], y=data.points["y"], mode="markers", name="candidates",
+                                text=data.points["label"], marker={"color": "lightgray", "size": 7}))
+    figure.add_trace(go.Scatter(x=data.front["x"], y=data.front["y"], mode="lines+markers", name="Pareto front",
+                                text=data.front["label"], line={"shape": "hv", "color": "crimson"},
+                                marker={"size": 9}))
+    layout: dict[str, object] = {
+        "title": data.title, "xaxis": {"title": data.x_label}, "yaxis": {"title": data.y_label},
+        "template": "plotly_white",
+    }
+    if not data.reported.empty:
+        secondary = data.reported_axis == "secondary"
+        figure.add_trace(go.Scatter(
+            x=data.reported["x"], y=data.reported["y"], mode="markers+text", text=data.reported["label"],
+            textposition="top center", textfont={"size": 8}, marker={"symbol": "triangle-up", "color": "royalblue"},
+            name="reported (Table 7, not measured here)", yaxis="y2" if secondary else "y",
+        ))
+        if secondary:
+            layout["yaxis2"] = {"title": "reported ImageNet top-1 (%), Refiner paper Table 7", "overlaying": "y",
+                                "side": "right"}
+    figure.update_layout(**layout)
+    figure.write_html(path, include_plotlyjs=True, full_html=True)
+    return path

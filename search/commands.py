@@ -108,6 +108,28 @@ def status(
     _print_front(pareto_front(existing))
 
 
+@search_app.command()
+@one_line_errors
+def worker(
+    study: Annotated[str, typer.Option(help="Name of the study to join.")],
+    storage: Annotated[str | None, typer.Option(help="The study's storage URL (the same for every worker).")] = None,
+    run_dir: RunDirOption = Path("runs"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Join an existing study (from this or any machine) and run its trials until it is done."""
+    from search.study import load_existing_study
+    from search.summary import study_status
+    from search.worker import run_worker, worker_settings
+
+    settings = worker_settings(study=study, storage=storage, run_dir=run_dir, device=device)
+    try:
+        run_worker(settings)
+    except KeyboardInterrupt:
+        raise fail("interrupted: the trial in flight is recorded as failed; completed trials are kept",
+                   code=130) from None
+    _print_status(study_status(load_existing_study(settings)))
+
+
 def _print_status(status: StudyStatus) -> None:
     typer.echo(f"study {status.name} ({status.objectives})")
     typer.echo("  trials: " + ", ".join(f"{count} {state}" for state, count in sorted(status.states.items())))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cache
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from refiner_space import ModelConfig
 from search.data import DataBundle, DataSpec, load_data
@@ -74,15 +77,33 @@ def finished_trials(study: optuna.Study) -> int:
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Run trials in this process until the study holds ``settings.trials`` finished (complete or
     pruned) trials, trying at most that many more. Failed trials are recorded and the search goes on."""
+    runner = make_runner(settings, space)
     remaining = settings.trials - finished_trials(study)
-    if remaining <= 0:
-        return
-    study.optimize(
-        make_runner(settings, space),
-        n_trials=remaining,
-        catch=(Exception,),
-        callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)],
-    )
+    if remaining > 0:
+        study.optimize(
+            runner,
+            n_trials=remaining,
+            catch=(Exception,),
+            callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)],
+        )
+    if settings.storage is not None and not settings.storage.startswith("journal://"):
+        _retry_orphaned_trials(settings, study, runner)
+
+
+def _retry_orphaned_trials(settings: SearchSettings, study: optuna.Study, runner: TrialRunner) -> None:
+    """Before leaving, run the re-queued trials of workers that died, waiting while other workers'
+    trials are still running (they finish, or their heartbeats stop and they are re-queued)."""
+    while True:
+        with warnings.catch_warnings():  # marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            study.optimize(runner, n_trials=len(waiting), catch=(Exception,))
+        elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            time.sleep(settings.heartbeat_s)
+        else:
+            return
 
 
 def _worker(settings_json: str, threads: int) -> None:

@@ -49,6 +49,8 @@ class TrialRecord(BaseModel):
     fail_reason: str | None = None
     stop_reason: str | None = None
     backend: str = "optuna"
+    worker: str | None = None
+    retry_of: int | None = None
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:

@@ -43,6 +43,7 @@ class SearchSettings(BaseModel):
     cutmix: float = Field(default=0.0, ge=0)
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     crop_ratio: float = Field(default=1.0, gt=0)
+    heartbeat_s: int = Field(default=20, ge=1)
 
     @field_validator("objectives")
     @classmethod

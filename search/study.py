@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 
 from search.settings import SearchSettings
@@ -10,6 +12,8 @@ from search.storage import open_storage, redact
 
 # Study attributes that must match for a launch to resume a study.
 _RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
+# Launch options that belong to one machine and are not stored with the study.
+_MACHINE_LOCAL = {"storage", "run_dir", "device", "workers", "space"}
 
 
 class StudyMismatchError(ValueError):
@@ -45,7 +49,7 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     Raises:
         StudyMismatchError: the existing study was created with other options.
     """
-    storage = open_storage(settings.storage, settings.study_dir)
+    storage = open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s)
     name = settings.study_name
     wanted = {"objectives": settings.objectives, "space": space.source, "dataset": settings.dataset,
               "epochs": settings.epochs}
@@ -61,7 +65,10 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     if not recorded:
         for key, value in wanted.items():
             study.set_user_attr(key, value)
-        study.set_user_attr("settings", settings.model_dump(mode="json"))
+        # What a worker on another machine needs to join: the options (no local paths, no password)
+        # and the space definition itself.
+        study.set_user_attr("settings", settings.model_dump(mode="json", exclude=_MACHINE_LOCAL))
+        study.set_user_attr("space_yaml", Path(space.source).read_text())
         return study
     differing = [f"--{key} {recorded.get(key)!r} (now {wanted[key]!r})" for key in _RESUME_KEYS
                  if recorded.get(key) != wanted[key]]
@@ -73,11 +80,21 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     return study
 
 
-def load_existing_study(settings: SearchSettings) -> optuna.Study:
-    """Open an existing study read-only (for status and queries), without touching its sampler."""
-    storage = open_storage(settings.storage, settings.study_dir)
+def join_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
+    """Open an existing study to run more trials in it (a worker), with the launch's sampler and pruner."""
+    return load_existing_study(settings, sampler=make_sampler(settings, space), pruner=make_pruner(settings))
+
+
+def load_existing_study(
+    settings: SearchSettings,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Open an existing study (for status, queries, or with a sampler and pruner to run trials)."""
+    storage = open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s)
     try:
-        return optuna.load_study(study_name=settings.study_name, storage=storage)
+        return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         existing = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
         where = redact(settings.storage) if settings.storage else str(settings.study_dir)

@@ -6,7 +6,10 @@ trial that fails or is interrupted still says how far it got and why.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +26,7 @@ from search.space import SearchSpace
 from search.training import resolve_device, seed_everything, train_model
 
 INTERRUPTED = "interrupted by the user (Ctrl-C); the next launch retries this configuration"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class DuplicateOfFailedTrial(RuntimeError):
@@ -93,6 +97,8 @@ class TrialRunner:
             budget=self.budget,
             budget_key=self.budget_key,
             provenance=provenance(self.device),
+            worker=WORKER,
+            retry_of=_retried_trial_number(trial),
         )
         earlier = self._earlier_result(trial.study, config_hash, trial.number)
         if earlier is not None:
@@ -159,7 +165,8 @@ class TrialRunner:
         return report
 
     def _earlier_result(self, study: optuna.Study, config_hash: str, number: int) -> FrozenTrial | None:
-        """A finished trial of the same architecture and budget (not one cut short by Ctrl-C)."""
+        """A finished trial of the same architecture and budget; not one cut short by Ctrl-C or by the
+        death of its worker (failed without a recorded reason), which deserve another try."""
         for earlier in study.get_trials(deepcopy=False):
             attrs = earlier.user_attrs
             if (
@@ -167,6 +174,7 @@ class TrialRunner:
                 or attrs.get("config_hash") != config_hash
                 or attrs.get("budget_key") != self.budget_key
                 or attrs.get("fail_reason") == INTERRUPTED
+                or (earlier.state == TrialState.FAIL and not attrs.get("fail_reason"))
                 or earlier.state in (TrialState.RUNNING, TrialState.WAITING)
             ):
                 continue
@@ -217,3 +225,11 @@ class TrialRunner:
     def _write(trial: optuna.Trial, **fields: Any) -> None:
         for key, value in record_fields(**fields).items():
             trial.set_user_attr(key, value)
+
+
+def _retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The trial this one re-runs after its worker died (Optuna's heartbeat retry), if any."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    with warnings.catch_warnings():  # marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,6 +39,13 @@ class MapAttention(nn.Module):
             )
 
 
+def mix_heads(maps: Tensor, conv: nn.Conv2d) -> Tensor:
+    """Apply a 1x1 convolution over the head axis of (B, H, N, N) maps as an einsum: the same result,
+    several times faster than ``conv2d`` on CPU for these shapes (no layout conversions)."""
+    mixed = torch.einsum("oi,bink->bonk", conv.weight[:, :, 0, 0], maps)
+    return mixed if conv.bias is None else mixed + conv.bias[:, None, None]
+
+
 class HeadMixing(nn.Module):
     """A learned mixing of attention maps across heads (a 1x1 convolution over the head axis)."""
 
@@ -46,7 +54,7 @@ class HeadMixing(nn.Module):
         self.mix = nn.Conv2d(in_heads, out_heads, kernel_size=1, bias=False)
 
     def forward(self, maps: Tensor) -> Tensor:
-        return self.mix(maps)
+        return mix_heads(maps, self.mix)
 
 
 class Attention(MapAttention):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from refiner_space.layers.attention import MapAttention
+from refiner_space.layers.attention import MapAttention, mix_heads
 
 
 class OfficialComputeAttention(MapAttention):
@@ -66,9 +66,10 @@ class OfficialMapRefiner(nn.Module):
 
     def forward(self, maps: Tensor) -> Tensor:
         if self.identity_scale is not None:
-            branch = self.reduce(self.act(self.dla(self.act(self.expand(maps)))))
+            branch = mix_heads(self.act(self.dla(self.act(mix_heads(maps, self.expand)))), self.reduce)
             return torch.addcmul(branch, maps, self.identity_scale)
-        branch = self.bn3(self.reduce(self.act(self.bn2(self.dla(self.act(self.bn1(self.expand(maps))))))))
+        expanded = self.act(self.bn1(mix_heads(maps, self.expand)))
+        branch = self.bn3(mix_heads(self.act(self.bn2(self.dla(expanded))), self.reduce))
         return self.scale * self.adapt_bn(maps + branch)
 
     @torch.no_grad()

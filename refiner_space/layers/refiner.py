@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refiner_space.config import DlaConstraint
+from refiner_space.layers.attention import mix_heads
 
 
 class FoldError(ValueError):
@@ -72,8 +73,8 @@ class AttentionRefiner(nn.Module):
                 lambda m: F.conv2d(m, kernel, padding=pad),
                 lambda m: torch.einsum("oi,bink->bonk", head_mixing, m),
             )
-        maps = self._local(self.expand(maps), self.dla, lambda m: m)
-        return maps if self.reduce is None else self.reduce(maps)
+        maps = self._local(mix_heads(maps, self.expand), self.dla, lambda m: m)
+        return maps if self.reduce is None else mix_heads(maps, self.reduce)
 
     def set_folded(self, folded: bool) -> None:
         """Compute the refiner as one dense k×k convolution (True) or as three steps (False)."""

@@ -1,0 +1,114 @@
+"""Independent workers on a real PostgreSQL server (``.ci/postgres start`` provides one in CI)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.launch import prepare_space
+from search.records import TrialRecord
+from search.settings import SearchSettings
+from search.storage import StorageError, open_storage
+from search.study import load_existing_study, open_study
+
+POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
+needs_postgres = pytest.mark.skipif(
+    POSTGRES_URL is None, reason="set REFINER_NAS_POSTGRES_URL (source .ci/postgres start) to run against PostgreSQL"
+)
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+SPACE = """
+dimensions:
+  img_size: 16
+  in_chans: 1
+  num_classes: 10
+  patch_size: 4
+  mlp_ratio: 1.0
+  depth: {choices: [1, 2]}
+  embed_dim: {choices: [8, 16, 24, 32, 40, 48]}
+  num_heads: 2
+  attention: {choices: [vanilla, refiner]}
+  expansion_ratio: {value: 2, when: {attention: refiner}}
+"""
+
+
+def start_worker(study: str, run_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "worker", "--study", study,
+               "--storage", POSTGRES_URL, "--run-dir", str(run_dir), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def running_trial_of(study: optuna.Study, pid: int) -> int | None:
+    """A trial that worker ``pid`` is training and has finished an epoch of."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = TrialRecord.from_trial(trial)
+        if record.worker and record.worker.endswith(f":{pid}") and record.top1_curve:
+            return trial.number
+    return None
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_two_workers_one_killed_mid_trial(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    settings = SearchSettings(
+        space=str(space), study=f"workers-{uuid.uuid4().hex[:8]}", storage=POSTGRES_URL, run_dir=tmp_path / "runs",
+        trials=5, epochs=4, warmup_epochs=0.0, sampler="random", early_stop=False, heartbeat_s=1, device="cpu",
+        batch_size=256,
+    )
+    open_study(settings, prepare_space(settings))  # the launch creates the schema and the study once
+
+    victim = start_worker(settings.study_name, tmp_path / "a")
+    survivor = start_worker(settings.study_name, tmp_path / "b")
+    study = load_existing_study(settings)
+    deadline = time.monotonic() + 240
+    killed = None
+    while killed is None and time.monotonic() < deadline:
+        killed = running_trial_of(study, victim.pid)
+        time.sleep(0.2)
+    assert killed is not None, "the first worker never got into a trial"
+    completed_before_kill = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    output, _ = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, output
+
+    trials = load_existing_study(settings).get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) >= 5
+    assert completed_before_kill <= complete
+    states = {t.number: t.state for t in trials}
+    assert states[killed] == TrialState.FAIL
+    retries = [t for t in trials if TrialRecord.from_trial(t).retry_of == killed]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == next(t.params for t in trials if t.number == killed)
+
+
+@needs_postgres
+def test_wrong_credentials_fail_with_one_clear_line(tmp_path: Path) -> None:
+    wrong = POSTGRES_URL.replace("refiner:refiner@", "refiner:not-the-password@")
+    with pytest.raises(StorageError) as error:
+        open_storage(wrong, tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and "not-the-password" not in message
+    assert "password authentication failed" in message and "check that the server is running" in message
+
+
+def test_unreachable_database_fails_before_any_trial(tmp_path: Path) -> None:
+    settings = SearchSettings(storage="postgresql://user:secret@127.0.0.1:9/nowhere", run_dir=tmp_path)
+    with pytest.raises(StorageError, match=r"cannot open storage postgresql://user:\*\*\*@127.0.0.1:9/nowhere: .*"
+                                           r"refused"):
+        open_study(settings, prepare_space(settings))

@@ -17,6 +17,7 @@ from refiner_space.model import RefinedViT
 
 _RELEASED = {"attention": "refiner_official", "stem": "conv4", "mlp_ratio": 3.0, "share_span": 2}
 _PAPER_REFINER = {"attention": "refiner", "expansion_ratio": 3, "kernel_size": 3}
+_TABLE2_BASELINE = {"depth": 16, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0}
 
 NAMED_CONFIGS: dict[str, dict[str, Any]] = {
     # Released-code Refined-ViTs (SPEC §2 table).
@@ -25,16 +26,16 @@ NAMED_CONFIGS: dict[str, dict[str, Any]] = {
     "refined_vit_l": {**_RELEASED, "depth": 32, "embed_dim": 512, "num_heads": 16},
     # Paper-variant refiners: Table 9's shallow-wide model and Table 1/2's 16-block model.
     "refined_vit_base": {**_PAPER_REFINER, "depth": 12, "embed_dim": 768, "num_heads": 12, "mlp_ratio": 4.0},
-    "refined_vit_16b_384": {**_PAPER_REFINER, "depth": 16, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0},
+    "refined_vit_16b_384": {**_PAPER_REFINER, **_TABLE2_BASELINE},
     # Vanilla baselines with the same depth, width and heads (Table 2).
-    "vit_16b_384": {"depth": 16, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0},
+    "vit_16b_384": _TABLE2_BASELINE,
     "vit_24b_384": {"depth": 24, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0},
     "vit_32b_384": {"depth": 32, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0},
     "vit_32b_420": {"depth": 32, "embed_dim": 420, "num_heads": 12, "mlp_ratio": 3.0},
     "vit_32b_512": {"depth": 32, "embed_dim": 512, "num_heads": 16, "mlp_ratio": 3.0},
     "vit_12b_768": {"depth": 12, "embed_dim": 768, "num_heads": 12, "mlp_ratio": 4.0},
     # Context broadcasting on the Table 2 baseline (SPEC §3).
-    "vit_16b_384_cb": {"depth": 16, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0, "context_broadcast": "mlp_end"},
+    "vit_16b_384_cb": {**_TABLE2_BASELINE, "context_broadcast": "mlp_end"},
 }
 
 

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from refiner_space import ModelConfig
 from search.data import DataBundle, DataSpec, load_data
+from search.evaluate import ArchitectureEvaluator
 from search.progress import FINISHED, SearchProgress
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -53,7 +54,7 @@ def data_loader(settings: SearchSettings) -> Callable[[int | tuple[int, int]], D
     return lambda img_size: load(tuple(img_size) if isinstance(img_size, list) else img_size)
 
 
-def make_runner(settings: SearchSettings, space: SearchSpace) -> TrialRunner:
+def make_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
     from benchmarks.flops import count_costs
 
     def measure_speed(config: ModelConfig) -> tuple[float, float]:
@@ -61,7 +62,7 @@ def make_runner(settings: SearchSettings, space: SearchSpace) -> TrialRunner:
 
         return measure_config_speed(config, device=settings.device)
 
-    return TrialRunner(
+    return ArchitectureEvaluator(
         settings=settings,
         space=space,
         load_data=data_loader(settings),
@@ -77,7 +78,7 @@ def finished_trials(study: optuna.Study) -> int:
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Run trials in this process until the study holds ``settings.trials`` finished (complete or
     pruned) trials, trying at most that many more. Failed trials are recorded and the search goes on."""
-    runner = make_runner(settings, space)
+    runner = TrialRunner(make_evaluator(settings, space))
     remaining = settings.trials - finished_trials(study)
     if remaining > 0:
         study.optimize(

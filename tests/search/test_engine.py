@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import search.trial
+import search.evaluate
 from search.launch import launch
 from search.records import TrialRecord
 from search.settings import SearchSettings
@@ -83,13 +83,13 @@ def test_resuming_with_other_options_is_refused(tmp_path: Path) -> None:
 
 def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_path: Path, monkeypatch) -> None:
     trained_widths = []
-    real_train = search.trial.train_model
+    real_train = search.evaluate.train_model
 
     def spy(model, data, settings, report=None):
         trained_widths.append(model.config.embed_dim)
         return real_train(model, data, settings, report)
 
-    monkeypatch.setattr(search.trial, "train_model", spy)
+    monkeypatch.setattr(search.evaluate, "train_model", spy)
     # Width 8 with 1 block has 850 or 902 parameters, width 16 has 2458 or 2510: 2K admits only width 8.
     study = launch(settings_for(tmp_path, max_params="2K", trials=6), show_progress=False)
     statuses = set()
@@ -108,8 +108,8 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_
 
 def test_a_configuration_seen_before_is_reused_not_retrained(tmp_path: Path, monkeypatch) -> None:
     calls = []
-    real_train = search.trial.train_model
-    monkeypatch.setattr(search.trial, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    real_train = search.evaluate.train_model
+    monkeypatch.setattr(search.evaluate, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     study = launch(settings_for(tmp_path, trials=8), show_progress=False)
     by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials():
@@ -124,14 +124,14 @@ def test_a_configuration_seen_before_is_reused_not_retrained(tmp_path: Path, mon
 
 
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_path: Path, monkeypatch) -> None:
-    real_train = search.trial.train_model
+    real_train = search.evaluate.train_model
 
     def fail_wide(model, data, settings, report=None):
         if model.config.embed_dim == 16:
             raise NonFiniteLossError(epoch=0, step=3, loss=float("nan"))
         return real_train(model, data, settings, report)
 
-    monkeypatch.setattr(search.trial, "train_model", fail_wide)
+    monkeypatch.setattr(search.evaluate, "train_model", fail_wide)
     study = launch(settings_for(tmp_path, trials=3), show_progress=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "the random sampler with seed 0 draws width 16 in the first trials"
@@ -144,7 +144,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_
 
 def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, monkeypatch) -> None:
     settings = settings_for(tmp_path, trials=3)
-    real_train = search.trial.train_model
+    real_train = search.evaluate.train_model
     calls = []
 
     def interrupt_second(model, data, train_settings, report=None):
@@ -153,7 +153,7 @@ def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, mo
             raise KeyboardInterrupt
         return real_train(model, data, train_settings, report)
 
-    monkeypatch.setattr(search.trial, "train_model", interrupt_second)
+    monkeypatch.setattr(search.evaluate, "train_model", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         launch(settings, show_progress=False)
     study = load_existing_study(settings)
@@ -162,7 +162,7 @@ def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, mo
     assert study.get_trials()[-1].user_attrs["fail_reason"] == INTERRUPTED
     kept = len(study.get_trials(states=(TrialState.COMPLETE,)))
 
-    monkeypatch.setattr(search.trial, "train_model", real_train)
+    monkeypatch.setattr(search.evaluate, "train_model", real_train)
     resumed = launch(settings, show_progress=False)
     assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
     assert len(resumed.get_trials(states=(TrialState.COMPLETE,))) >= kept
@@ -188,7 +188,7 @@ def test_single_objective_studies_prune_with_the_chosen_pruner(tmp_path: Path, m
                            start_epoch=0, steps_per_epoch=1, wall_time_s=0.1, train_time_s=0.05, eval_time_s=0.05,
                            epoch_times_s=(0.03,) * 3)
 
-    monkeypatch.setattr(search.trial, "train_model", scripted_training)
+    monkeypatch.setattr(search.evaluate, "train_model", scripted_training)
     space = tmp_path / "wider.yaml"
     space.write_text(SMALL_SPACE.replace("[8, 16]", "[8, 16, 24, 32, 40, 48]") % "1M")
     settings = settings_for(tmp_path, objectives="top1:max", epochs=3, trials=8, pruner="median")

@@ -1,0 +1,124 @@
+"""Evaluating one architecture: costs first, the budget, then proxy training.
+
+Shared by the Optuna runner and the Ray Tune trainable; where the record goes (Optuna user attributes,
+Ray results) is the caller's :class:`RecordSink`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from refiner_space import ModelConfig, build_model
+from search.data import DataBundle
+from search.provenance import provenance
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.training import resolve_device, seed_everything, train_model
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RecordSink(Protocol):
+    """Where a trial's record fields and budget constraints are written as soon as they are known."""
+
+    def write(self, **fields: Any) -> None: ...
+
+    def set_constraint(self, name: str, value: float) -> None: ...
+
+
+EpochCallback = Callable[[int, float, list[float]], None]
+
+
+class ArchitectureEvaluator:
+    """Costs, budget check and proxy training of configurations drawn from one space.
+
+    Args:
+        load_data: the dataset at a given image size (cached by the caller).
+        count_costs: parameters, MACs and FLOPs of a configuration.
+        measure_speed: (batch-1 latency in ms, images/s) on the search device; only called when an
+            objective or the budget needs it.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: SearchSettings,
+        space: SearchSpace,
+        load_data: Callable[[int | tuple[int, int]], DataBundle],
+        count_costs: Callable[[ModelConfig], Any],
+        measure_speed: Callable[[ModelConfig], tuple[float, float]],
+    ) -> None:
+        self.settings = settings
+        self.space = space
+        self.objectives = settings.objective_list
+        self.load_data = load_data
+        self.count_costs = count_costs
+        self.measure_speed = measure_speed
+        self.device = str(resolve_device(settings.device))
+        self.budget, self.budget_key = settings.budget(), settings.budget_key()
+        self.train_settings = settings.train_settings()
+        self.needs_speed = space.budget.max_latency_ms is not None or any(
+            o.name in ("latency", "throughput") for o in self.objectives
+        )
+
+    def fit_to_data(self, config: ModelConfig) -> tuple[ModelConfig, DataBundle]:
+        """The configuration with the dataset's channels and classes, and the dataset at its size."""
+        data = self.load_data(config.img_size)
+        return config.replace(in_chans=data.in_chans, num_classes=data.num_classes), data
+
+    def describe(self, config: ModelConfig, data: DataBundle, sink: RecordSink, **extra: Any) -> None:
+        """Write what is known before anything is computed: architecture, data, budget, provenance."""
+        sink.write(status="running", config=config.to_dict(), config_hash=config.config_hash(), dataset=data.name,
+                   budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device), worker=WORKER,
+                   **extra)
+
+    def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback) -> list[float]:
+        """Count, check the budget, train; returns the objective values in the settings' order.
+
+        A configuration over budget is never trained: its top-1 is recorded as 0 and its constraints
+        mark it infeasible. ``on_epoch(epoch, top1, curve)`` runs after each epoch's record is written
+        and may raise to stop the trial.
+        """
+        started = time.perf_counter()
+        costs = self.count_costs(config)
+        latency_ms = throughput = None
+        if self.needs_speed:
+            latency_ms, throughput = self.measure_speed(config)
+        excess = self.space.budget.constraint_values(params=costs.params, macs=costs.macs, latency_ms=latency_ms)
+        sink.write(params=costs.params, macs=costs.macs, flops=costs.flops, latency_ms=latency_ms,
+                   throughput=throughput, constraint_values=list(excess.values()))
+        for name, value in excess.items():
+            sink.set_constraint(name, value)
+        measured = {"params": costs.params / 1e6, "macs": costs.macs / 1e9, "latency": latency_ms or 0.0,
+                    "throughput": throughput or 0.0}
+        if any(value > 0 for value in excess.values()):
+            sink.write(status="over_budget", top1=0.0, wall_time_s=time.perf_counter() - started)
+            return self.values(top1=0.0, measured=measured)
+
+        seed_everything(self.settings.seed)
+        model = build_model(config)
+        curve: list[float] = []
+
+        def report(epoch: int, top1: float) -> None:
+            curve.append(top1)
+            sink.write(top1_curve=curve, epochs_run=len(curve))
+            on_epoch(epoch, top1, curve)
+
+        result = train_model(model, data, self.train_settings, report=report)
+        sink.write(status="trained", top1=result.final_top1, top1_curve=list(result.reported_curve),
+                   epochs_run=result.epochs_run, train_time_s=result.train_time_s + result.eval_time_s,
+                   wall_time_s=time.perf_counter() - started)
+        return self.values(top1=result.final_top1, measured=measured)
+
+    def cost_values(self, sink_fields: dict[str, Any]) -> dict[str, float]:
+        """The cost objectives (params in M, MACs in G, latency, throughput) from written record fields."""
+        return {"params": sink_fields["params"] / 1e6, "macs": sink_fields["macs"] / 1e9,
+                "latency": sink_fields.get("latency_ms") or 0.0, "throughput": sink_fields.get("throughput") or 0.0}
+
+    def values(self, *, top1: float, measured: dict[str, float]) -> list[float]:
+        everything = {"top1": top1, **measured}
+        return [everything[o.name] for o in self.objectives]

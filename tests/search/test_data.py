@@ -316,3 +316,21 @@ def test_image_folder_val_with_unknown_class_is_an_error(tmp_path: Path) -> None
         load_data(str(tmp_path), val_source="official", num_workers=0)
     with pytest.raises(DatasetError, match="no val/ folder"):
         load_data(str(_image_tree(tmp_path / "solo" / "train", {"a": 2}).parent), val_source="official")
+
+
+def test_image_folder_augmentation_in_workers_is_a_function_of_seed_and_epoch(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    for k in range(2):
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(8):  # images with structure, so random crops and flips change them
+            Image.linear_gradient("L").resize((48, 40)).rotate(45 * i + 90 * k).convert("RGB").save(
+                root / f"c{k}" / f"{i}.png"
+            )
+    data = load_data(str(root), img_size=24, val_fraction=0.25, num_workers=2)
+
+    def epoch_images(epoch: int) -> torch.Tensor:
+        return _all_batches(data.train, batch_size=4, shuffle=True, seed=0, epoch=epoch, drop_last=True)[0]
+
+    first = epoch_images(0)
+    assert first.shape == (12, 3, 24, 24)
+    assert torch.equal(first, epoch_images(0)) and not torch.equal(first, epoch_images(1))

@@ -1,0 +1,374 @@
+"""``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
+
+Every command is a thin shell over a library function (:mod:`benchmarks.flops`,
+:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.regress`). Heavy imports happen
+inside the commands so that ``--help`` answers at once. Tables by default; ``--json`` or ``--csv`` for
+scripts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from search.cli_errors import one_line_errors
+
+if TYPE_CHECKING:
+    from benchmarks.flops import Costs
+    from benchmarks.speed import SpeedResult
+    from benchmarks.timing import Stats
+    from refiner_space import ModelConfig
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Count parameters, MACs and FLOPs, measure speed, and check against the committed baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class Amp(str, Enum):
+    off = "off"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class ModeChoice(str, Enum):
+    inference = "inference"
+    train = "train"
+    latency = "latency"
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+
+
+def resolve_model(spec: str, img_size: int | None = None) -> tuple[str, ModelConfig]:
+    """A registered name or a YAML configuration file, as (label, configuration).
+
+    Raises:
+        KeyError: an unknown name; ConfigError (ValueError): an unreadable or invalid file.
+    """
+    from refiner_space import ModelConfig, named_config
+
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        config = ModelConfig.from_yaml(spec)
+        if img_size is not None:
+            config = config.replace(img_size=img_size)
+        return spec, config
+    overrides = {} if img_size is None else {"img_size": img_size}
+    return spec, named_config(spec, **overrides)
+
+
+def _check_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise ValueError("choose one of --json and --csv")
+
+
+def _print_csv(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    sys.stdout.write(buffer.getvalue())
+
+
+def _print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequence[str] = ()) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    if not rows:
+        Console().print(f"{title}: nothing to show")
+        return
+    for column in rows[0]:
+        text = column in text_columns
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row.values()))
+    Console(width=200).print(table)
+
+
+def _spread(stats: Stats, spec: str = ".2f") -> str:
+    """``median [q1-q3]``."""
+    return f"{stats.median:{spec}} [{stats.q1:{spec}}-{stats.q3:{spec}}]"
+
+
+def _giga(value: float) -> str:
+    return f"{value / 1e9:.4f}"
+
+
+def _cost_row(label: str, config: ModelConfig, costs: Costs) -> dict[str, Any]:
+    return {
+        "model": label,
+        "img_size": "x".join(map(str, costs.img_size)),
+        "params_m": f"{costs.params / 1e6:.3f}",
+        "macs_g": _giga(costs.macs),
+        "product_flops_g": _giga(costs.product_flops),
+        "elementwise_flops_g": _giga(costs.elementwise_flops),
+        "flops_g": _giga(costs.flops),
+        "fvcore_flops_g": _giga(costs.fvcore_flops),
+        "config_hash": config.config_hash(),
+    }
+
+
+@bench_app.command()
+@one_line_errors
+def flops(
+    models: Annotated[
+        list[str], typer.Argument(metavar="MODEL|CONFIG.yaml...", help="Registered names or config files.")
+    ],
+    img_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: the model's).")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also show costs per part of the model.")] = False,
+    fold: Annotated[bool, typer.Option("--fold", help="Count paper-variant refiners folded.")] = False,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+) -> None:
+    """Parameters, MACs and FLOPs of one image's forward pass (convention: benchmarks/op_costs.py).
+
+    MACs count products and convolutions; FLOPs are 2 per MAC plus element-wise FLOPs (norms, softmax,
+    activations, adds, means); fvcore_flops is plain fvcore's total, for comparison with papers.
+    """
+    from benchmarks.flops import count_costs
+
+    _check_format(as_json, as_csv)
+    resolved = [resolve_model(spec, img_size) for spec in models]
+    counted = [(label, config, count_costs(config, refiner_fold=fold)) for label, config in resolved]
+    if as_json:
+        payload = [
+            {"model": label, "config_hash": config.config_hash(), "refiner_fold": fold, **costs.to_dict()}
+            for label, config, costs in counted
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    if breakdown:
+        rows = []
+        for label, _, costs in counted:
+            for part in costs.parts:
+                rows.append({
+                    "model": label,
+                    "part": part.part,
+                    "params_m": f"{part.params / 1e6:.3f}",
+                    "macs_g": _giga(part.macs),
+                    "elementwise_flops_g": _giga(part.elementwise_flops),
+                    "flops_g": _giga(part.flops),
+                    "share_of_flops": f"{part.flops / costs.flops:.1%}" if costs.flops else "",
+                })  # fmt: skip
+        if as_csv:
+            _print_csv(rows)
+        else:
+            _print_table("Costs per part (one image)", rows, ("model", "part"))
+        return
+    rows = [_cost_row(label, config, costs) for label, config, costs in counted]
+    if as_csv:
+        _print_csv(rows)
+    else:
+        _print_table("Costs of one image's forward pass (G = 1e9)", rows, ("model", "config_hash"))
+
+
+def _speed_rows(results: Sequence[SpeedResult]) -> list[dict[str, Any]]:
+    rows = []
+    for result in results:
+        for mode in result.modes:
+            ratio = mode.ratio
+            rows.append({
+                "model": result.model,
+                "mode": mode.mode,
+                "batch": mode.batch_size,
+                "img_per_s": f"{mode.throughput.median:.2f}",
+                "img_per_s_iqr": f"{mode.throughput.iqr:.2f}",
+                "step_ms_p50": f"{mode.step_ms.median:.1f}",
+                "step_ms_p90": f"{mode.step_ms.p90:.1f}",
+                "peak_mem_mib": "" if mode.memory.bytes is None else f"{mode.memory.bytes / 2**20:.1f}",
+                "reference": result.reference or "(itself)",
+                "ref_img_per_s": "" if mode.reference_throughput is None else f"{mode.reference_throughput.median:.2f}",
+                "ratio [q1-q3]": "" if ratio is None else _spread(ratio, ".3f"),
+                "max_batch": mode.max_batch,
+            })  # fmt: skip
+    return rows
+
+
+@bench_app.command()
+@one_line_errors
+def throughput(
+    models: Annotated[
+        list[str], typer.Argument(metavar="MODEL|CONFIG.yaml...", help="Registered names or config files.")
+    ],
+    batch_size: Annotated[int, typer.Option(help="Images per inference or training step.")] = 8,
+    img_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: the model's).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cpu",
+    amp: Annotated[Amp, typer.Option(help="Autocast dtype: off, bf16, fp16 (CUDA only).")] = Amp.off,
+    compile_model: Annotated[bool, typer.Option("--compile", help="Wrap the models in torch.compile.")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format.")] = False,
+    fold: Annotated[
+        bool, typer.Option("--fold", help="Fold refiners (and released-code BatchNorms for inference).")
+    ] = False,
+    reference: Annotated[
+        str, typer.Option(help="'auto' (same-shape vanilla ViT), 'none', or a MODEL|CONFIG.yaml.")
+    ] = "auto",
+    mode: Annotated[
+        list[ModeChoice] | None, typer.Option(help="inference, train, latency (repeat; default all).")
+    ] = None,
+    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 3,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    max_batch: Annotated[bool, typer.Option("--max-batch", help="CUDA: find the largest batch that fits.")] = False,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+) -> None:
+    """Images/s for inference and training steps, batch-1 latency and peak memory, each against a
+    reference model measured in the same process (ratio > 1: faster than the reference)."""
+    from benchmarks.speed import SpeedSettings, measure_speed, reference_for
+
+    _check_format(as_json, as_csv)
+    settings = SpeedSettings(
+        batch_size=batch_size,
+        img_size=img_size,
+        device=device,
+        amp=amp.value,  # type: ignore[arg-type]
+        channels_last=channels_last,
+        compile=compile_model,
+        warmup=warmup,
+        iters=iters,
+        threads=threads,
+        modes=tuple(m.value for m in mode) if mode else ("inference", "train", "latency"),  # type: ignore[arg-type]
+        fold=fold,
+        max_batch=max_batch,
+    )
+    resolved = [resolve_model(spec, img_size) for spec in models]
+    fixed_reference = None if reference in ("auto", "none") else resolve_model(reference, img_size)
+    results = []
+    for label, config in resolved:
+        if reference == "none":
+            chosen = None
+        else:
+            chosen = fixed_reference or reference_for(config)
+        results.append(measure_speed((label, config), chosen, settings))
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif as_csv:
+        _print_csv(_speed_rows(results))
+    else:
+        threads_used = results[0].environment.get("torch_threads") if results else None
+        title = f"Speed on {device} ({threads_used} threads), median of {iters} runs; ratio = images/s ÷ reference's"
+        _print_table(title, _speed_rows(results), ("model", "mode", "reference"))
+
+
+@bench_app.command("fold")
+@one_line_errors
+def fold_command(
+    model: Annotated[
+        str, typer.Option(help="A registered paper-variant refiner or a config file.")
+    ] = "refined_vit_16b_384",
+    ratio: Annotated[list[int] | None, typer.Option(help="Expansion ratios (repeat; default 3 and 6).")] = None,
+    kernel_size: Annotated[int, typer.Option(help="DLA kernel size.")] = 3,
+    img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 224,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
+    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Paper refiner folded (one dense k×k conv) against unfolded and against the same-shape vanilla ViT,
+    on CPU in one process: time per batch, ratios, peak memory (inference and a training step)."""
+    from benchmarks.fold import measure_fold
+
+    label, config = resolve_model(model)
+    report = measure_fold(
+        model=config,
+        label=label,
+        expansion_ratios=tuple(ratio or (3, 6)),
+        kernel_size=kernel_size,
+        img_size=img_size,
+        batch_size=batch_size,
+        iters=iters,
+        warmup=warmup,
+        threads=threads,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+
+    def mib(peak: Any) -> str:
+        return "n/a" if peak.bytes is None else f"{peak.bytes / 2**20:.0f}"
+
+    rows = []
+    for row in report.rows:
+        rows.append({
+            "r": row.expansion_ratio,
+            "unfolded_ms": f"{row.unfolded_ms.median:.0f} ({row.unfolded_ms.iqr:.0f})",
+            "folded_ms": f"{row.folded_ms.median:.0f} ({row.folded_ms.iqr:.0f})",
+            "vanilla_ms": f"{row.vanilla_ms.median:.0f} ({row.vanilla_ms.iqr:.0f})",
+            "fold_speedup": _spread(row.fold_speedup),
+            "folded/vanilla": _spread(row.folded_vs_vanilla),
+            "unfolded/vanilla": _spread(row.unfolded_vs_vanilla),
+            "refiner_only_speedup": _spread(row.refiner_speedup, ".1f"),
+            "infer_MiB u/f/v": "/".join(mib(row.inference_memory[k]) for k in ("unfolded", "folded", "vanilla")),
+            "train_MiB u/f/v": "/".join(mib(row.train_memory[k]) for k in ("unfolded", "folded", "vanilla")),
+            "rel_err": f"{row.max_relative_error:.1e}",
+        })  # fmt: skip
+    title = (
+        f"Fold on CPU: {report.model}, k={report.kernel_size}, {report.img_size} px, batch {report.batch_size}, "
+        f"{report.environment.get('torch_threads')} threads; median (IQR) of {report.iters} runs; "
+        "ratios = throughput ÷ other's [q1-q3]; memory: peak RSS increase"
+    )
+    _print_table(title, rows)
+
+
+@bench_app.command()
+@one_line_errors
+def regress(
+    update: Annotated[bool, typer.Option("--update", help="Rewrite the baselines from this run.")] = False,
+    speed: Annotated[bool, typer.Option("--speed/--no-speed", help="Also check speed ratios (slow).")] = True,
+    model: Annotated[list[str] | None, typer.Option(help="Only these registered models (repeat).")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Relative tolerance of speed ratios.")] = None,
+    baseline_dir: Annotated[Path | None, typer.Option(help="Default: results/baselines.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Recompute params/MACs/FLOPs (exact) and speed ratios (within a tolerance) of every registered model
+    and compare them with the committed baselines; exit 1 with a table of what regressed."""
+    from benchmarks.regress import regress as run_regress
+
+    if tolerance is not None and tolerance <= 0:
+        raise ValueError(f"tolerance={tolerance} must be positive")
+    report = run_regress(
+        directory=baseline_dir,
+        models=model,
+        update=update,
+        speed=speed,
+        tolerance=tolerance,
+        progress=None if as_json else lambda name: typer.echo(f"measuring speed of {name} ...", err=True),
+    )
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": report.ok,
+            "written": [str(p) for p in report.written],
+            "notes": list(report.notes),
+            "checks": [check.__dict__ for check in report.checks],
+        }, indent=2))  # fmt: skip
+    else:
+        for note in report.notes:
+            typer.echo(f"note: {note}", err=True)
+        for path in report.written:
+            typer.echo(f"wrote {path}")
+        if report.checks:
+            typer.echo(f"{len(report.checks) - len(report.failures)} of {len(report.checks)} checks hold")
+        if report.failures:
+            rows = [
+                {"model": c.model, "quantity": c.quantity, "baseline": c.baseline, "current": c.current, "note": c.note}
+                for c in report.failures
+            ]
+            _print_table("Regressions", rows, ("model", "quantity", "note"))
+    if not report.ok:
+        raise typer.Exit(1)

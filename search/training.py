@@ -119,6 +119,10 @@ class TrainSettings:
         if self.checkpoint_dir is not None:
             object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir))
         resolve_device(self.device)
+        from timm.optim import list_optimizers
+
+        if self.optimizer.lower() not in list_optimizers():
+            raise ValueError(f"optimizer={self.optimizer!r} is not a timm optimizer; use e.g. 'adamw' or 'sgd'")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -217,6 +217,7 @@ def test_checkpoint_guards_against_overwriting_and_mismatched_runs(tiny: DataBun
         ({"weight_decay": -0.1}, "weight_decay=-0.1 must be >= 0"),
         ({"device": "tpu"}, "device='tpu' is not a device"),
         ({"amp_dtype": "float8"}, "amp_dtype='float8'"),
+        ({"optimizer": "adamx"}, "optimizer='adamx' is not a timm optimizer"),
     ],
 )
 def test_bad_settings_are_one_line_errors(changes: dict, message: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from torch import Tensor
 
@@ -72,11 +73,11 @@ def plot_density(tables: Mapping[str, pd.DataFrame], path: Path) -> Path:
     return path
 
 
-def _displayable(image: Tensor) -> Tensor:
+def _displayable(image: Tensor) -> np.ndarray:
     """(C, H, W) normalised image -> (H, W, C) in [0, 1] (min-max over the image)."""
     image = image.detach().float().cpu()
     image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
-    return image.permute(1, 2, 0)
+    return image.permute(1, 2, 0).numpy()
 
 
 def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: int, title: str, path: Path) -> Path:
@@ -117,7 +118,7 @@ def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: i
             if weights is None:
                 axes[r, c].axis("off")
                 continue
-            axes[r, c].imshow(weights[result.prefix_tokens :].float().cpu().reshape(rows, cols), cmap="viridis")
+            axes[r, c].imshow(weights[result.prefix_tokens :].float().cpu().reshape(rows, cols).numpy(), cmap="viridis")
     figure.suptitle(title, fontsize=9)
     figure.savefig(path, dpi=80)
     return path

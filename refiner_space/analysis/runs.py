@@ -69,16 +69,21 @@ class AnalysisReport:
 
 
 def _outputs(out: Path, names: Sequence[str], force: bool) -> list[Path]:
-    """Paths in ``out`` (created), refusing to overwrite existing files unless ``force``."""
+    """Paths in ``out``, refusing to overwrite existing files unless ``force``; creates nothing yet."""
     paths = [out / name for name in names]
     existing = [str(path) for path in paths if path.exists()]
     if existing and not force:
-        raise FileExistsError(f"{existing[0]} exists; pass --force to overwrite or choose another --out")
+        raise ValueError(f"{existing[0]} exists; pass --force to overwrite or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; choose a directory")
+    return paths
+
+
+def _make_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"cannot create output directory {out} ({error.strerror}); choose another --out") from None
-    return paths
 
 
 def _describe(source: ModelSource) -> dict[str, object]:
@@ -121,6 +126,7 @@ def analyze_cka(
         )
         curves[source.label] = feature_evolution(source.model, images, tokens=tokens).to_frame()
     table = pd.concat([_with_source(curves[s.label], s) for s in sources], ignore_index=True)
+    _make_dir(out)
     table.to_csv(csv_path, index=False)
     plot_feature_evolution(curves, png_path)
     return AnalysisReport([csv_path, png_path], table)
@@ -145,6 +151,7 @@ def analyze_density(
         )
         tables[source.label] = attention_density(source.model, images).to_frame()
     table = pd.concat([_with_source(tables[s.label], s) for s in sources], ignore_index=True)
+    _make_dir(out)
     table.to_csv(csv_path, index=False)
     plot_density(tables, png_path)
     return AnalysisReport([csv_path, png_path], table)
@@ -181,6 +188,7 @@ def analyze_attention(
         for result in results
     ]
     csv_path, *png_paths = _outputs(out, ["attention.csv", *names], force)
+    _make_dir(out)
     pictures, tables = iter(png_paths), []
     for source, batch, results in computed:
         for result in results:

@@ -185,6 +185,7 @@ def load_source(text: str, *, config: str | None = None, img_size: int | None = 
         )
     if config is not None and not is_checkpoint:
         raise SourceError(f"--config applies to checkpoints ({'/'.join(CHECKPOINT_SUFFIXES)}), not to {text!r}")
+    state_dict = read_state_dict(path) if is_checkpoint else None
     resolved = resolve_config(config if is_checkpoint else text)  # type: ignore[arg-type]
     size = (img_size, img_size) if img_size is not None else default_img_size(resolved, trained=is_checkpoint)
     if size != resolved.img_hw:
@@ -192,8 +193,8 @@ def load_source(text: str, *, config: str | None = None, img_size: int | None = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(resolved)
-    if is_checkpoint:
-        load_weights(model, read_state_dict(path), path)
+    if state_dict is not None:
+        load_weights(model, state_dict, path)
     label = text if text in NAMED_CONFIGS else path.stem
     return ModelSource(label=label, model=model.eval(), weights=path if is_checkpoint else None)
 

@@ -53,6 +53,14 @@ def launch(
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs (may be fractional).")] = 1.0,
     crop_ratio: Annotated[float, typer.Option(help="Evaluation crop ratio; above 1 pads.")] = 1.0,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+    heartbeat: Annotated[int, typer.Option(help="Heartbeat of trials in database storages, in seconds; a trial "
+                                                "silent for 3 beats is retried by another worker.")] = 20,
+    backend: Annotated[str, typer.Option(help="optuna (this machine's processes) or ray (Ray Tune).")] = "optuna",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (or RAY_ADDRESS); default: "
+                                                         "start Ray here.")] = None,
+    max_concurrent: Annotated[int, typer.Option(help="Ray: trials running at once.")] = 2,
+    cpus_per_trial: Annotated[float, typer.Option(help="Ray: CPUs per trial.")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs per trial (fractions share a GPU).")] = 0.0,
 ) -> None:
     """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
     from search.launch import launch as run_search
@@ -78,9 +86,19 @@ def launch(
         lr=lr,
         warmup_epochs=warmup_epochs,
         crop_ratio=crop_ratio,
+        heartbeat_s=heartbeat,
     )
+    if backend not in ("optuna", "ray"):
+        raise fail(f"--backend {backend!r} is not one of optuna, ray")
     try:
-        finished = run_search(settings, show_progress=progress)
+        if backend == "ray":
+            from search.ray_backend import RayOptions, launch_ray
+
+            options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
+                                 gpus_per_trial=gpus_per_trial)
+            finished = launch_ray(settings, options)
+        else:
+            finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
         raise fail(
             "interrupted: the trial in flight is recorded as failed, completed trials are kept; "
@@ -106,6 +124,28 @@ def status(
     existing = load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir))
     _print_status(study_status(existing))
     _print_front(pareto_front(existing))
+
+
+@search_app.command()
+@one_line_errors
+def resume(
+    study: Annotated[str, typer.Option(help="Name of the interrupted Ray study.")],
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (or RAY_ADDRESS).")] = None,
+    max_concurrent: Annotated[int, typer.Option(help="Trials running at once.")] = 2,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial.")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
+) -> None:
+    """Restore an interrupted Ray Tune run (finished trials are not run again) and print its front."""
+    from search.ray_backend import RayOptions, resume_ray
+    from search.summary import pareto_front, study_status
+
+    options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
+                         gpus_per_trial=gpus_per_trial)
+    finished = resume_ray(study=study, storage=storage, run_dir=run_dir, options=options)
+    _print_status(study_status(finished))
+    _print_front(pareto_front(finished))
 
 
 @search_app.command()
@@ -137,6 +177,10 @@ def _print_status(status: StudyStatus) -> None:
     typer.echo(f"  best: {status.best}; Pareto front: {status.pareto_size} trials")
 
 
+_FRONT_COLUMNS = {"attention": "attention", "depth": "depth", "embed_dim": "dim", "num_heads": "heads",
+                  "expansion_ratio": "r", "kernel_size": "k", "share_span": "share", "context_broadcast": "cb"}
+
+
 def _print_front(front: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -144,9 +188,14 @@ def _print_front(front: pd.DataFrame) -> None:
     if front.empty:
         typer.echo("no completed feasible trial yet")
         return
-    table = Table(title="Pareto front")
-    for column in front.columns:
-        table.add_column(str(column), no_wrap=column in ("attention", "config_hash"))
-    for row in front.itertuples(index=False):
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    Console().print(table)
+    objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
+    table = Table(title="Pareto front (config_hash and full records: refiner-nas leaderboard)")
+    for header in ["trial", *objectives, "status", *_FRONT_COLUMNS.values()]:
+        table.add_column(header, no_wrap=True)
+    for _, row in front.iterrows():
+        cells = [row["trial"], *(row[o] for o in objectives), row["status"], *(row[c] for c in _FRONT_COLUMNS)]
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)

@@ -50,6 +50,7 @@ class TrialRecord(BaseModel):
     stop_reason: str | None = None
     backend: str = "optuna"
     worker: str | None = None
+    ray_trial_id: str | None = None
     retry_of: int | None = None
 
     @classmethod

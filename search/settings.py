@@ -71,6 +71,15 @@ class SearchSettings(BaseModel):
             )
         return self
 
+    def with_absolute_paths(self) -> SearchSettings:
+        """A copy whose run folder, space file and dataset folder do not depend on the working directory."""
+        from search.data import DataSpec
+
+        spec = DataSpec.parse(self.dataset)
+        dataset = self.dataset if spec.path is None else f"{spec.kind}:{spec.path.resolve()}"
+        space = str(Path(self.space).resolve()) if Path(self.space).exists() else self.space
+        return self.model_copy(update={"run_dir": self.run_dir.resolve(), "space": space, "dataset": dataset})
+
     def train_settings(self) -> TrainSettings:
         """The proxy-training recipe of every trial."""
         return TrainSettings(

@@ -1,0 +1,175 @@
+"""The Ray Tune backend: the same space, objectives, budgets and trial records, run by Ray.
+
+Optuna stays the searcher (Ray's ``OptunaSearch``), and its study lives in the launch's storage, so a
+Ray run's trials carry the same records as an Optuna run's and every leaderboard or Pareto query reads
+them alike. Single-objective runs stop unpromising trials with ASHA. Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.evaluate import ArchitectureEvaluator
+from search.launch import make_evaluator, prepare_space
+from search.records import record_fields
+from search.settings import SearchSettings
+from search.storage import open_storage
+from search.study import load_existing_study, make_sampler, open_study
+from search.worker import worker_settings
+
+RAY_FOLDER = "ray"
+
+
+class RayOptions(BaseModel):
+    """How Ray runs the trials: which cluster, how many at once, what each one gets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str | None = None
+    max_concurrent: int = Field(default=2, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    num_cpus: int | None = Field(default=None, ge=1)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("the Ray backend needs Ray Tune: pip install 'refiner-nas[ray]'") from None
+    return ray
+
+
+class _ResultSink:
+    """Collects record fields and constraints; they travel to the driver inside Ray results."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
+        self.constraints: dict[str, float] = {}
+
+    def write(self, **fields: Any) -> None:
+        self.fields.update(record_fields(**fields))
+
+    def set_constraint(self, name: str, value: float) -> None:
+        self.constraints[name] = value
+
+    def result(self, values: dict[str, float], epoch: int) -> dict[str, Any]:
+        # As JSON text: Ray flattens nested result dicts before the searcher sees them.
+        record, constraints = json.dumps(self.fields), json.dumps(self.constraints)
+        return {**values, "epoch": epoch, "record": record, "constraints": constraints}
+
+
+@cache
+def _evaluator(settings_json: str) -> ArchitectureEvaluator:
+    # One per Ray worker process: the dataset is loaded once, not per trial.
+    settings = SearchSettings.model_validate_json(settings_json)
+    return make_evaluator(settings, prepare_space(settings))
+
+
+def ray_trial(params: dict[str, Any], settings_json: str) -> None:
+    """The Ray Tune trainable: evaluate the architecture Optuna drew and report every epoch."""
+    from ray import tune
+
+    evaluator = _evaluator(settings_json)
+    names = [o.name for o in evaluator.objectives]
+    sink = _ResultSink()
+    config, data = evaluator.fit_to_data(evaluator.space.config_from_params(params))
+    evaluator.describe(config, data, sink, backend="ray", ray_trial_id=tune.get_context().get_trial_id())
+
+    def on_epoch(epoch: int, top1: float, curve: list[float]) -> None:
+        partial = {name: 0.0 for name in names} | {"top1": top1} | evaluator.cost_values(sink.fields)
+        tune.report(sink.result({n: partial[n] for n in names}, epoch + 1))
+
+    try:
+        values = evaluator.evaluate(config, data, sink, on_epoch)
+    except Exception as error:
+        sink.write(status="failed", fail_reason=f"{type(error).__name__}: {error}")
+        tune.report(sink.result({}, len(sink.fields.get("top1_curve", [])) + 1))
+        raise
+    # The final result carries the finished record (one step past the last epoch).
+    tune.report(sink.result(dict(zip(names, values, strict=True)), evaluator.settings.epochs + 1))
+
+
+def _searcher(settings: SearchSettings, study: optuna.Study) -> Any:
+    """Ray's OptunaSearch on the launch's study, writing each finished trial's record into it."""
+    from search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+
+    objectives = settings.objective_list
+    several = len(objectives) > 1
+    return RecordingOptunaSearch(
+        space=SpaceSuggestion(settings.space),
+        metric=[o.name for o in objectives] if several else objectives[0].name,
+        mode=[o.direction[:3] for o in objectives] if several else objectives[0].direction[:3],
+        sampler=make_sampler(settings, prepare_space(settings)),
+        study_name=study.study_name,
+        storage=open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s),
+    )
+
+
+def _trainable(settings: SearchSettings, options: RayOptions) -> Any:
+    from ray import tune
+
+    trainable = tune.with_parameters(ray_trial, settings_json=settings.model_dump_json())
+    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+
+
+def _start_ray(options: RayOptions) -> None:
+    ray = _import_ray()
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        ray.init(num_cpus=options.num_cpus or os.cpu_count(), include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False)
+
+
+def ray_folder(settings: SearchSettings) -> Path:
+    """Where Ray keeps the run's state and logs: ``RUN_DIR/STUDY/ray/STUDY``."""
+    return (settings.study_dir / RAY_FOLDER).resolve() / settings.study_name
+
+
+def launch_ray(settings: SearchSettings, options: RayOptions) -> optuna.Study:
+    """Run the search through Ray Tune (a local Ray instance, or the cluster at ``options.address``)."""
+    settings = settings.with_absolute_paths()  # Ray runs trials in other working directories
+    space = prepare_space(settings)
+    study = open_study(settings, space)
+    _start_ray(options)
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    objectives = settings.objective_list
+    scheduler = None
+    if len(objectives) == 1:  # ASHA needs one metric; epochs are its time steps (+1 for the final record)
+        scheduler = ASHAScheduler(metric=objectives[0].name, mode=objectives[0].direction[:3], time_attr="epoch",
+                                  max_t=settings.epochs + 1, grace_period=1)
+    tuner = tune.Tuner(
+        _trainable(settings, options),
+        tune_config=tune.TuneConfig(search_alg=_searcher(settings, study), scheduler=scheduler,
+                                    num_samples=settings.trials, max_concurrent_trials=options.max_concurrent),
+        run_config=tune.RunConfig(name=settings.study_name, storage_path=str(ray_folder(settings).parent),
+                                  verbose=0),
+    )
+    tuner.fit()
+    return study
+
+
+def resume_ray(*, study: str, storage: str | None, run_dir: Path, options: RayOptions) -> optuna.Study:
+    """Restore an interrupted Ray run (``Tuner.restore``) with its searcher; finished trials are kept."""
+    settings = worker_settings(study=study, storage=storage, run_dir=run_dir.resolve())
+    path = ray_folder(settings)
+    _start_ray(options)
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(path)):
+        raise FileNotFoundError(f"no Ray run to resume at {path}; launch it with --backend ray first")
+    tuner = tune.Tuner.restore(str(path), trainable=_trainable(settings, options), resume_unfinished=True,
+                               resume_errored=False)
+    tuner.fit()
+    return load_existing_study(settings)

@@ -1,0 +1,99 @@
+"""The Ray Tune backend on a local Ray instance (``ray.init(num_cpus=2)``) and the built-in digits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from search.ray_backend import RayOptions, launch_ray, ray_folder, resume_ray
+from search.records import TrialRecord
+from search.settings import SearchSettings
+from search.study import load_existing_study
+from search.summary import pareto_front
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SPACE = """
+dimensions:
+  img_size: 16
+  in_chans: 1
+  num_classes: 10
+  patch_size: 4
+  mlp_ratio: 1.0
+  depth: 1
+  embed_dim: {choices: [8, 16, 24, 32]}
+  num_heads: 2
+  attention: {choices: [vanilla, refiner]}
+  expansion_ratio: {value: 2, when: {attention: refiner}}
+"""
+OPTIONS = RayOptions(num_cpus=2, max_concurrent=2, cpus_per_trial=1)
+
+
+@pytest.fixture
+def ray_shutdown():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def settings_for(tmp_path: Path, **changes) -> SearchSettings:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    fields = {"space": str(space), "study": "ray-small", "run_dir": tmp_path / "runs", "trials": 3, "epochs": 1,
+              "warmup_epochs": 0.0, "device": "cpu", "batch_size": 256, **changes}
+    return SearchSettings(**fields)
+
+
+@pytest.mark.slow
+def test_ray_search_writes_the_same_records_and_its_front_is_queryable(tmp_path: Path, ray_shutdown) -> None:
+    study = launch_ray(settings_for(tmp_path), OPTIONS)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        record = TrialRecord.from_trial(trial)
+        assert record.backend == "ray" and record.ray_trial_id
+        assert record.status == "trained" and len(record.top1_curve) == 1
+        assert trial.values == [record.top1, pytest.approx(record.params / 1e6)]
+        assert record.config["embed_dim"] in (8, 16, 24, 32) and record.provenance["torch"]
+    front = pareto_front(study)
+    assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
+    assert (ray_folder(study_settings := settings_for(tmp_path)) / "tuner.pkl").exists(), study_settings
+
+
+@pytest.mark.slow
+def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(tmp_path: Path, ray_shutdown) -> None:
+    settings = settings_for(tmp_path, trials=4, epochs=2, study="ray-resume")
+    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "launch", "--backend", "ray",
+               "--space", settings.space, "--study", settings.study_name, "--run-dir", str(settings.run_dir),
+               "--trials", "4", "--epochs", "2", "--warmup-epochs", "0", "--device", "cpu", "--batch-size", "256",
+               "--max-concurrent", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    launched = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = settings.study_dir / "journal.log"
+    deadline = time.monotonic() + 300
+    finished_before: dict[int, object] = {}
+    while time.monotonic() < deadline and not finished_before:
+        time.sleep(1)
+        if journal.exists() and journal.stat().st_size:
+            finished_before = {t.number: t.datetime_complete for t in
+                               load_existing_study(settings).get_trials(states=(TrialState.COMPLETE,))}
+    assert finished_before, "no Ray trial finished in time"
+    launched.send_signal(signal.SIGINT)
+    launched.communicate(timeout=120)
+    assert len(load_existing_study(settings).get_trials(states=(TrialState.COMPLETE,))) < 4
+
+    study = resume_ray(study=settings.study_name, storage=None, run_dir=settings.run_dir, options=OPTIONS)
+    trials = study.get_trials()
+    complete = {t.number: t.datetime_complete for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == 4 and len(trials) == 4
+    for number, finished_at in finished_before.items():
+        assert complete[number] == finished_at  # told once, never run again
+    ray_ids = [TrialRecord.from_trial(t).ray_trial_id for t in trials]
+    assert len(set(ray_ids)) == 4

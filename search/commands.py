@@ -42,7 +42,7 @@ def launch(
     storage: StorageOption = None,
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
-    workers: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
+    workers: Annotated[int, typer.Option(help="Local worker processes sharing the study (0: create it only).")] = 1,
     sampler: Annotated[str, typer.Option(help="tpe, nsga2, random or grid.")] = "tpe",
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = "median",
     early_stop: Annotated[bool, typer.Option(help="Stop dominated trials early (multi-objective studies).")] = True,
@@ -63,9 +63,13 @@ def launch(
     gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs per trial (fractions share a GPU).")] = 0.0,
 ) -> None:
     """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
+    import optuna
+
     from search.launch import launch as run_search
     from search.settings import SearchSettings
     from search.summary import pareto_front, study_status
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress display and the summary say it all
 
     settings = SearchSettings(
         space=space,

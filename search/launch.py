@@ -121,11 +121,14 @@ def _worker(settings_json: str, threads: int) -> None:
 def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.Study:
     """Run (or resume) the search ``settings`` describes and return its study.
 
-    With ``workers`` > 1, that many processes share the study (each with its share of the CPU threads).
-    KeyboardInterrupt propagates after every trial in flight is recorded as interrupted.
+    With ``workers`` > 1, that many processes share the study (each with its share of the CPU threads);
+    with 0, the study is only created (for workers on other machines). KeyboardInterrupt propagates after
+    every trial in flight is recorded as interrupted.
     """
     space = prepare_space(settings)
     study = open_study(settings, space)
+    if settings.workers == 0:
+        return study
     display = SearchProgress(study, settings.trials, epochs=settings.epochs) if show_progress else nullcontext()
     with display:
         if settings.workers == 1:

@@ -29,7 +29,7 @@ class SearchSettings(BaseModel):
     storage: str | None = None
     study: str | None = None
     run_dir: Path = Path("runs")
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=0)  # 0: create (or check) the study and run no trial
     sampler: Sampler = "tpe"
     pruner: Pruner = "median"
     early_stop: bool = True

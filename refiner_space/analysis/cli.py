@@ -24,6 +24,7 @@ Models = Annotated[
     list[str],
     typer.Argument(
         help="Registered model names, configuration YAMLs (ModelConfig or exported) or .pt/.pth checkpoints.",
+        metavar="MODEL|CHECKPOINT|CONFIG...",
         show_default=False,
     ),
 ]
@@ -36,9 +37,10 @@ ImgSize = Annotated[
     int | None,
     typer.Option(help="Input size; default: a checkpoint's own, at most 112 for untrained models.", show_default=False),
 ]
-ValFraction = Annotated[float, typer.Option(help="Held-out share of the data the images are drawn from.")]
+ValFraction = Annotated[float, typer.Option(help="Held-out share of the data the images come from (as in training).")]
+SplitSeed = Annotated[int, typer.Option(help="Seed of the held-out split (as in training).")]
 Seed = Annotated[int, typer.Option(help="Seed of the image order and of untrained models' weights.")]
-Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")]
 Out = Annotated[Path, typer.Option(help="Folder for the CSV and figures.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 BatchSize = Annotated[int, typer.Option(help="Images per batch.")]
@@ -51,6 +53,7 @@ def _inputs(
     data: str,
     img_size: int | None,
     val_fraction: float,
+    split_seed: int,
     seed: int,
     device: str,
 ) -> AnalysisInputs:
@@ -62,6 +65,7 @@ def _inputs(
         data=data,
         img_size=img_size,
         val_fraction=val_fraction,
+        split_seed=split_seed,
         seed=seed,
         device=device,
     )
@@ -82,8 +86,9 @@ def cka(
     data: Data = "digits",
     img_size: ImgSize = None,
     val_fraction: ValFraction = 0.1,
+    split_seed: SplitSeed = 0,
     seed: Seed = 0,
-    device: Device = "cpu",
+    device: Device = "auto",
     out: Out = Path("analysis"),
     force: Force = False,
     batch_size: BatchSize = 16,
@@ -95,7 +100,7 @@ def cka(
     """Feature evolution: F_k = CKA(f_k, f_out) / CKA(f_in, f_out) per block, several models on one plot."""
     from refiner_space.analysis.runs import analyze_cka
 
-    inputs = _inputs(models, config, data, img_size, val_fraction, seed, device)
+    inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     _print(analyze_cka(inputs, out=out, batch_size=batch_size, batches=batches, tokens=tokens, force=force))  # type: ignore[arg-type]
 
 
@@ -107,8 +112,9 @@ def attention(
     data: Data = "digits",
     img_size: ImgSize = None,
     val_fraction: ValFraction = 0.1,
+    split_seed: SplitSeed = 0,
     seed: Seed = 0,
-    device: Device = "cpu",
+    device: Device = "auto",
     out: Out = Path("analysis"),
     force: Force = False,
     image: Annotated[list[int] | None, typer.Option(help="Validation image index (repeatable).")] = None,
@@ -122,7 +128,7 @@ def attention(
     """Attention maps of chosen query tokens before and after refinement, per block and head (PNG grids)."""
     from refiner_space.analysis.runs import analyze_attention
 
-    inputs = _inputs(models, config, data, img_size, val_fraction, seed, device)
+    inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     report = analyze_attention(
         inputs, out=out, images=image or [0], queries=query or ["cls"], blocks=block, heads=head, force=force
     )
@@ -137,8 +143,9 @@ def density(
     data: Data = "digits",
     img_size: ImgSize = None,
     val_fraction: ValFraction = 0.1,
+    split_seed: SplitSeed = 0,
     seed: Seed = 0,
-    device: Device = "cpu",
+    device: Device = "auto",
     out: Out = Path("analysis"),
     force: Force = False,
     batch_size: BatchSize = 8,
@@ -147,5 +154,5 @@ def density(
     """Attention density: entropy of each block's raw (softmax) maps and its share of log(tokens)."""
     from refiner_space.analysis.runs import analyze_density
 
-    inputs = _inputs(models, config, data, img_size, val_fraction, seed, device)
+    inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     _print(analyze_density(inputs, out=out, batch_size=batch_size, batches=batches, force=force))

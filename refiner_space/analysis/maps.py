@@ -98,6 +98,8 @@ def query_attention(
         ValueError: block, head or query indices out of range.
     """
     config = model.config
+    if len(image_ids) != len(images):
+        raise ValueError(f"{len(image_ids)} image ids for {len(images)} images; give one id per image")
     blocks = check_indices("block", range(config.depth) if blocks is None else blocks, config.depth)
     for query in queries:
         check_indices("query token", [query], config.num_tokens)
@@ -105,21 +107,21 @@ def query_attention(
     most_heads = max(m.refined.shape[1] for m in maps)
     heads = check_indices("head", range(config.num_heads) if heads is None else heads, most_heads)
     sources = map_sources(model)
+    shown: list[tuple[int, Stage, Tensor]] = []
+    for block in blocks:
+        raw, refined = maps[block].raw, maps[block].refined
+        if raw is not None:
+            shown.append((block, "raw", raw))
+        if raw is None or raw.shape != refined.shape or not torch.equal(raw, refined):
+            shown.append((block, "refined", refined))
     results = []
     for position, image in enumerate(image_ids):
         for query in queries:
             panels = []
-            for block in blocks:
-                stages: dict[Stage, Tensor | None] = {"raw": maps[block].raw, "refined": maps[block].refined}
-                raw, refined = stages["raw"], stages["refined"]
-                if raw is not None and raw.shape == refined.shape and torch.equal(raw, refined):
-                    del stages["refined"]
-                for stage, tensor in stages.items():
-                    if tensor is None:
-                        continue
-                    rows = tensor[position, :, query]
-                    weights = [rows[head] if head < len(rows) else None for head in heads]
-                    panels.append(MapPanel(block, stage, sources[block] != block, weights))
+            for block, stage, tensor in shown:
+                rows = tensor[position, :, query]
+                weights = [rows[head] if head < len(rows) else None for head in heads]
+                panels.append(MapPanel(block, stage, sources[block] != block, weights))
             results.append(QueryAttention(image, query, heads, config.token_grid, int(config.class_token), panels))
     return results
 

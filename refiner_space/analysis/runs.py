@@ -21,29 +21,43 @@ from refiner_space.analysis.maps import maps_frame, parse_query, query_attention
 from refiner_space.analysis.plots import plot_density, plot_feature_evolution, plot_query_attention
 from refiner_space.analysis.sources import ModelSource, load_sources
 from search.data import DataBundle
+from search.training import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)
 class AnalysisInputs:
     """What every analysis reads: models (names, configuration files or checkpoints, with one
-    ``configs`` entry per checkpoint or one for all), the dataset and its split, the image size
-    (None: see :func:`refiner_space.analysis.sources.default_img_size`), the seed of random
-    initialisation and of the image order, and the device."""
+    ``configs`` entry per checkpoint or one for all), the dataset, the image size (None: see
+    :func:`refiner_space.analysis.sources.default_img_size`), the seed of random initialisation and of
+    the image order, and the device (``auto``: CUDA when available).
+
+    Images come from the held-out split given by ``val_fraction`` and ``split_seed``: keep the training
+    run's values (the search's defaults are 0.1 and 0) so a checkpoint is analysed on images it never saw.
+
+    Raises:
+        ValueError: an unknown or unavailable device.
+    """
 
     models: Sequence[str]
     configs: Sequence[str] = ()
     data: str = "digits"
     img_size: int | None = None
     val_fraction: float = 0.1
+    split_seed: int = 0
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     _bundles: dict[tuple[int, int], DataBundle] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.torch_device()
+
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
     def sources(self) -> list[ModelSource]:
-        device = torch.device(self.device)
         sources = load_sources(self.models, configs=self.configs, img_size=self.img_size, seed=self.seed)
         for source in sources:
-            source.model.to(device)
+            source.model.to(self.torch_device())
         return sources
 
     def images_for(self, source: ModelSource) -> DataBundle:
@@ -51,7 +65,7 @@ class AnalysisInputs:
         size = source.model.config.img_hw
         if size not in self._bundles:
             self._bundles[size] = load_images(
-                self.data, img_size=size, val_fraction=self.val_fraction, split_seed=self.seed
+                self.data, img_size=size, val_fraction=self.val_fraction, split_seed=self.split_seed
             )
         return self._bundles[size]
 
@@ -122,7 +136,7 @@ def analyze_cka(
             batches=batches,
             seed=inputs.seed,
             in_chans=source.model.config.in_chans,
-            device=torch.device(inputs.device),
+            device=inputs.torch_device(),
         )
         curves[source.label] = feature_evolution(source.model, images, tokens=tokens).to_frame()
     table = pd.concat([_with_source(curves[s.label], s) for s in sources], ignore_index=True)
@@ -147,7 +161,7 @@ def analyze_density(
             batches=batches,
             seed=inputs.seed,
             in_chans=source.model.config.in_chans,
-            device=torch.device(inputs.device),
+            device=inputs.torch_device(),
         )
         tables[source.label] = attention_density(source.model, images).to_frame()
     table = pd.concat([_with_source(tables[s.label], s) for s in sources], ignore_index=True)
@@ -174,7 +188,7 @@ def analyze_attention(
     """Query attention maps before and after refinement: one PNG per model, image and query, and
     ``attention.csv`` with every plotted weight. Everything is computed before any file is written."""
     images = list(dict.fromkeys(images))
-    device = torch.device(inputs.device)
+    device = inputs.torch_device()
     computed = []
     for source in inputs.sources():
         model = source.model

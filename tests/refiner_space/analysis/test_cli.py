@@ -147,6 +147,8 @@ def test_checkpoint_on_an_image_folder(tiny, write_yaml, tmp_path) -> None:
         (["cka", "{checkpoint}"], "error: checkpoint {checkpoint} needs its configuration"),
         (["cka", "{plain}", "--tokens", "max"], "error: tokens='max': use one of flatten, mean"),
         (["density", "{plain}", "--data", "imagefolder:/nonexistent"], "error: imagefolder directory /nonexistent"),
+        (["density", "{plain}", "--device", "tpu"], "error: device='tpu' is not a device"),
+        (["cka", "{plain}", "--batch-size", "2"], "error: batch 0: CKA needs at least 3 examples"),
     ],
 )
 def test_bad_input_gives_one_error_line(tiny, write_yaml, tmp_path, args: list[str], message: str) -> None:

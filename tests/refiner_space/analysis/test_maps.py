@@ -87,6 +87,7 @@ def test_expanded_heads_without_reduction(tiny) -> None:
         ({"blocks": [3]}, "block index 3 is out of range: the model has 3 blocks \\(0 to 2\\)"),
         ({"heads": [2]}, "head index 2 is out of range: the model has 2 heads"),
         ({"queries": [17]}, "query token index 17 is out of range"),
+        ({"image_ids": [0, 1]}, "2 image ids for 1 images"),
     ],
 )
 def test_indices_out_of_range(tiny, kwargs, message: str) -> None:

@@ -267,6 +267,7 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder (default: runs/train/NAME-RECIPE).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Global batch size (lr scales linearly).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: the recipe's, scaled).")] = None,
     img_size: Annotated[int | None, typer.Option(help="Train at this image size (default: the config's).")] = None,
     drop_path: Annotated[float | None, typer.Option(help="Stochastic depth (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")] = 0,
@@ -296,7 +297,7 @@ def train_command(
             typer.echo(f"epoch {epoch + 1}: top-1 {top1:.2f}%")
 
     result = run_full_training(
-        config, data=data_dir, output=output, recipe=recipe, epochs=epochs, batch_size=batch_size,
+        config, data=data_dir, output=output, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr,
         img_size=img_size, drop_path=drop_path, seed=seed, device=device, amp=amp,
         val_source=val_source,  # type: ignore[arg-type]
         num_workers=workers, results_dir=results_dir if record else None, force=force, report=report,

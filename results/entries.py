@@ -1,7 +1,7 @@
 """Full-training results as leaderboard rows, recorded next to the search trials and Table 7.
 
 A full training is identified by its name, architecture, dataset, recipe, epochs, seed and output
-folder; recording the same one again replaces it only when its numbers are unchanged or with ``force``.
+folder; recording it again with the same top-1 changes nothing, with another top-1 needs ``force``.
 """
 
 from __future__ import annotations
@@ -88,16 +88,14 @@ def record_full_result(row: dict[str, Any], results_dir: Path, *, force: bool = 
         ValueError: the results directory cannot be written.
     """
     stored = load_leaderboard(results_dir)
-    earlier = stored[(stored["row_key"] == row["row_key"]).fillna(False).to_numpy(bool)]
-    if not earlier.empty and not force and float(earlier["full_top1"].iloc[0]) != row["full_top1"]:
+    earlier = stored.loc[(stored["row_key"] == row["row_key"]).fillna(False).to_numpy(bool), "full_top1"]
+    if not earlier.empty and float(earlier.iloc[0]) == row["full_top1"]:
+        return UpsertReport(added=0, updated=0, unchanged=1)  # the same result: the first record stays
+    if not earlier.empty and not force:
         raise DuplicateResultError(
             f"{row['model']} ({row['dataset']}, recipe {row['recipe']}, {row['epochs']} epochs) is already recorded "
-            f"with top-1 {float(earlier['full_top1'].iloc[0]):.4g}; pass --force to replace it"
+            f"with top-1 {float(earlier.iloc[0]):.4g}; pass --force to replace it"
         )
-    if not earlier.empty:  # the first recording time is kept when the result is the same
-        if float(earlier["full_top1"].iloc[0]) == row["full_top1"]:
-            row = {**row, "completed_at": earlier["completed_at"].iloc[0]}
     merged, report = upsert(stored, conform([row]))
-    if report.added or report.updated:
-        save_leaderboard(merged, results_dir)
+    save_leaderboard(merged, results_dir)
     return report

@@ -194,7 +194,10 @@ def competing_rows(frame: pd.DataFrame, objectives: list[FrontObjective]) -> pd.
 
     Raises:
         ObjectiveError: an objective no selected row records.
+        EmptyResultError: no row is selected at all.
     """
+    if frame.empty:
+        raise EmptyResultError("no rows are selected; widen --where/--studies or collect a study first")
     for objective in objectives:
         if frame[objective.column].isna().all():
             recorded = [c for c in ("top1", "full_top1", "params_m", "macs_g", "flops_g", "throughput", "latency_ms")

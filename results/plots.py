@@ -35,7 +35,8 @@ class FrontPlotData:
 
     ``points`` and ``front`` hold columns x, y, label, study (``front`` sorted by x); ``reported`` holds
     x, y, label for Table 7 (empty when it has no value for x); ``reported_axis`` is ``same`` when the
-    published accuracy shares the y axis, ``secondary`` when it gets its own.
+    published accuracy shares the y axis, ``secondary`` when it gets its own; ``x_log`` is set when the
+    x values span more than two decades (tiny proxy models next to ImageNet models).
     """
 
     x: str
@@ -47,6 +48,7 @@ class FrontPlotData:
     front: pd.DataFrame
     reported: pd.DataFrame
     reported_axis: str
+    x_log: bool
 
 
 def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None = None,
@@ -86,7 +88,9 @@ def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None
                                 "label": table["model"].astype(str)})
     objectives = ", ".join(str(o) for o in result.objectives)
     title = f"Pareto front ({objectives}): {len(result.front)} of {len(result.candidates)} candidates"
-    return FrontPlotData(x, y, _LABELS.get(x, x), _LABELS.get(y, y), title, points, front, overlay, axis)
+    xs = pd.concat([points["x"], overlay["x"].astype(float)])
+    x_log = bool((xs > 0).all() and xs.max() > 100 * xs.min())
+    return FrontPlotData(x, y, _LABELS.get(x, x), _LABELS.get(y, y), title, points, front, overlay, axis, x_log)
 
 
 def draw_png(data: FrontPlotData, path: Path) -> Path:
@@ -100,6 +104,8 @@ def draw_png(data: FrontPlotData, path: Path) -> Path:
     axes.scatter(data.points["x"], data.points["y"], s=18, color="0.65", label="candidates")
     axes.step(data.front["x"], data.front["y"], where="post", color="tab:red", linewidth=1.2)
     axes.scatter(data.front["x"], data.front["y"], s=36, color="tab:red", zorder=3, label="Pareto front")
+    if data.x_log:
+        axes.set_xscale("log")
     axes.set_xlabel(data.x_label)
     axes.set_ylabel(data.y_label)
     axes.set_title(data.title, fontsize=10)
@@ -132,7 +138,8 @@ def draw_html(data: FrontPlotData, path: Path) -> Path:
                                 text=data.front["label"], line={"shape": "hv", "color": "crimson"},
                                 marker={"size": 9}))
     layout: dict[str, object] = {
-        "title": data.title, "xaxis": {"title": data.x_label}, "yaxis": {"title": data.y_label},
+        "title": data.title, "xaxis": {"title": data.x_label, "type": "log" if data.x_log else "linear"},
+        "yaxis": {"title": data.y_label},
         "template": "plotly_white",
     }
     if not data.reported.empty:

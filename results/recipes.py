@@ -100,6 +100,7 @@ class Recipe(BaseModel):
         *,
         epochs: int | None = None,
         batch_size: int | None = None,
+        lr: float | None = None,
         seed: int = 0,
         device: str = "auto",
         checkpoint_dir: Path | None = None,
@@ -107,7 +108,7 @@ class Recipe(BaseModel):
         amp: bool = True,
     ) -> TrainSettings:
         """The loop's settings for this recipe. A shorter ``epochs`` keeps the warm-up's share of the
-        schedule; another ``batch_size`` rescales the learning rate.
+        schedule; another ``batch_size`` rescales the learning rate, unless ``lr`` sets the peak itself.
 
         Raises:
             ValueError: settings the loop rejects (e.g. an odd batch with mixup), naming the field.
@@ -118,7 +119,7 @@ class Recipe(BaseModel):
             epochs=epochs,
             batch_size=batch_size,
             optimizer=self.optimizer,
-            lr=self.lr_for(batch_size),
+            lr=lr or self.lr_for(batch_size),
             weight_decay=self.weight_decay,
             warmup_epochs=self.warmup_epochs * epochs / self.epochs,
             warmup_lr=self.warmup_lr,

@@ -81,6 +81,7 @@ def run_full_training(
     recipe: str | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
+    lr: float | None = None,
     img_size: int | None = None,
     drop_path: float | None = None,
     seed: int = 0,
@@ -100,6 +101,7 @@ def run_full_training(
         output: the run folder; an existing run there (same settings) is resumed.
         recipe: ``standard``, ``advanced``, ``released`` or a recipe of the file (default: the file's).
         epochs, batch_size: override the recipe's (the warm-up keeps its share; lr scales with batch).
+        lr: the peak learning rate, instead of the recipe's scaled one.
         img_size: train at another size than the configuration's (e.g. 224 after a 32 px search).
         drop_path: override the recipe's stochastic depth.
         results_dir: leaderboard to record the final top-1 in; None records nothing.
@@ -136,13 +138,14 @@ def run_full_training(
             "data": bundle.name,
             "epochs": epochs or chosen.epochs,
             "batch_size": batch_size or chosen.batch_size,
+            "lr": lr,
             "seed": seed,
         }
         if context.is_main:
             _prepare_folder(output, plan, force=force)
         barrier(context)
         settings = chosen.train_settings(
-            epochs=epochs, batch_size=batch_size, seed=seed, device=context.device, amp=amp,
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=context.device, amp=amp,
             checkpoint_dir=output, resume=True,
         )
         result = _train(config, bundle, settings, context, report)

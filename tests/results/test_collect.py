@@ -37,7 +37,8 @@ def test_every_trial_becomes_one_row_with_its_record(tmp_path: Path, make_study,
     for trial in study.get_trials():
         row, attrs = by_trial.loc[trial.number], trial.user_attrs
         assert row["params_m"] == pytest.approx(attrs["params"] / 1e6)
-        assert row["macs_g"] == pytest.approx(attrs["macs"] / 1e9) and row["flops_g"] == pytest.approx(attrs["flops"] / 1e9)
+        assert row["macs_g"] == pytest.approx(attrs["macs"] / 1e9)
+        assert row["flops_g"] == pytest.approx(attrs["flops"] / 1e9)
         assert row["config_hash"] == attrs["config_hash"] and json.loads(row["config"]) == attrs["config"]
         assert row["img_size"] == 16 and row["dataset"] == "digits" and row["epochs"] == 2
         assert row["study"] == "a" and row["kind"] == "proxy" and row["schema_version"] == SCHEMA_VERSION
@@ -94,7 +95,8 @@ def test_studies_from_a_storage_url(tmp_path: Path, tiny_config, trial_attrs) ->
 def test_missing_studies_and_storages_are_named_and_nothing_is_created(tmp_path: Path, make_study, tiny_config) -> None:
     make_study("a", [(tiny_config(), 70.0, {})])
     run_dir = tmp_path / "runs"
-    with pytest.raises(StudyNotFoundError, match=r"no study 'nope': .*nope/journal.log does not exist \(studies under .*: a\)"):
+    missing = r"no study 'nope': .*nope/journal.log does not exist \(studies under .*: a\)"
+    with pytest.raises(StudyNotFoundError, match=missing):
         collect(studies=["nope"], run_dir=run_dir, results_dir=tmp_path / "res")
     assert not (run_dir / "nope").exists() and not (tmp_path / "res").exists()
     missing_db = tmp_path / "missing.db"
@@ -109,5 +111,6 @@ def test_a_leaderboard_of_another_schema_version_is_refused(tmp_path: Path, make
     make_study("a", [(tiny_config(), 70.0, {})])
     frame = collect(run_dir=tmp_path / "runs", results_dir=tmp_path / "res").frame
     frame.assign(schema_version=SCHEMA_VERSION + 1).to_parquet(leaderboard_path(tmp_path / "res"))
-    with pytest.raises(SchemaError, match=f"schema version\\(s\\) \\[{SCHEMA_VERSION + 1}\\].*collect the studies again"):
+    newer = f"schema version\\(s\\) \\[{SCHEMA_VERSION + 1}\\].*collect the studies again"
+    with pytest.raises(SchemaError, match=newer):
         load_leaderboard(tmp_path / "res")

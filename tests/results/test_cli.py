@@ -1,0 +1,139 @@
+"""The results commands as the root CLI wires them: outputs, files, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from results.cli import export_command, leaderboard_app, pareto_command, train_command
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    root = typer.Typer(pretty_exceptions_enable=False)
+    root.add_typer(leaderboard_app, name="leaderboard")
+    root.command("pareto")(pareto_command)
+    root.command("export")(export_command)
+    root.command("train")(train_command)
+    return root
+
+
+@pytest.fixture
+def studies(tmp_path: Path, make_study, tiny_config) -> list[str]:
+    make_study("a", [(tiny_config(embed_dim=8), 60.0, {}), (tiny_config(), 80.0, {}),
+                     (tiny_config(depth=2), 70.0, {})])
+    make_study("b", [(tiny_config(attention="refiner", expansion_ratio=2), 85.0, {})])
+    return ["--run-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res")]
+
+
+def run(app: typer.Typer, *args: str) -> object:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def assert_one_line_error(result, pattern: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("collected ")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr  # at most a collection note before
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+def test_leaderboard_collects_and_shows_every_format(app, studies) -> None:
+    result = run(app, "leaderboard", *studies, "--format", "csv", "--study", "a")
+    assert result.exit_code == 0, result.output
+    assert "collected 1 study (a): 3 added, 0 updated, 0 unchanged" in result.stderr
+    table = pd.read_csv(io.StringIO(result.stdout))
+    assert list(table.loc[table["kind"] == "proxy", "top1"]) == [80.0, 70.0, 60.0]
+    assert (table["kind"] == "reported").sum() == 36
+    everything = run(app, "leaderboard", *studies, "--format", "markdown", "--where", "params_m <= 30", "--top", "2")
+    assert everything.exit_code == 0 and "collected 2 studies" in everything.stderr
+    assert everything.stdout.count("| proxy") == 2 and everything.stdout.count("| reported") == 2
+    assert "not measured here" in everything.stdout
+
+
+def test_full_training_results_are_added_next_to_table7(tmp_path: Path, app, studies) -> None:
+    exported = run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out")
+    assert exported.exit_code == 0, exported.output
+    config = sorted((tmp_path / "out").glob("*.yaml"))[0]
+    added = run(app, "leaderboard", "add", "--config", config, "--top1", "81.5", "--epochs", "300", "--recipe",
+                "standard", "--num-classes", "1000", "--in-chans", "3", "--img-size", "224",
+                "--results-dir", tmp_path / "res")
+    assert added.exit_code == 0, added.output
+    assert "recorded refiner-1x16h2-r2k3@16: top-1 81.5 on imagenet (1 added" in added.stdout
+    shown = run(app, "leaderboard", *studies, "--format", "csv", "--where", "dataset == 'imagenet'",
+                "--sort", "-full_top1", "--columns", "kind,model,full_top1,img_size,study,trial")
+    table = pd.read_csv(io.StringIO(shown.stdout))
+    ours = table[table["kind"] == "full"].iloc[0]
+    assert (ours["full_top1"], ours["img_size"], ours["study"], ours["trial"]) == (81.5, 224, "b", 0)
+    assert len(table) == 37
+    again = run(app, "leaderboard", "add", "--config", config, "--top1", "82", "--epochs", "300", "--recipe",
+                "standard", "--num-classes", "1000", "--in-chans", "3", "--img-size", "224",
+                "--results-dir", tmp_path / "res")
+    assert_one_line_error(again, r"already recorded with top-1 81.5; pass --force")
+    both = run(app, "leaderboard", "add", "--config", config, "--model", "vit_16b_384", "--top1", "1")
+    assert_one_line_error(both, "exactly one of --config FILE or --model NAME")
+
+
+def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, studies) -> None:
+    png, html = tmp_path / "plots" / "front.png", tmp_path / "plots" / "front.html"
+    result = run(app, "pareto", *studies, "--objectives", "top1:max,params:min", "--png", png, "--html", html,
+                 "--reference", "top1=0,params=1", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    front = pd.read_csv(io.StringIO(result.stdout.split("front:")[0]))
+    assert list(front["top1"]) == [85.0, 80.0, 60.0] and "hypervolume" in result.stdout
+    assert "reference top1=0, params_m=1" in result.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG" and "plotly" in html.read_text()
+    before = png.read_bytes()
+    refused = run(app, "pareto", *studies, "--png", png)
+    assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")
+    assert png.read_bytes() == before
+    assert run(app, "pareto", *studies, "--png", png, "--force").exit_code == 0
+    only_a = run(app, "pareto", *studies, "--studies", "a", "--objectives", "top1", "--format", "csv")
+    assert pd.read_csv(io.StringIO(only_a.stdout.split("front:")[0]))["top1"].tolist() == [80.0]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path, app, studies) -> None:
+    assert_one_line_error(run(app, "leaderboard", *studies, "--study", "nope"),
+                          r"no study 'nope'.*studies under .*: a, b")
+    assert_one_line_error(run(app, "pareto", *studies, "--objectives", "speed:max"), "is not a recorded numeric column")
+    assert_one_line_error(run(app, "pareto", *studies, "--objectives", "top1,latency"),
+                          "objective 'latency_ms' is not recorded for any selected row")
+    assert_one_line_error(run(app, "leaderboard", *studies, "--where", "params_m < 0"), "no leaderboard rows match")
+    assert_one_line_error(run(app, "pareto", *studies, "--where", "params_m < 0"), "no rows are selected")
+    assert_one_line_error(run(app, "pareto", *studies, "--studies", "zzz"), r"no study 'zzz'")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert_one_line_error(run(app, "export", *studies, "--top-k", "1", "--out", blocker / "sub"),
+                          "cannot write to --out")
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "e").exit_code == 0
+    assert_one_line_error(run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "e"), "is not empty")
+    assert_one_line_error(run(app, "leaderboard", *studies, "--output", blocker), "file.txt exists; pass --force")
+    assert blocker.read_text() == "x"
+    assert_one_line_error(run(app, "train", "--config", tmp_path / "none.yaml", "--data-dir", "digits"),
+                          "cannot read --config")
+
+
+def test_train_runs_an_export_and_records_it(tmp_path: Path, app, studies) -> None:
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out").exit_code == 0
+    config = sorted((tmp_path / "out").glob("*.yaml"))[0]
+    result = run(app, "train", "--config", config, "--data-dir", "digits", "--epochs", "1", "--batch-size", "256",
+                 "--device", "cpu", "--output", tmp_path / "run", "--results-dir", tmp_path / "res")
+    assert result.exit_code == 0, result.output
+    assert "epoch 1: top-1" in result.stdout and "final top-1" in result.stdout
+    assert "note: not applied by the training loop: RandAugment" in result.stderr
+    shown = run(app, "leaderboard", "--results-dir", tmp_path / "res", "--no-collect", "--no-reported", "--format",
+                "csv", "--where", "kind == 'full'")
+    table = pd.read_csv(io.StringIO(shown.stdout))
+    assert list(table["recipe"]) == ["standard"] and list(table["dataset"]) == ["digits"]
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "result.yaml").is_file()

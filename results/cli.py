@@ -223,7 +223,9 @@ def pareto_command(
             "with --dataset/--epochs or --where \"budget_key == '...'\"",
             err=True,
         )
-    if png is not None or html is not None:
+    if png is None and html is None:
+        typer.echo("plots: add --png FILE and/or --html FILE", err=True)
+    else:
         data = front_plot_data(result, x=x, y=y)
         for path, draw in ((png, draw_png), (html, draw_html)):
             if path is not None:
@@ -306,8 +308,10 @@ def train_command(
         return
     if result.not_applied:
         typer.echo(f"note: not applied by the training loop: {'; '.join(result.not_applied)}", err=True)
-    if result.train.start_epoch:
-        typer.echo(f"resumed from epoch {result.train.start_epoch}", err=True)
+    if result.train.start_epoch >= result.settings.epochs:
+        typer.echo(f"{result.output} already holds all {result.settings.epochs} epochs; nothing to train", err=True)
+    elif result.train.start_epoch:
+        typer.echo(f"resumed after epoch {result.train.start_epoch}", err=True)
     typer.echo(
         f"{result.name} ({result.recipe}, {result.settings.epochs} epochs): final top-1 {result.final_top1:.2f}%, "
         f"best {result.train.best_top1:.2f}% -> {result.output}"

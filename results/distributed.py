@@ -87,13 +87,17 @@ class ShardedImageSet:
     def __len__(self) -> int:
         return len(self.inner)
 
-    def batches(self, *, batch_size: int, device: torch.device, **options: Any) -> Iterator[Batch]:
+    def share(self, batch_size: int) -> int:
+        """Images per process in a global batch of ``batch_size``."""
         if batch_size % self.world_size:
             raise ValueError(
                 f"batch_size={batch_size} does not split across {self.world_size} processes; "
                 f"use a multiple of {self.world_size}"
             )
-        share = batch_size // self.world_size
+        return batch_size // self.world_size
+
+    def batches(self, *, batch_size: int, device: torch.device, **options: Any) -> Iterator[Batch]:
+        share = self.share(batch_size)
         start = self.rank * share
         for images, labels in self.inner.batches(batch_size=batch_size, device=device, **options):
             yield images[start : start + share], labels[start : start + share]

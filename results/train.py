@@ -141,7 +141,7 @@ def run_full_training(
             "lr": lr,
             "seed": seed,
         }
-        if context.is_main:
+        if context.is_main:  # if this fails, torchrun stops the processes waiting at the barrier
             _prepare_folder(output, plan, force=force)
         barrier(context)
         settings = chosen.train_settings(
@@ -206,13 +206,18 @@ def _train(
         return train_model(model, data, settings, report=report)
     # Only rank 0 keeps the run folder's checkpoint; the others resume from a private copy of it and
     # write theirs where nobody reads them (train_model writes whenever it has a checkpoint folder).
+    shards = ShardedImageSet(data.train, rank=context.rank, world_size=context.world_size)
+    if (settings.mixup or settings.cutmix) and shards.share(settings.batch_size) % 2:
+        raise ValueError(
+            f"batch_size={settings.batch_size} gives {shards.share(settings.batch_size)} images per process; mixup "
+            f"pairs images within a process, so use a multiple of {2 * context.world_size}"
+        )
+    sharded = DataBundle(
+        name=data.name, train=shards, val=data.val, num_classes=data.num_classes, in_chans=data.in_chans,
+        img_size=data.img_size, class_names=data.class_names,
+    )
     model.to(context.device)
     handles = make_data_parallel(model, context)
-    sharded = DataBundle(
-        name=data.name, train=ShardedImageSet(data.train, rank=context.rank, world_size=context.world_size),
-        val=data.val, num_classes=data.num_classes, in_chans=data.in_chans, img_size=data.img_size,
-        class_names=data.class_names,
-    )
     try:
         if context.is_main:
             return train_model(model, sharded, settings, report=report)

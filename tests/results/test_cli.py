@@ -124,6 +124,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, app, studies) -> None:
                           "cannot read --config")
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_train_runs_an_export_and_records_it(tmp_path: Path, app, studies) -> None:
     assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out").exit_code == 0
     config = sorted((tmp_path / "out").glob("*.yaml"))[0]

@@ -114,3 +114,13 @@ def test_a_leaderboard_of_another_schema_version_is_refused(tmp_path: Path, make
     newer = f"schema version\\(s\\) \\[{SCHEMA_VERSION + 1}\\].*collect the studies again"
     with pytest.raises(SchemaError, match=newer):
         load_leaderboard(tmp_path / "res")
+
+
+def test_an_unwritable_results_directory_is_named(tmp_path: Path, make_study, tiny_config) -> None:
+    make_study("a", [(tiny_config(), 70.0, {})])
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    unwritable = r"cannot write the leaderboard .*file.txt/leaderboard.parquet: .*--results-dir"
+    with pytest.raises(ValueError, match=unwritable):
+        collect(run_dir=tmp_path / "runs", results_dir=blocker)
+    assert blocker.read_text() == "x"

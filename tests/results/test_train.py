@@ -11,10 +11,12 @@ import pytest
 import torch
 import yaml
 
+from results.distributed import ShardedImageSet
 from results.export import timm_spec
 from results.recipes import RECIPES, Recipe, RecipeError, get_recipe
 from results.store import load_leaderboard
 from results.train import RunFolderError, run_full_training
+from search.data import load_data
 
 
 class Interrupted(Exception):
@@ -56,23 +58,24 @@ def test_recipes_become_the_loops_settings() -> None:
         standard.train_settings(batch_size=63)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, tiny_config) -> None:
     config_file = write_export(tmp_path / "tiny.yaml", tiny_config(attention="refiner", expansion_ratio=2))
-    options = {"data": "digits", "recipe": "standard", "epochs": 2, "batch_size": 128, "lr": 5e-3, "device": "cpu",
+    options = {"data": "digits", "recipe": "standard", "epochs": 3, "batch_size": 128, "lr": 5e-3, "device": "cpu",
                "results_dir": tmp_path / "res"}
     whole = run_full_training(config_file, output=tmp_path / "whole", **options)
 
-    def stop_after_first_epoch(epoch: int, top1: float) -> None:
-        if epoch == 0:
+    def stop_after_two_epochs(epoch: int, top1: float) -> None:
+        if epoch == 1:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_full_training(config_file, output=tmp_path / "cut", report=stop_after_first_epoch, **options)
+        run_full_training(config_file, output=tmp_path / "cut", report=stop_after_two_epochs, **options)
     resumed = run_full_training(config_file, output=tmp_path / "cut", **options)
 
-    assert whole.train.start_epoch == 0 and resumed.train.start_epoch == 1
+    assert whole.train.start_epoch == 0 and resumed.train.start_epoch == 2
     assert resumed.train.top1_curve == whole.train.top1_curve
-    assert resumed.train.ema_top1_curve == whole.train.ema_top1_curve and len(whole.train.ema_top1_curve) == 2
+    assert resumed.train.ema_top1_curve == whole.train.ema_top1_curve and len(whole.train.ema_top1_curve) == 3
     assert resumed.train.train_loss_curve == whole.train.train_loss_curve
     cut, uninterrupted = weights(tmp_path / "cut"), weights(tmp_path / "whole")
     assert all(torch.equal(cut[name], uninterrupted[name]) for name in uninterrupted)
@@ -80,17 +83,18 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, tiny
     assert whole.not_applied == ("RandAugment rand-m9-mstd0.5-inc1", "random erasing 0.25")
 
     result = yaml.safe_load((tmp_path / "cut" / "result.yaml").read_text())
-    assert result["final_top1"] == whole.final_top1 and result["resumed_at_epoch"] == 1
+    assert result["final_top1"] == whole.final_top1 and result["resumed_at_epoch"] == 2
     rows = load_leaderboard(tmp_path / "res")
     assert len(rows) == 2 and set(rows["kind"]) == {"full"} and set(rows["full_top1"]) == {whole.final_top1}
-    assert set(rows["recipe"]) == {"standard"} and set(rows["dataset"]) == {"digits"} and set(rows["epochs"]) == {2}
+    assert set(rows["recipe"]) == {"standard"} and set(rows["dataset"]) == {"digits"} and set(rows["epochs"]) == {3}
 
     again = run_full_training(config_file, output=tmp_path / "cut", **options)  # finished: nothing to train
-    assert again.train.start_epoch == 2 and again.final_top1 == whole.final_top1
+    assert again.train.start_epoch == 3 and again.final_top1 == whole.final_top1
     assert again.leaderboard is not None and again.leaderboard.unchanged == 1
     assert len(load_leaderboard(tmp_path / "res")) == 2
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_the_run_folder_is_never_overwritten_without_force(tmp_path: Path, tiny_config) -> None:
     plain = RECIPES["standard"].model_copy(update={"name": "plain", "mixup": 0.0, "cutmix": 0.0})
     config_file = write_export(tmp_path / "tiny.yaml", tiny_config(), plain)
@@ -111,6 +115,21 @@ def test_the_run_folder_is_never_overwritten_without_force(tmp_path: Path, tiny_
     blocker.write_text("x")
     with pytest.raises(RunFolderError, match="cannot write .*file.txt/run/run.yaml"):
         run_full_training(config_file, output=blocker / "run", **options)
+
+
+def test_process_shards_make_up_every_global_batch() -> None:
+    train = load_data("digits", img_size=8).train
+    options = {"batch_size": 64, "device": torch.device("cpu"), "shuffle": True, "seed": 3, "epoch": 1,
+               "drop_last": True}
+    whole = list(train.batches(**options))
+    shards = [list(ShardedImageSet(train, rank=rank, world_size=4).batches(**options)) for rank in range(4)]
+    assert all(len(shard) == len(whole) for shard in shards)
+    assert len(ShardedImageSet(train, rank=0, world_size=4)) == len(train)
+    for step, (images, labels) in enumerate(whole):
+        assert torch.equal(torch.cat([shard[step][0] for shard in shards]), images)
+        assert torch.equal(torch.cat([shard[step][1] for shard in shards]), labels)
+    with pytest.raises(ValueError, match="batch_size=62 does not split across 4 processes"):
+        next(ShardedImageSet(train, rank=0, world_size=4).batches(**{**options, "batch_size": 62}))
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from results.schema import conform
@@ -54,37 +55,27 @@ def find_studies(*, studies: Sequence[str] = (), storages: Sequence[str] = (), r
     """
     run_dir = Path(run_dir)
     if not storages:
-        journals = {name: run_dir / name / JOURNAL_FILE for name in studies}
-        if not studies:
-            journals = {path.parent.name: path for path in sorted(run_dir.glob(f"*/{JOURNAL_FILE}"))}
-            if not journals:
-                raise StudyNotFoundError(
-                    f"no study journals under {run_dir}/; run a search first, or pass --study, --storage or --run-dir"
-                )
         found = []
-        for name, path in journals.items():
-            if not path.is_file():
-                raise StudyNotFoundError(
-                    f"no study {name!r}: {path} does not exist (studies under {run_dir}/: "
-                    f"{', '.join(_local_study_names(run_dir)) or 'none'}); check --study and --run-dir"
-                )
+        for name, path in _journals(studies, run_dir).items():
             storage = open_storage(None, path.parent)
             available = optuna.get_all_study_names(storage)
             if studies and name not in available:
                 raise StudyNotFoundError(
                     f"no study {name!r} in {path} (it holds: {', '.join(available) or 'nothing'}); check --study"
                 )
-            found += [_load(storage, study_name, str(path)) for study_name in ([name] if studies else available)]
+            label = str(path.resolve())
+            found += [_load(storage, study, label) for study in ([name] if studies else available)]
         return found
     found = []
     missing = set(studies)
     for url in storages:
-        _check_exists(url)
+        path = _local_file(url)
         storage = open_storage(url, run_dir)
         available = optuna.get_all_study_names(storage)
         wanted = [name for name in studies if name in available] if studies else available
         missing -= set(wanted)
-        found += [_load(storage, name, redact(url)) for name in wanted]
+        label = str(path.resolve()) if path is not None and url.startswith("journal://") else redact(url)
+        found += [_load(storage, name, label) for name in wanted]
     if missing:
         raise StudyNotFoundError(
             f"no study {', '.join(repr(name) for name in sorted(missing))} in "
@@ -94,20 +85,37 @@ def find_studies(*, studies: Sequence[str] = (), storages: Sequence[str] = (), r
     return found
 
 
-def _local_study_names(run_dir: Path) -> list[str]:
-    return sorted(path.parent.name for path in run_dir.glob(f"*/{JOURNAL_FILE}"))
+def _journals(studies: Sequence[str], run_dir: Path) -> dict[str, Path]:
+    """The journal of each named study, or every journal under ``run_dir``; each must exist."""
+    existing = {path.parent.name: path for path in sorted(run_dir.glob(f"*/{JOURNAL_FILE}"))}
+    if not studies:
+        if not existing:
+            raise StudyNotFoundError(
+                f"no study journals under {run_dir}/; run a search first, or pass --study, --storage or --run-dir"
+            )
+        return existing
+    for name in studies:
+        if name not in existing:
+            raise StudyNotFoundError(
+                f"no study {name!r}: {run_dir / name / JOURNAL_FILE} does not exist (studies under {run_dir}/: "
+                f"{', '.join(existing) or 'none'}); check --study and --run-dir"
+            )
+    return {name: existing[name] for name in studies}
 
 
-def _check_exists(url: str) -> None:
-    """Opening a missing SQLite or journal file would create an empty one: refuse instead."""
+def _local_file(url: str) -> Path | None:
+    """The file of a SQLite or journal URL, which must exist (opening a missing one would create it);
+    None for a database server."""
     for prefix in ("sqlite:///", "journal://"):
         if url.startswith(prefix):
             path = Path(url.removeprefix(prefix))
             if not path.is_file():
                 raise StudyNotFoundError(f"storage {url} does not exist ({path} is missing); check --storage")
+            return path
+    return None
 
 
-def _load(storage: Any, name: str, label: str) -> SourceStudy:
+def _load(storage: BaseStorage, name: str, label: str) -> SourceStudy:
     return SourceStudy(optuna.load_study(study_name=name, storage=storage), label)
 
 

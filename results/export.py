@@ -154,8 +154,9 @@ _HEADER = "# refiner-nas export: train with `refiner-nas train --config THIS_FIL
 
 @dataclass(frozen=True)
 class ExportedConfig:
-    """A configuration file read back: an export, or a plain ModelConfig YAML (then name = file stem,
-    the built-in recipes, and no measured costs or proxy result)."""
+    """A configuration file read back: an export, or a plain ModelConfig YAML (then name = file stem
+    and no measured costs or proxy result). ``recipes`` holds the built-in recipes and the file's (the
+    file's win on equal names)."""
 
     name: str
     config: ModelConfig
@@ -216,7 +217,7 @@ def load_export(path: Path) -> ExportedConfig:
         name=str(document.get("name") or path.stem),
         config=config,
         timm_model=spec["model"],
-        recipes=recipes or dict(RECIPES),
+        recipes={**RECIPES, **recipes},  # the built-in recipes stay available next to the file's
         default_recipe=str(document.get("default_recipe") or DEFAULT_RECIPE),
         proxy=document.get("proxy") or {},
         costs=document.get("costs") or {},

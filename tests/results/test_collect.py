@@ -124,3 +124,13 @@ def test_an_unwritable_results_directory_is_named(tmp_path: Path, make_study, ti
     with pytest.raises(ValueError, match=unwritable):
         collect(run_dir=tmp_path / "runs", results_dir=blocker)
     assert blocker.read_text() == "x"
+
+
+def test_a_journal_named_two_ways_is_one_storage(tmp_path: Path, make_study, tiny_config, monkeypatch) -> None:
+    make_study("a", [(tiny_config(), 70.0, {})])
+    monkeypatch.chdir(tmp_path)
+    by_name = collect(studies=["a"], run_dir=Path("runs"), results_dir=tmp_path / "res")
+    by_url = collect(storages=[f"journal://{tmp_path / 'runs' / 'a' / 'journal.log'}"], run_dir=Path("runs"),
+                     results_dir=tmp_path / "res")
+    assert by_url.report.unchanged == 1 and len(by_url.frame) == 1
+    assert by_name.frame["storage"].iloc[0] == str(tmp_path / "runs" / "a" / "journal.log")

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from results.distributed import ShardedImageSet
-from results.export import timm_spec
+from results.export import load_export, timm_spec
 from results.recipes import RECIPES, Recipe, RecipeError, get_recipe
 from results.store import load_leaderboard
 from results.train import RunFolderError, run_full_training
@@ -100,7 +100,8 @@ def test_the_run_folder_is_never_overwritten_without_force(tmp_path: Path, tiny_
     config_file = write_export(tmp_path / "tiny.yaml", tiny_config(), plain)
     options = {"data": "digits", "epochs": 1, "batch_size": 256, "device": "cpu", "results_dir": None}
     first = run_full_training(config_file, output=tmp_path / "run", **options)
-    assert first.recipe == "plain" and first.leaderboard is None
+    assert first.recipe == "plain" and first.leaderboard is None and first.settings.mixup == 0.0
+    assert set(load_export(config_file).recipes) == {"plain", *RECIPES}
     with pytest.raises(RunFolderError, match=r"holds another run \(different epochs\); use another --output, or"):
         run_full_training(config_file, output=tmp_path / "run", **{**options, "epochs": 2})
     restarted = run_full_training(config_file, output=tmp_path / "run", force=True, **{**options, "epochs": 2})

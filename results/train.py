@@ -174,8 +174,9 @@ def _prepare_folder(output: Path, plan: dict[str, Any], *, force: bool) -> None:
     run_file = output / RUN_FILE
     if force:
         for name in (CHECKPOINT_NAME, RESULT_FILE, RUN_FILE):
-            (output / name).unlink(missing_ok=True)
-    elif run_file.exists():
+            if (output / name).is_file():
+                (output / name).unlink()
+    elif run_file.is_file():
         earlier = yaml.safe_load(run_file.read_text()) or {}
         changed = sorted(key for key in plan if earlier.get(key) != plan[key])
         if changed:

@@ -1,4 +1,5 @@
-"""Shared test settings: deterministic seeds and few threads (CI has 2 cores)."""
+"""Shared test settings: deterministic seeds and one torch thread (small models; CI has 2 cores and some
+tests run worker processes beside the test process, where more threads oversubscribe the cores)."""
 
 from __future__ import annotations
 
@@ -11,4 +12,4 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)

@@ -46,7 +46,7 @@ class AnalysisInputs:
     split_seed: int = 0
     seed: int = 0
     device: str = "auto"
-    _bundles: dict[tuple[int, int], DataBundle] = field(default_factory=dict, repr=False, compare=False)
+    _bundles: dict[tuple[int, int], DataBundle] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.torch_device()

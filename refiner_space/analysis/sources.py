@@ -195,15 +195,14 @@ def load_source(text: str, *, config: str | None = None, img_size: int | None = 
         model = build_model(resolved)
     if state_dict is not None:
         load_weights(model, state_dict, path)
-    label = text if text in NAMED_CONFIGS else path.stem
-    return ModelSource(label=label, model=model.eval(), weights=path if is_checkpoint else None)
+    return ModelSource(label=unique_labels([text])[0], model=model.eval(), weights=path if is_checkpoint else None)
 
 
 def load_sources(
     texts: Sequence[str], *, configs: Sequence[str] = (), img_size: int | None = None, seed: int = 0
 ) -> list[ModelSource]:
-    """Several sources, with one ``configs`` entry per checkpoint in order (or one for all of them);
-    labels are made unique.
+    """Several sources, with one ``configs`` entry per checkpoint in order (or one for all of them),
+    labelled by :func:`unique_labels`.
 
     Raises:
         SourceError: no sources, or a number of configurations that fits neither rule.
@@ -219,15 +218,31 @@ def load_sources(
     if configs and not checkpoints:
         raise SourceError("--config applies to checkpoints (.pt/.pth); none was given")
     per_checkpoint = iter(configs if len(configs) > 1 else list(configs) * len(checkpoints))
-    sources, seen = [], {}
-    for text in texts:
+    sources = []
+    for text, label in zip(texts, unique_labels(texts), strict=True):
         config = next(per_checkpoint) if _is_checkpoint(text) and configs else None
-        source = load_source(text, config=config, img_size=img_size, seed=seed)
-        seen[source.label] = seen.get(source.label, 0) + 1
-        if seen[source.label] > 1:
-            source = replace(source, label=f"{source.label}#{seen[source.label]}")
-        sources.append(source)
+        sources.append(replace(load_source(text, config=config, img_size=img_size, seed=seed), label=label))
     return sources
+
+
+def unique_labels(texts: Sequence[str]) -> list[str]:
+    """Short distinct labels: the name or file stem, with as many parent folders as it takes to tell files
+    apart (``runs/a/last.pt`` and ``runs/b/last.pt`` give ``a/last`` and ``b/last``); repeats get ``#2``..."""
+    paths = [Path(text).with_suffix("") if Path(text).suffix else Path(text) for text in texts]
+    labels = []
+    for path in paths:
+        depth = 1
+        while depth < len(path.parts) and sum(p.parts[-depth:] == path.parts[-depth:] for p in paths) > sum(
+            p == path for p in paths
+        ):
+            depth += 1
+        labels.append("/".join(path.parts[-depth:]))
+    counts: dict[str, int] = {}
+    for index, label in enumerate(labels):
+        counts[label] = counts.get(label, 0) + 1
+        if counts[label] > 1:
+            labels[index] = f"{label}#{counts[label]}"
+    return labels
 
 
 def _is_checkpoint(text: str) -> bool:

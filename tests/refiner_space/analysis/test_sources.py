@@ -8,12 +8,11 @@ import torch
 from refiner_space import CheckpointMismatchError, ConfigError, build_model, named_config
 from refiner_space.analysis import SourceError, load_source, load_sources, resolve_config
 from refiner_space.analysis.images import match_channels
-from refiner_space.analysis.sources import default_img_size
+from refiner_space.analysis.sources import default_img_size, unique_labels
 
 RELEASED_NAMES = {"attn.refine.expand.": "attn.DLA.conv_exp.", "attn.refine.adapt_bn.": "attn.adapt_bn."}
 
 
-@pytest.mark.slow
 def test_registered_names_build_at_the_untrained_default_size() -> None:
     source = load_source("vit_16b_384")
     assert source.label == "vit_16b_384" and source.weights is None and not source.model.training
@@ -171,3 +170,9 @@ def test_images_get_the_model_channel_count() -> None:
     assert match_channels(colour, 3) is colour
     with pytest.raises(ValueError, match="images have 3 channels but the model takes 4"):
         match_channels(colour, 4)
+
+
+def test_labels_are_short_and_distinct() -> None:
+    texts = ["runs/a/last.pt", "runs/b/last.pt", "vit_16b_384", "c/m.yaml", "n.yaml", "c/m.yaml"]
+    assert unique_labels(texts) == ["a/last", "b/last", "vit_16b_384", "m", "n", "m#2"]
+    assert unique_labels(["x/a/last.pt", "y/a/last.pt"]) == ["x/a/last", "y/a/last"]

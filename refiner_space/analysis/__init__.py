@@ -1,8 +1,9 @@
 """Analysis tools from the papers: feature evolution (linear CKA), attention maps before and after
 refinement, and attention density, for any model, configuration or checkpoint of the family."""
 
+from refiner_space.analysis.blockmaps import block_maps, map_sources
 from refiner_space.analysis.cka import CkaError, centered_gram, linear_cka
-from refiner_space.analysis.density import AttentionDensity, attention_density, map_sources, row_entropy
+from refiner_space.analysis.density import AttentionDensity, attention_density, row_entropy
 from refiner_space.analysis.features import BlockFeatures, FeatureEvolution, block_features, feature_evolution
 from refiner_space.analysis.maps import MapPanel, QueryAttention, maps_frame, parse_query, query_attention
 from refiner_space.analysis.runs import (
@@ -30,6 +31,7 @@ __all__ = [
     "analyze_density",
     "attention_density",
     "block_features",
+    "block_maps",
     "centered_gram",
     "feature_evolution",
     "linear_cka",

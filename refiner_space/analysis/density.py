@@ -11,8 +11,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from refiner_space.builders import computes_map
-from refiner_space.maps import attention_maps
+from refiner_space.analysis.blockmaps import block_maps, map_sources
 from refiner_space.model import RefinedViT
 
 
@@ -63,14 +62,6 @@ class AttentionDensity:
         )
 
 
-def map_sources(model: RefinedViT) -> list[int]:
-    """For each block, the block whose attention map it uses (itself when it computes one)."""
-    sources: list[int] = []
-    for block in range(model.config.depth):
-        sources.append(block if computes_map(model.config, block) else sources[-1])
-    return sources
-
-
 def attention_density(model: RefinedViT, batches: Iterable[Tensor]) -> AttentionDensity:
     """Entropy of the raw (post-softmax, pre-refinement) maps, averaged over queries, images and, in the
     table, heads. A block that reuses a map reports the map it reuses (that of ``map_from``).
@@ -85,9 +76,11 @@ def attention_density(model: RefinedViT, batches: Iterable[Tensor]) -> Attention
     totals: dict[int, Tensor] = {}
     images, keys = 0, 0
     for batch in batches:
-        _, maps = attention_maps(model, batch)
+        maps = block_maps(model, batch)
         for block in computing:
             raw = maps[block].raw
+            if raw is None:
+                raise RuntimeError(f"block {block} computes its map but recorded no raw map")
             keys = raw.shape[-1]
             per_head = row_entropy(raw.double()).sum(dim=(0, 2)) / raw.shape[-2]
             totals[block] = totals.get(block, 0) + per_head

@@ -3,9 +3,9 @@ feature-evolution curve (its appendix A.4) computed from them with linear CKA.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 import torch
@@ -46,7 +46,7 @@ def block_features(model: nn.Module, images: Tensor) -> BlockFeatures:
     handles = [blocks[0].register_forward_pre_hook(keep_input)]
     handles += [block.register_forward_hook(keep_output) for block in blocks]
     try:
-        output = model.forward_features(images)
+        output = cast(Callable[[Tensor], Tensor], model.forward_features)(images)
     finally:
         for handle in handles:
             handle.remove()

@@ -11,8 +11,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from refiner_space.analysis.density import map_sources
-from refiner_space.maps import attention_maps
+from refiner_space.analysis.blockmaps import block_maps, map_sources
 from refiner_space.model import RefinedViT
 
 Stage = Literal["raw", "refined"]
@@ -103,7 +102,7 @@ def query_attention(
     blocks = check_indices("block", range(config.depth) if blocks is None else blocks, config.depth)
     for query in queries:
         check_indices("query token", [query], config.num_tokens)
-    _, maps = attention_maps(model, images)
+    maps = block_maps(model, images)
     most_heads = max(m.refined.shape[1] for m in maps)
     heads = check_indices("head", range(config.num_heads) if heads is None else heads, most_heads)
     sources = map_sources(model)

@@ -164,7 +164,8 @@ def default_img_size(config: ModelConfig, *, trained: bool) -> tuple[int, int]:
     if trained:
         return config.img_hw
     patch = config.patch_size
-    return tuple(max(patch, min(side, UNTRAINED_MAX_SIZE) // patch * patch) for side in config.img_hw)  # type: ignore[return-value]
+    height, width = (max(patch, min(side, UNTRAINED_MAX_SIZE) // patch * patch) for side in config.img_hw)
+    return height, width
 
 
 def load_source(text: str, *, config: str | None = None, img_size: int | None = None, seed: int = 0) -> ModelSource:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from results.cli import export_command, leaderboard_app, pareto_command, train_command
+from search.analyze_commands import analyze_app
 from search.cli_errors import one_line_errors
 from search.commands import search_app
 
@@ -78,6 +79,7 @@ def models(
 
 app.add_typer(search_app, name="search")
 app.add_typer(leaderboard_app, name="leaderboard")
+app.add_typer(analyze_app, name="analyze")
 app.command("pareto")(pareto_command)
 app.command("export")(export_command)
 app.command("train")(train_command)

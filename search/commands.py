@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from search.cli_errors import fail, one_line_errors
+from search.settings import SearchSettings
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from search.summary import StudyStatus
+
+DEFAULTS = SearchSettings()  # the CLI's defaults are the library's
 
 search_app = typer.Typer(help="Run and inspect architecture searches.", no_args_is_help=True)
 
@@ -30,27 +33,31 @@ RunDirOption = Annotated[Path, typer.Option(help="Folder of the run directories.
 @search_app.command()
 @one_line_errors
 def launch(
-    space: SpaceOption = "tiny",
+    space: SpaceOption = DEFAULTS.space,
     objectives: Annotated[
         str, typer.Option(help="name:direction,... from top1, params, macs, latency, throughput.")
-    ] = "top1:max,params:min",
-    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = 12,
-    epochs: Annotated[int, typer.Option(help="Proxy-training epochs per trial.")] = 4,
+    ] = DEFAULTS.objectives,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = DEFAULTS.trials,
+    epochs: Annotated[int, typer.Option(help="Proxy-training epochs per trial.")] = DEFAULTS.epochs,
     dataset: Annotated[
         str, typer.Option(help="digits (built in), cifar10:DIR, cifar100:DIR, imagefolder:DIR.")
-    ] = "digits",
+    ] = DEFAULTS.dataset,
     storage: StorageOption = None,
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
     workers: Annotated[int, typer.Option(help="Local worker processes sharing the study (0: create it only).")] = 1,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random or grid.")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = "median",
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random or grid.")] = DEFAULTS.sampler,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
+        DEFAULTS.pruner
+    ),
     early_stop: Annotated[bool, typer.Option(help="Stop dominated trials early (multi-objective studies).")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 2e-3,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs (may be fractional).")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = DEFAULTS.lr,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs (may be fractional).")] = (
+        DEFAULTS.warmup_epochs
+    ),
     crop_ratio: Annotated[float, typer.Option(help="Evaluation crop ratio; above 1 pads.")] = 1.0,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
     heartbeat: Annotated[int, typer.Option(help="Heartbeat of trials in database storages, in seconds; a trial "
@@ -66,7 +73,6 @@ def launch(
     import optuna
 
     from search.launch import launch as run_search
-    from search.settings import SearchSettings
     from search.summary import pareto_front, study_status
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress display and the summary say it all
@@ -121,7 +127,6 @@ def status(
     run_dir: RunDirOption = Path("runs"),
 ) -> None:
     """Trials by state, the best so far and the Pareto front of a study."""
-    from search.settings import SearchSettings
     from search.study import load_existing_study
     from search.summary import pareto_front, study_status
 

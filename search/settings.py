@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.objectives import Objective, format_objectives, parse_objectives
-from search.training import TrainSettings
+
+if TYPE_CHECKING:
+    from search.training import TrainSettings
 
 Sampler = Literal["tpe", "nsga2", "random", "grid"]
 Pruner = Literal["median", "hyperband", "none"]
@@ -24,7 +26,7 @@ class SearchSettings(BaseModel):
     space: str = "tiny"
     objectives: str = "top1:max,params:min"
     trials: int = Field(default=12, ge=1)
-    epochs: int = Field(default=4, ge=1)
+    epochs: int = Field(default=5, ge=1)
     dataset: str = "digits"
     storage: str | None = None
     study: str | None = None
@@ -35,9 +37,9 @@ class SearchSettings(BaseModel):
     early_stop: bool = True
     seed: int = 0
     device: str = "auto"
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
-    warmup_epochs: float = Field(default=1.0, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=5e-3, gt=0)
+    warmup_epochs: float = Field(default=0.5, ge=0)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     mixup: float = Field(default=0.0, ge=0)
     cutmix: float = Field(default=0.0, ge=0)
@@ -82,6 +84,8 @@ class SearchSettings(BaseModel):
 
     def train_settings(self) -> TrainSettings:
         """The proxy-training recipe of every trial."""
+        from search.training import TrainSettings
+
         return TrainSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,

@@ -1,6 +1,6 @@
 """The three analyses end to end: resolve the models, load the images, compute, write a CSV and figures.
 
-Each function returns what it wrote and the table in its CSV; the CLI (:mod:`refiner_space.analysis.cli`)
+Each function returns what it wrote and the table in its CSV; the CLI (:mod:`search.analyze_commands`)
 is a thin shell over them.
 """
 

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from refiner_space import build_model
-from refiner_space.analysis.cli import analyze_app
+from search.analyze_commands import analyze_app
 
 app = typer.Typer()  # the root CLI mounts analyze_app the same way
 app.add_typer(analyze_app, name="analyze")

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -103,6 +104,17 @@ def _print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Seque
 def _spread(stats: Stats, spec: str = ".2f") -> str:
     """``median [q1-q3]``."""
     return f"{stats.median:{spec}} [{stats.q1:{spec}}-{stats.q3:{spec}}]"
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one row: ``{"a": {"b": 1}}`` -> ``{"a_b": 1}``."""
+    row: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            row.update(_flat(value, f"{prefix}{key}_"))
+        else:
+            row[f"{prefix}{key}"] = value
+    return row
 
 
 def _giga(value: float) -> str:
@@ -279,11 +291,13 @@ def fold_command(
     warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
     as_json: AsJson = False,
+    as_csv: AsCsv = False,
 ) -> None:
     """Paper refiner folded (one dense k×k conv) against unfolded and against the same-shape vanilla ViT,
     on CPU in one process: time per batch, ratios, peak memory (inference and a training step)."""
     from benchmarks.fold import measure_fold
 
+    _check_format(as_json, as_csv)
     label, config = resolve_model(model)
     report = measure_fold(
         model=config,
@@ -298,6 +312,9 @@ def fold_command(
     )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    if as_csv:
+        _print_csv([_flat(row.to_dict()) for row in report.rows])
         return
 
     def mib(peak: Any) -> str:
@@ -335,11 +352,13 @@ def regress(
     tolerance: Annotated[float | None, typer.Option(help="Relative tolerance of speed ratios.")] = None,
     baseline_dir: Annotated[Path | None, typer.Option(help="Default: results/baselines.")] = None,
     as_json: AsJson = False,
+    as_csv: AsCsv = False,
 ) -> None:
     """Recompute params/MACs/FLOPs (exact) and speed ratios (within a tolerance) of every registered model
     and compare them with the committed baselines; exit 1 with a table of what regressed."""
     from benchmarks.regress import regress as run_regress
 
+    _check_format(as_json, as_csv)
     if tolerance is not None and tolerance <= 0:
         raise ValueError(f"tolerance={tolerance} must be positive")
     report = run_regress(
@@ -348,15 +367,17 @@ def regress(
         update=update,
         speed=speed,
         tolerance=tolerance,
-        progress=None if as_json else lambda name: typer.echo(f"measuring speed of {name} ...", err=True),
+        progress=None if as_json or as_csv else lambda name: typer.echo(f"measuring speed of {name} ...", err=True),
     )
     if as_json:
         typer.echo(json.dumps({
             "ok": report.ok,
             "written": [str(p) for p in report.written],
             "notes": list(report.notes),
-            "checks": [check.__dict__ for check in report.checks],
+            "checks": [asdict(check) for check in report.checks],
         }, indent=2))  # fmt: skip
+    elif as_csv:
+        _print_csv([asdict(check) for check in report.checks])
     else:
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)

@@ -26,7 +26,6 @@ from refiner_space.layers import (
     AttentionRefiner,
     Block,
     ContextBroadcast,
-    Conv4Stem,
     HeadMixing,
     OfficialComputeAttention,
     OfficialMapRefiner,
@@ -210,10 +209,10 @@ def _by_category(counts: Counter[str]) -> Counter[str]:
     return result
 
 
-# Parts of the breakdown, chosen by the module an operator runs in (the innermost that has a rule).
 def _part_of(name: str, module: nn.Module, parent: nn.Module | None) -> str | None:
+    """The part of the breakdown that ``module`` starts, or None when it belongs to its parent's part."""
     leaf = name.rsplit(".", 1)[-1]
-    if isinstance(module, (Conv4Stem,)) or leaf == "patch_embed":
+    if leaf == "patch_embed":
         return "stem"
     if isinstance(module, (AttentionRefiner, OfficialMapRefiner)):
         return "refiner"
@@ -233,8 +232,8 @@ def _part_of(name: str, module: nn.Module, parent: nn.Module | None) -> str | No
         return "residual"
     if isinstance(parent, RefinedViT) and leaf in ("head", "aux_head"):
         return "head"
-    if isinstance(module, RefinedViT) or name == "":
-        return "embedding and pooling"
+    if name == "":
+        return "embedding and pooling" if isinstance(module, RefinedViT) else "other"
     return None
 
 
@@ -265,7 +264,7 @@ def _parts(model: nn.Module, by_module: dict[str, Counter[str]]) -> tuple[PartCo
         own_costs.setdefault(part_of_module[name], Counter()).update(category_totals)
     order = [
         "stem", "embedding and pooling", "norms", "qkv projection", "attention products", "head mixing",
-        "refiner", "attention projection", "mlp", "context broadcast", "residual", "head",
+        "refiner", "attention projection", "mlp", "context broadcast", "residual", "head", "other",
     ]  # fmt: skip
     return tuple(
         PartCosts(

@@ -71,8 +71,9 @@ def main() -> None:
     parser.add_argument("--space", default=SearchSettings().space)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        settings = SearchSettings(space=arguments.space, trials=arguments.trials, epochs=arguments.epochs,
-                                  run_dir=Path(run_dir))
+        settings = SearchSettings(
+            space=arguments.space, trials=arguments.trials, epochs=arguments.epochs, run_dir=Path(run_dir)
+        )
         print(measure_search_overhead(settings).describe())
 
 

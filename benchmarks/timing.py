@@ -92,11 +92,11 @@ def time_interleaved(
 
 
 def _time_cuda(steps: Sequence[Callable[[], object]], device: torch.device, iters: int) -> list[list[float]]:
-    events = [
-        [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
-        for _ in steps
-    ]
-    with torch.cuda.device(device):
+    with torch.cuda.device(device):  # events belong to the device that runs the steps
+        events = [
+            [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+            for _ in steps
+        ]
         for iteration in range(iters):
             for index, step in enumerate(steps):
                 start, end = events[index][iteration]

@@ -97,3 +97,16 @@ def test_regress_exit_codes(tmp_path: Path) -> None:
     assert code == 1 and "Regressions" in output and "params" in output
     code, output = invoke(*args, "--json")
     assert code == 1 and json.loads(output)["ok"] is False
+    code, output = invoke(*args, "--csv")
+    failed = [row for row in csv.DictReader(io.StringIO(output)) if row["ok"] == "False"]
+    assert code == 1 and [(row["quantity"], row["baseline"]) for row in failed] == [("params", "1")]
+
+
+def test_fold_table_and_csv_on_a_tiny_refiner(tiny_yaml: Path) -> None:
+    args = ("fold", "--model", str(tiny_yaml), "--img-size", "32", "--batch-size", "2", "--threads", "1")
+    code, output = invoke(*args, "--warmup", "1", "--ratio", "2")
+    assert code == 0 and "Fold on CPU" in output and "folded/vanilla" in output
+    code, output = invoke(*args, "--csv")
+    rows = list(csv.DictReader(io.StringIO(output)))
+    assert code == 0 and [row["expansion_ratio"] for row in rows] == ["3", "6"]
+    assert float(rows[0]["max_relative_error"]) < 1e-5 and float(rows[0]["fold_speedup_median"]) > 0

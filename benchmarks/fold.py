@@ -116,12 +116,11 @@ def measure_fold(
             "the fold needs attention='refiner' with attention_reduction=True"
         )
     rows = []
-    with cpu_threads(threads) as used_threads:
+    with cpu_threads(threads):
         for ratio in expansion_ratios:
             config = base.replace(expansion_ratio=ratio, kernel_size=kernel_size, img_size=img_size)
             rows.append(_measure_ratio(config, batch_size, iters, warmup))
-        env = environment("cpu")
-        env["torch_threads"] = used_threads
+        env = environment("cpu")  # inside: records the threads used
     return FoldReport(
         model=label,
         img_size=img_size,

@@ -5,9 +5,9 @@ Convention (every number is per forward pass of the traced input):
 * **MACs** are the multiply-accumulates of products and convolutions: ``linear``, ``matmul``, ``mm``,
   ``bmm``, ``addmm``, ``einsum``, ``_convolution`` and fused ``scaled_dot_product_attention``
   (q kᵀ and A v). A product of an (…, n, k) and a (…, k, m) operand costs (… · n · m) · k; a convolution
-  costs output elements × (input channels per group) × kernel area. An einsum costs the sum of its
-  pairwise contractions (product of the sizes of every index of the two operands), in the order torch
-  evaluates them. **FLOPs of products are 2 × MACs.**
+  costs output elements × (input channels per group) × kernel area. An einsum costs, over its pairwise
+  steps in the order torch evaluates them, the product of the sizes of every index of the two operands
+  for each step that sums over an index. **FLOPs of products are 2 × MACs.**
 * **Element-wise FLOPs** are everything else that computes:
   - arithmetic, activations and comparisons (add, mul, div, GELU, ReLU6, exp, ...): 1 per output
     element, whatever the function (GELU counts 1 like an add); ``addcmul``: 2 per output element;

@@ -243,7 +243,7 @@ def measure_speed(
         else:
             reference = (reference_label, ref_config)
     device = settings.torch_device
-    with cpu_threads(settings.threads) as threads:
+    with cpu_threads(settings.threads):
         torch.manual_seed(0)
         candidate = build_model(config).to(device)
         other = build_model(reference[1]).to(device) if reference is not None else None
@@ -257,8 +257,7 @@ def measure_speed(
             if settings.fold:
                 folded = _fold(candidate, training=mode == "train") or folded
             results.append(_measure_mode(mode, candidate, other, config, settings))
-        env = environment(device)
-        env["torch_threads"] = threads
+        env = environment(device)  # inside: records the threads used
     return SpeedResult(
         model=label,
         config_hash=config.config_hash(),

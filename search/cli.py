@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from benchmarks.cli import bench_app
 from results.cli import export_command, leaderboard_app, pareto_command, train_command
 from search.analyze_commands import analyze_app
 from search.cli_errors import one_line_errors
@@ -80,6 +81,7 @@ def models(
 app.add_typer(search_app, name="search")
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(bench_app, name="bench")
 app.command("pareto")(pareto_command)
 app.command("export")(export_command)
 app.command("train")(train_command)

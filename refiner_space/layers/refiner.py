@@ -66,15 +66,15 @@ class AttentionRefiner(nn.Module):
     def forward(self, maps: Tensor) -> Tensor:
         if self.folded:
             kernel = self.folded_kernel()
-            head_mixing = self.reduce.weight[:, :, 0, 0] @ self.expand.weight[:, :, 0, 0]
             pad = self.kernel_size // 2
-            return self._local(
-                maps,
-                lambda m: F.conv2d(m, kernel, padding=pad),
-                lambda m: torch.einsum("oi,bink->bonk", head_mixing, m),
-            )
+            return self._local(maps, lambda m: F.conv2d(m, kernel, padding=pad), self._mix_prefix_folded)
         maps = self._local(mix_heads(maps, self.expand), self.dla, lambda m: m)
         return maps if self.reduce is None else mix_heads(maps, self.reduce)
+
+    def _mix_prefix_folded(self, prefix: Tensor) -> Tensor:
+        # `spatial` leaves the class-token keys to the 1x1 steps alone: folded, they are mixed by R·E.
+        head_mixing = self.reduce.weight[:, :, 0, 0] @ self.expand.weight[:, :, 0, 0]
+        return torch.einsum("oi,bink->bonk", head_mixing, prefix)
 
     def set_folded(self, folded: bool) -> None:
         """Compute the refiner as one dense k×k convolution (True) or as three steps (False)."""

@@ -136,28 +136,14 @@ def test_a_journal_named_two_ways_is_one_storage(tmp_path: Path, make_study, tin
     assert by_name.frame["storage"].iloc[0] == str(tmp_path / "runs" / "a" / "journal.log")
 
 
-SEARCH_SPACE = """
-dimensions:
-  img_size: 16
-  in_chans: 1
-  num_classes: 10
-  patch_size: 4
-  mlp_ratio: 1.0
-  depth: 1
-  embed_dim: {choices: [8, 16]}
-  num_heads: 2
-  attention: {choices: [vanilla, refiner]}
-  expansion_ratio: {value: 2, when: {attention: refiner}}
-"""
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_a_real_search_is_collected_as_recorded(tmp_path: Path) -> None:
+def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> None:
     from search.launch import launch
     from search.settings import SearchSettings
 
-    space = tmp_path / "small.yaml"
-    space.write_text(SEARCH_SPACE)
+    space = small_space()
     settings = SearchSettings(space=str(space), trials=3, epochs=1, run_dir=tmp_path / "runs", batch_size=128,
                               device="cpu", sampler="random", warmup_epochs=0.0, early_stop=False)
     study = launch(settings, show_progress=False)

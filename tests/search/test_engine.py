@@ -16,29 +16,16 @@ from search.study import StudyMismatchError, load_existing_study
 from search.training import NonFiniteLossError, TrainResult
 from search.trial import INTERRUPTED
 
-SMALL_SPACE = """
-dimensions:
-  img_size: 16
-  in_chans: 1
-  num_classes: 10
-  patch_size: 4
-  mlp_ratio: 1.0
-  depth: 1
-  embed_dim: {choices: [8, 16]}
-  num_heads: 2
-  attention: {choices: [vanilla, refiner]}
-  expansion_ratio: {value: 2, when: {attention: refiner}}
-constraints:
-  max_params: %s
-"""
 
+@pytest.fixture
+def settings_for(tmp_path: Path, small_space):
+    def make(*, max_params: str = "1M", widths=(8, 16), **changes) -> SearchSettings:
+        space = small_space(max_params=max_params, widths=widths)
+        fields = {"space": str(space), "trials": 3, "epochs": 1, "run_dir": tmp_path / "runs", "batch_size": 128,
+                  "device": "cpu", "sampler": "random", "warmup_epochs": 0.0, **changes}
+        return SearchSettings(**fields)
 
-def settings_for(tmp_path: Path, *, max_params: str = "1M", **changes) -> SearchSettings:
-    space = tmp_path / "small.yaml"
-    space.write_text(SMALL_SPACE % max_params)
-    fields = {"space": str(space), "trials": 3, "epochs": 1, "run_dir": tmp_path / "runs", "batch_size": 128,
-              "device": "cpu", "sampler": "random", "warmup_epochs": 0.0, **changes}
-    return SearchSettings(**fields)
+    return make
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +37,8 @@ def records(study: optuna.Study) -> list[TrialRecord]:
     return [TrialRecord.from_trial(t) for t in study.get_trials()]
 
 
-def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, early_stop=False)
+def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path, settings_for) -> None:
+    settings = settings_for(early_stop=False)
     study = launch(settings, show_progress=False)
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
@@ -74,14 +61,16 @@ def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path) -> None:
     assert len(again.get_trials()) == 4
 
 
-def test_resuming_with_other_options_is_refused(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, trials=1)
+def test_resuming_with_other_options_is_refused(tmp_path: Path, settings_for) -> None:
+    settings = settings_for(trials=1)
     launch(settings, show_progress=False)
     with pytest.raises(StudyMismatchError, match=r"--objectives 'top1:max,params:min' \(now 'top1:max'\)"):
         launch(settings.model_copy(update={"objectives": "top1:max"}), show_progress=False)
 
 
-def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_path: Path, monkeypatch) -> None:
+def test_over_budget_configurations_are_never_trained_and_carry_constraints(
+    tmp_path: Path, settings_for, monkeypatch
+) -> None:
     trained_widths = []
     real_train = search.evaluate.train_model
 
@@ -91,7 +80,7 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_
 
     monkeypatch.setattr(search.evaluate, "train_model", spy)
     # Width 8 with 1 block has 850 or 902 parameters, width 16 has 2458 or 2510: 2K admits only width 8.
-    study = launch(settings_for(tmp_path, max_params="2K", trials=6), show_progress=False)
+    study = launch(settings_for(max_params="2K", trials=6), show_progress=False)
     statuses = set()
     for trial in study.get_trials():
         record = TrialRecord.from_trial(trial)
@@ -106,11 +95,13 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(tmp_
     assert study.best_trials and all(TrialRecord.from_trial(t).params <= 2000 for t in study.best_trials)
 
 
-def test_a_configuration_seen_before_is_reused_not_retrained(tmp_path: Path, monkeypatch) -> None:
+def test_a_configuration_seen_before_is_reused_not_retrained(
+    tmp_path: Path, settings_for, monkeypatch
+) -> None:
     calls = []
     real_train = search.evaluate.train_model
     monkeypatch.setattr(search.evaluate, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    study = launch(settings_for(tmp_path, trials=8), show_progress=False)
+    study = launch(settings_for(trials=8), show_progress=False)
     by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials():
         by_hash.setdefault(trial.user_attrs["config_hash"], []).append(trial)
@@ -123,7 +114,9 @@ def test_a_configuration_seen_before_is_reused_not_retrained(tmp_path: Path, mon
             assert trial.values == first.values
 
 
-def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_path: Path, monkeypatch) -> None:
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
+    tmp_path: Path, settings_for, monkeypatch
+) -> None:
     real_train = search.evaluate.train_model
 
     def fail_wide(model, data, settings, report=None):
@@ -132,7 +125,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_
         return real_train(model, data, settings, report)
 
     monkeypatch.setattr(search.evaluate, "train_model", fail_wide)
-    study = launch(settings_for(tmp_path, trials=3), show_progress=False)
+    study = launch(settings_for(trials=3), show_progress=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "the random sampler with seed 0 draws width 16 in the first trials"
     first_failure = TrialRecord.from_trial(failed[0])
@@ -142,8 +135,10 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(tmp_
     assert completed and all(TrialRecord.from_trial(t).config["embed_dim"] == 8 for t in completed)
 
 
-def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, monkeypatch) -> None:
-    settings = settings_for(tmp_path, trials=3)
+def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(
+    tmp_path: Path, settings_for, monkeypatch
+) -> None:
+    settings = settings_for(trials=3)
     real_train = search.evaluate.train_model
     calls = []
 
@@ -168,14 +163,16 @@ def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(tmp_path: Path, mo
     assert len(resumed.get_trials(states=(TrialState.COMPLETE,))) >= kept
 
 
-def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, dataset=f"imagefolder:{tmp_path / 'nowhere'}")
+def test_missing_dataset_fails_before_any_trial(tmp_path: Path, settings_for) -> None:
+    settings = settings_for(dataset=f"imagefolder:{tmp_path / 'nowhere'}")
     with pytest.raises(ValueError, match="nowhere"):
         launch(settings, show_progress=False)
     assert not (tmp_path / "runs" / "small" / "journal.log").exists()
 
 
-def test_single_objective_studies_prune_with_the_chosen_pruner(tmp_path: Path, monkeypatch) -> None:
+def test_single_objective_studies_prune_with_the_chosen_pruner(
+    tmp_path: Path, settings_for, monkeypatch
+) -> None:
     calls = []
 
     def scripted_training(model, data, settings, report=None):
@@ -189,10 +186,9 @@ def test_single_objective_studies_prune_with_the_chosen_pruner(tmp_path: Path, m
                            epoch_times_s=(0.03,) * 3)
 
     monkeypatch.setattr(search.evaluate, "train_model", scripted_training)
-    space = tmp_path / "wider.yaml"
-    space.write_text(SMALL_SPACE.replace("[8, 16]", "[8, 16, 24, 32, 40, 48]") % "1M")
-    settings = settings_for(tmp_path, objectives="top1:max", epochs=3, trials=8, pruner="median")
-    study = launch(settings.model_copy(update={"space": str(space)}), show_progress=False)
+    settings = settings_for(objectives="top1:max", epochs=3, trials=8, pruner="median",
+                            widths=(8, 16, 24, 32, 40, 48))
+    study = launch(settings, show_progress=False)
     assert isinstance(study.pruner, optuna.pruners.MedianPruner)
     pruned = [TrialRecord.from_trial(t) for t in study.get_trials(states=(TrialState.PRUNED,))]
     stopped = [r for r in pruned if r.status == "pruned"]
@@ -203,8 +199,8 @@ def test_single_objective_studies_prune_with_the_chosen_pruner(tmp_path: Path, m
 
 
 @pytest.mark.slow
-def test_workers_share_one_study(tmp_path: Path) -> None:
-    study = launch(settings_for(tmp_path, trials=4, workers=2, early_stop=False), show_progress=False)
+def test_workers_share_one_study(tmp_path: Path, settings_for) -> None:
+    study = launch(settings_for(trials=4, workers=2, early_stop=False), show_progress=False)
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers)) >= 4
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 4

@@ -26,19 +26,6 @@ needs_postgres = pytest.mark.skipif(
 )
 REPOSITORY = Path(__file__).resolve().parents[2]
 
-SPACE = """
-dimensions:
-  img_size: 16
-  in_chans: 1
-  num_classes: 10
-  patch_size: 4
-  mlp_ratio: 1.0
-  depth: {choices: [1, 2]}
-  embed_dim: {choices: [8, 16, 24, 32, 40, 48]}
-  num_heads: 2
-  attention: {choices: [vanilla, refiner]}
-  expansion_ratio: {value: 2, when: {attention: refiner}}
-"""
 
 
 def start_worker(study: str, run_dir: Path) -> subprocess.Popen:
@@ -59,9 +46,8 @@ def running_trial_of(study: optuna.Study, pid: int) -> int | None:
 
 @pytest.mark.slow
 @needs_postgres
-def test_two_workers_one_killed_mid_trial(tmp_path: Path) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
+def test_two_workers_one_killed_mid_trial(tmp_path: Path, small_space) -> None:
+    space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
     settings = SearchSettings(
         space=str(space), study=f"workers-{uuid.uuid4().hex[:8]}", storage=POSTGRES_URL, run_dir=tmp_path / "runs",
         trials=5, epochs=4, warmup_epochs=0.0, sampler="random", early_stop=False, heartbeat_s=1, device="cpu",

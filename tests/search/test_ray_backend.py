@@ -19,19 +19,6 @@ from search.study import load_existing_study
 from search.summary import pareto_front
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-SPACE = """
-dimensions:
-  img_size: 16
-  in_chans: 1
-  num_classes: 10
-  patch_size: 4
-  mlp_ratio: 1.0
-  depth: 1
-  embed_dim: {choices: [8, 16, 24, 32]}
-  num_heads: 2
-  attention: {choices: [vanilla, refiner]}
-  expansion_ratio: {value: 2, when: {attention: refiner}}
-"""
 OPTIONS = RayOptions(num_cpus=2, max_concurrent=2, cpus_per_trial=1)
 
 
@@ -43,17 +30,20 @@ def ray_shutdown():
     ray.shutdown()
 
 
-def settings_for(tmp_path: Path, **changes) -> SearchSettings:
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
-    fields = {"space": str(space), "study": "ray-small", "run_dir": tmp_path / "runs", "trials": 3, "epochs": 1,
-              "warmup_epochs": 0.0, "device": "cpu", "batch_size": 256, **changes}
-    return SearchSettings(**fields)
+@pytest.fixture
+def settings_for(tmp_path: Path, small_space):
+    def make(**changes) -> SearchSettings:
+        fields = {"space": str(small_space(widths=(8, 16, 24, 32))), "study": "ray-small", "run_dir": tmp_path / "runs",
+                  "trials": 3, "epochs": 1, "warmup_epochs": 0.0, "device": "cpu", "batch_size": 256, **changes}
+        return SearchSettings(**fields)
+
+    return make
 
 
 @pytest.mark.slow
-def test_ray_search_writes_the_same_records_and_its_front_is_queryable(tmp_path: Path, ray_shutdown) -> None:
-    study = launch_ray(settings_for(tmp_path), OPTIONS)
+def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_for, ray_shutdown) -> None:
+    settings = settings_for()
+    study = launch_ray(settings, OPTIONS)
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
     for trial in trials:
@@ -64,12 +54,12 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(tmp_path:
         assert record.config["embed_dim"] in (8, 16, 24, 32) and record.provenance["torch"]
     front = pareto_front(study)
     assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
-    assert (ray_folder(study_settings := settings_for(tmp_path)) / "tuner.pkl").exists(), study_settings
+    assert (ray_folder(settings) / "tuner.pkl").exists()
 
 
 @pytest.mark.slow
-def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(tmp_path: Path, ray_shutdown) -> None:
-    settings = settings_for(tmp_path, trials=4, epochs=2, study="ray-resume")
+def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(settings_for, ray_shutdown) -> None:
+    settings = settings_for(trials=4, epochs=2, study="ray-resume")
     command = [sys.executable, "-c", "from search.cli import main; main()", "search", "launch", "--backend", "ray",
                "--space", settings.space, "--study", settings.study_name, "--run-dir", str(settings.run_dir),
                "--trials", "4", "--epochs", "2", "--warmup-epochs", "0", "--device", "cpu", "--batch-size", "256",

@@ -6,6 +6,7 @@ Heavy imports (torch, timm) happen inside commands so that ``--help`` answers at
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Annotated
 
 import typer
@@ -88,4 +89,6 @@ app.command("train")(train_command)
 
 
 def main() -> None:
+    # fvcore traces models with torch.jit, which warns about its own deprecation on every count.
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     app()

@@ -1,6 +1,6 @@
 """Early stopping for multi-objective studies, where Optuna's pruners do not apply.
 
-The rule: after epoch ``e`` (counting from 1, from ``min_epoch`` on), a running trial stops when some
+The rule: after epoch ``e`` (counting from 1, from ``min_epoch`` = 2 on), a running trial stops when some
 completed, trained trial of the same budget *dominates* it at that epoch: that trial's top-1 after
 epoch ``e`` was at least as high, and each of its cost objectives (params, MACs, latency, throughput,
 whatever the study optimises besides top-1) is at least as good, with at least one of all these
@@ -30,7 +30,7 @@ class DominanceEarlyStop:
     """The rule above, for the study's cost objectives (the ones known before training)."""
 
     objectives: Sequence[Objective]
-    min_epoch: int = 1
+    min_epoch: int = 2
 
     def dominating_trial(
         self, completed: Sequence[FrozenTrial], epoch: int, top1: float, costs: dict[str, float], budget_key: str

@@ -25,7 +25,7 @@ class SearchSettings(BaseModel):
 
     space: str = "tiny"
     objectives: str = "top1:max,params:min"
-    trials: int = Field(default=12, ge=1)
+    trials: int = Field(default=16, ge=1)
     epochs: int = Field(default=5, ge=1)
     dataset: str = "digits"
     storage: str | None = None

@@ -50,11 +50,11 @@ def _objective_names(study: optuna.Study) -> list[str]:
 
 
 def pareto_front(study: optuna.Study) -> pd.DataFrame:
-    """The non-dominated, feasible, completed trials (Optuna's ``best_trials``), best first by the first
-    objective, with their objective values, status and architecture."""
+    """The non-dominated, feasible, completed trials (Optuna's ``best_trials``, without trials that only
+    repeat an earlier one), best first by the first objective, with their values, status and architecture."""
     names = _objective_names(study)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = study.best_trials if completed else []
+    best = [t for t in study.best_trials if t.user_attrs.get("status") != "duplicate"] if completed else []
     rows = []
     for trial in best:
         record = TrialRecord.from_trial(trial)

@@ -31,9 +31,11 @@ def completed(number: int, curve: list[float], params_m: float, *, budget_key: s
     ],
 )
 def test_dominance_rule_at_an_epoch(top1: float, params_m: float, expected: int | None) -> None:
-    rule = DominanceEarlyStop(OBJECTIVES)
+    rule = DominanceEarlyStop(OBJECTIVES, min_epoch=1)
     trials = [completed(0, [50.0, 70.0], 1.0), completed(1, [30.0, 80.0], 3.0)]
     assert rule.dominating_trial(trials, 1, top1, {"params": params_m}, "b") == expected
+    # By default no trial stops before its second epoch.
+    assert DominanceEarlyStop(OBJECTIVES).dominating_trial(trials, 1, top1, {"params": params_m}, "b") is None
 
 
 def test_only_trained_trials_of_the_same_budget_that_reached_the_epoch_count() -> None:

@@ -21,6 +21,7 @@ from search.progress import FINISHED, SearchProgress
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.study import open_study
+from search.training import resolve_device
 from search.trial import TrialRunner
 
 
@@ -57,10 +58,12 @@ def data_loader(settings: SearchSettings) -> Callable[[int | tuple[int, int]], D
 def make_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
     from benchmarks.flops import count_costs
 
+    device = str(resolve_device(settings.device))  # 'auto' becomes the device trials train on
+
     def measure_speed(config: ModelConfig) -> tuple[float, float]:
         from benchmarks.speed import measure_config_speed
 
-        return measure_config_speed(config, device=settings.device)
+        return measure_config_speed(config, device=device)
 
     return ArchitectureEvaluator(
         settings=settings,

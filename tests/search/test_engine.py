@@ -204,3 +204,17 @@ def test_workers_share_one_study(tmp_path: Path, settings_for) -> None:
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers)) >= 4
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 4
+
+
+def test_latency_objective_and_budget_are_measured_before_training(settings_for, small_space, tmp_path: Path) -> None:
+    space = small_space(name="timed")
+    space.write_text(space.read_text() + "constraints:\n  max_latency_ms: 10000\n")
+    settings = settings_for(objectives="top1:max,latency:min", trials=2, device="auto").model_copy(
+        update={"space": str(space)}
+    )
+    study = launch(settings, show_progress=False)
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        record = TrialRecord.from_trial(trial)
+        assert record.latency_ms > 0 and record.throughput > 0
+        assert trial.values[1] == record.latency_ms
+        assert trial.constraints["max_latency_ms"] == pytest.approx(record.latency_ms / 10000 - 1)

@@ -83,6 +83,39 @@ def test_two_workers_one_killed_mid_trial(tmp_path: Path, small_space) -> None:
     assert retries[0].params == next(t.params for t in trials if t.number == killed)
 
 
+RACE = """
+import sys
+import optuna
+from pathlib import Path
+from search.storage import open_storage
+storage = open_storage(sys.argv[1], Path("."))
+optuna.create_study(study_name="raced", storage=storage, directions=["maximize"], load_if_exists=True)
+"""
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_workers_started_together_do_not_race_on_schema_creation(tmp_path: Path) -> None:
+    import sqlalchemy
+
+    database = f"refiner_race_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {database}"))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+        starts = [subprocess.Popen([sys.executable, "-c", RACE, url], env=env, stderr=subprocess.PIPE, text=True)
+                  for _ in range(4)]
+        errors = [process.communicate(timeout=120)[1] for process in starts]
+        assert [process.returncode for process in starts] == [0, 0, 0, 0], errors
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["raced"]
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
+
+
 @needs_postgres
 def test_wrong_credentials_fail_with_one_clear_line(tmp_path: Path) -> None:
     wrong = POSTGRES_URL.replace("refiner:refiner@", "refiner:not-the-password@")

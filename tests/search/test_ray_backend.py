@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
+from search.cli import app
 from search.ray_backend import RayOptions, launch_ray, ray_folder, resume_ray
 from search.records import TrialRecord
 from search.settings import SearchSettings
@@ -55,6 +57,15 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
     front = pareto_front(study)
     assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
     assert (ray_folder(settings) / "tuner.pkl").exists()
+
+    result = CliRunner().invoke(app, ["pareto", "--studies", settings.study_name, "--run-dir", str(settings.run_dir),
+                                      "--results-dir", str(settings.run_dir), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("kind,"))
+    rows = [line.split(",") for line in lines[header + 1:] if line.startswith("proxy,")]
+    listed = {int(row[lines[header].split(",").index("trial")]) for row in rows}
+    assert listed == set(front["trial"])
 
 
 @pytest.mark.slow

@@ -75,7 +75,8 @@ def launch(
     from search.launch import launch as run_search
     from search.summary import pareto_front, study_status
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress display and the summary say it all
+    # The progress display and the summary say it all; failures keep their reasons in the records.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     settings = SearchSettings(
         space=space,

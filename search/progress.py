@@ -81,5 +81,6 @@ class SearchProgress:
         elapsed = time.perf_counter() - self.started
         remaining = max(self.total - finished, 0)
         eta = time.strftime("%M:%S", time.gmtime(elapsed / done_here * remaining)) if done_here else "?"
-        status = f"{describe_best(self.study)}" + (f" | {current}" if current else "")
+        failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        status = describe_best(self.study) + (f" | {failed} failed" if failed else "") + (f" | {current}" if current else "")
         self.progress.update(self.task, completed=min(finished, self.total), eta=eta, status=status)

@@ -82,5 +82,6 @@ class SearchProgress:
         remaining = max(self.total - finished, 0)
         eta = time.strftime("%M:%S", time.gmtime(elapsed / done_here * remaining)) if done_here else "?"
         failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        status = describe_best(self.study) + (f" | {failed} failed" if failed else "") + (f" | {current}" if current else "")
+        parts = [describe_best(self.study), f"{failed} failed" if failed else "", current]
+        status = " | ".join(part for part in parts if part)
         self.progress.update(self.task, completed=min(finished, self.total), eta=eta, status=status)

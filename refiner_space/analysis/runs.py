@@ -7,7 +7,7 @@ is a thin shell over them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,17 @@ class AnalysisInputs:
                 self.data, img_size=size, val_fraction=self.val_fraction, split_seed=self.split_seed
             )
         return self._bundles[size]
+
+    def random_batches_for(self, source: ModelSource, *, batch_size: int, batches: int) -> Iterator[torch.Tensor]:
+        """The same seeded random validation batches for every model, at its size and channels."""
+        return random_batches(
+            self.images_for(source),
+            batch_size=batch_size,
+            batches=batches,
+            seed=self.seed,
+            in_chans=source.model.config.in_chans,
+            device=self.torch_device(),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,14 +141,7 @@ def analyze_cka(
     sources = inputs.sources()
     curves: dict[str, pd.DataFrame] = {}
     for source in sources:
-        images = random_batches(
-            inputs.images_for(source),
-            batch_size=batch_size,
-            batches=batches,
-            seed=inputs.seed,
-            in_chans=source.model.config.in_chans,
-            device=inputs.torch_device(),
-        )
+        images = inputs.random_batches_for(source, batch_size=batch_size, batches=batches)
         curves[source.label] = feature_evolution(source.model, images, tokens=tokens).to_frame()
     table = pd.concat([_with_source(curves[s.label], s) for s in sources], ignore_index=True)
     _make_dir(out)
@@ -155,14 +159,7 @@ def analyze_density(
     sources = inputs.sources()
     tables: dict[str, pd.DataFrame] = {}
     for source in sources:
-        images = random_batches(
-            inputs.images_for(source),
-            batch_size=batch_size,
-            batches=batches,
-            seed=inputs.seed,
-            in_chans=source.model.config.in_chans,
-            device=inputs.torch_device(),
-        )
+        images = inputs.random_batches_for(source, batch_size=batch_size, batches=batches)
         tables[source.label] = attention_density(source.model, images).to_frame()
     table = pd.concat([_with_source(tables[s.label], s) for s in sources], ignore_index=True)
     _make_dir(out)

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 Sampler = Literal["tpe", "nsga2", "random", "grid"]
 Pruner = Literal["median", "hyperband", "none"]
+# The options a proxy result depends on: results are comparable (and reusable) only when they agree.
+_BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",
+                  "val_fraction", "crop_ratio", "seed"}
 
 
 class SearchSettings(BaseModel):
@@ -100,19 +103,7 @@ class SearchSettings(BaseModel):
 
     def budget(self) -> dict[str, Any]:
         """What a proxy result depends on besides the architecture: data, schedule and recipe."""
-        return {
-            "dataset": self.dataset,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "warmup_epochs": self.warmup_epochs,
-            "label_smoothing": self.label_smoothing,
-            "mixup": self.mixup,
-            "cutmix": self.cutmix,
-            "val_fraction": self.val_fraction,
-            "crop_ratio": self.crop_ratio,
-            "seed": self.seed,
-        }
+        return self.model_dump(include=_BUDGET_FIELDS)
 
     def budget_key(self) -> str:
         """A short hash of :meth:`budget`: equal keys mean comparable proxy results."""

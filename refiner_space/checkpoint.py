@@ -52,6 +52,23 @@ def convert_released_state_dict(state_dict: Mapping[str, Tensor], model: Refined
     return converted
 
 
+def state_dict_mismatches(
+    model: RefinedViT, state_dict: Mapping[str, Tensor]
+) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """Keys a strict load would miss, keys it would not expect, and (key, checkpoint shape, model shape)
+    of the keys whose shapes differ; each sorted. A position embedding of another size is not a
+    mismatch: loading resamples it."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        (key, tuple(state_dict[key].shape), tuple(expected[key].shape))
+        for key in set(expected) & set(state_dict)
+        if key != "pos_embed" and state_dict[key].shape != expected[key].shape
+    )
+    return missing, unexpected, mismatched
+
+
 def load_released_checkpoint(model: RefinedViT, state_dict: Mapping[str, Tensor]) -> RefinedViT:
     """Load a released-code state dict strictly (a position embedding of another size is resampled).
 
@@ -61,21 +78,15 @@ def load_released_checkpoint(model: RefinedViT, state_dict: Mapping[str, Tensor]
     if "state_dict" in state_dict or "model" in state_dict:
         state_dict = state_dict.get("model", state_dict.get("state_dict"))
     converted = convert_released_state_dict(state_dict, model)
-    expected = model.state_dict()
+    missing, unexpected, mismatched = state_dict_mismatches(model, converted)
     problems = []
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    mismatched = sorted(
-        f"{key} (checkpoint {tuple(converted[key].shape)}, model {tuple(expected[key].shape)})"
-        for key in set(expected) & set(converted)
-        if key != "pos_embed" and converted[key].shape != expected[key].shape
-    )
     if missing:
         problems.append(f"missing keys: {', '.join(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {', '.join(unexpected)}")
     if mismatched:
-        problems.append(f"shape mismatches: {', '.join(mismatched)}")
+        shapes = (f"{key} (checkpoint {ours}, model {theirs})" for key, ours, theirs in mismatched)
+        problems.append(f"shape mismatches: {', '.join(shapes)}")
     if problems:
         raise CheckpointMismatchError(
             f"checkpoint does not fit {type(model).__name__}({model.config.to_dict()}): " + "; ".join(problems)

@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from refiner_space.checkpoint import CheckpointMismatchError, convert_released_state_dict
+from refiner_space.checkpoint import CheckpointMismatchError, convert_released_state_dict, state_dict_mismatches
 from refiner_space.config import ModelConfig
 from refiner_space.model import RefinedViT, build_model
 from refiner_space.registry import NAMED_CONFIGS, named_config
@@ -136,14 +136,8 @@ def load_weights(model: RefinedViT, state_dict: Mapping[str, Tensor], path: Path
     """
     if model.config.attention == "refiner_official":
         state_dict = convert_released_state_dict(state_dict, model)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f"{key} {tuple(state_dict[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in set(expected) & set(state_dict)
-        if key != "pos_embed" and state_dict[key].shape != expected[key].shape
-    )
+    missing, unexpected, shapes = state_dict_mismatches(model, state_dict)
+    mismatched = [f"{key} {ours} vs {theirs}" for key, ours, theirs in shapes]
     problems = [
         f"{what}: {_listed(keys)}"
         for what, keys in (("missing", missing), ("unexpected", unexpected), ("shapes differ", mismatched))

@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.cost_cache import CachedCountError, CostCache
 from benchmarks.flops import Costs, UncountedOperatorError, count_costs, count_model
 from refiner_space import NAMED_CONFIGS, ModelConfig, build_model, named_config, set_refiner_fold
+from refiner_space.layers.attention import Attention
 
 SMALL = {"depth": 2, "embed_dim": 48, "num_heads": 4, "img_size": 64, "num_classes": 10}
 VARIANTS = [
@@ -26,11 +27,23 @@ VARIANTS = [
 ]
 
 
+def explicit_attention(model: nn.Module) -> nn.Module:
+    """The model with every fused attention computed on its explicit path (the same function:
+    ``test_fused_and_explicit_vanilla_attention_agree``). Which fused kernels FlopCounterMode counts
+    changes between torch versions (2.14 counts no CPU scaled-dot-product attention); the explicit
+    path is two plain matrix products it always counts."""
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.fused = False
+    return model
+
+
 def flop_counter_macs(model: nn.Module, config: ModelConfig) -> float:
-    """torch's count (2 FLOPs per multiply-add of products and convolutions) in MACs."""
+    """torch's count (2 FLOPs per multiply-add of products and convolutions) in MACs, on the explicit
+    attention path."""
     images = torch.zeros(1, config.in_chans, *config.img_hw)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(images)
+        explicit_attention(model).eval()(images)
     return counter.get_total_flops() / 2
 
 
@@ -38,6 +51,21 @@ def flop_counter_macs(model: nn.Module, config: ModelConfig) -> float:
 def test_small_variants_agree_with_flop_counter_mode(fields: dict[str, object]) -> None:
     config = ModelConfig(**SMALL, **fields)
     assert count_costs(config).macs == pytest.approx(flop_counter_macs(build_model(config), config), rel=1e-3)
+
+
+@pytest.mark.parametrize("fields", [{}, {"context_broadcast": "attn_end"}, {"class_token": False}],
+                         ids=["vanilla", "cb", "no-cls"])
+def test_fused_attention_is_counted_like_its_explicit_path(fields: dict[str, object]) -> None:
+    """What lets the cross-check above run on the explicit path: our count of the fused model equals
+    our count of the explicit one, attention products included (2 · depth · N² · D MACs)."""
+    config = ModelConfig(**SMALL, **fields)
+    fused = build_model(config)
+    assert all(block.attn.fused for block in fused.blocks)
+    fused_costs = count_model(fused, config.img_hw)
+    explicit_costs = count_model(explicit_attention(build_model(config)), config.img_hw)
+    assert fused_costs.macs == explicit_costs.macs
+    attention_products = {p.part: p.macs for p in fused_costs.parts}["attention products"]
+    assert attention_products == config.depth * 2 * config.num_tokens**2 * config.embed_dim
 
 
 @pytest.mark.parametrize("constraint", ["none", "spatial", "rowcol"])

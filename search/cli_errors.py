@@ -18,13 +18,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def one_line_errors(command: Command) -> Command:
-    """Turn the library's input errors into one ``error:`` line and exit code 2."""
+    """Turn the library's input errors, and the system's (a full disk, an unreachable storage, a worker
+    process that failed), into one ``error:`` line and exit code 2."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
+        except (ValueError, KeyError, OSError, ImportError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             raise fail(str(message).splitlines()[0] if str(message) else type(error).__name__) from None
 

@@ -37,7 +37,10 @@ def launch(
     objectives: Annotated[
         str, typer.Option(help="name:direction,... from top1, params, macs, latency, throughput.")
     ] = DEFAULTS.objectives,
-    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = DEFAULTS.trials,
+    trials: Annotated[int, typer.Option(help="Architectures the study should evaluate: trained, stopped early or found "
+                                             "over budget; repeats of an evaluated one and failures do not count.")] = (
+        DEFAULTS.trials
+    ),
     epochs: Annotated[int, typer.Option(help="Proxy-training epochs per trial.")] = DEFAULTS.epochs,
     dataset: Annotated[
         str, typer.Option(help="digits (built in), cifar10:DIR, cifar100:DIR, imagefolder:DIR.")
@@ -72,8 +75,11 @@ def launch(
     """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
     import optuna
 
+    from search.launch import interrupt_on_signals
     from search.launch import launch as run_search
     from search.summary import pareto_front, study_status
+
+    interrupt_on_signals()
 
     # The progress display and the summary say it all; failures keep their reasons in the records.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -112,8 +118,8 @@ def launch(
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
         raise fail(
-            "interrupted: the trial in flight is recorded as failed, completed trials are kept; "
-            "run the same command again to continue",
+            "interrupted: the trial in flight is recorded as failed and re-queued, completed trials are kept; "
+            "run the same command again to continue (it trains the interrupted architecture first)",
             code=130,
         ) from None
     _print_status(study_status(finished))
@@ -167,15 +173,17 @@ def worker(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until it is done."""
+    from search.launch import interrupt_on_signals
     from search.study import load_existing_study
     from search.summary import study_status
     from search.worker import run_worker, worker_settings
 
+    interrupt_on_signals()
     settings = worker_settings(study=study, storage=storage, run_dir=run_dir, device=device)
     try:
         run_worker(settings)
     except KeyboardInterrupt:
-        raise fail("interrupted: the trial in flight is recorded as failed; completed trials are kept",
+        raise fail("interrupted: the trial in flight is recorded as failed and re-queued; completed trials are kept",
                    code=130) from None
     _print_status(study_status(load_existing_study(settings)))
 

@@ -6,20 +6,17 @@ Ray results) is the caller's :class:`RecordSink`.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from refiner_space import ModelConfig, build_model, set_refiner_fold
 from search.data import DataBundle
+from search.liveness import this_worker
 from search.provenance import provenance
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.training import resolve_device, seed_everything, train_model
-
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RecordSink(Protocol):
@@ -73,8 +70,8 @@ class ArchitectureEvaluator:
     def describe(self, config: ModelConfig, data: DataBundle, sink: RecordSink, **extra: Any) -> None:
         """Write what is known before anything is computed: architecture, data, budget, provenance."""
         sink.write(status="running", config=config.to_dict(), config_hash=config.config_hash(), dataset=data.name,
-                   budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device), worker=WORKER,
-                   **extra)
+                   budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device),
+                   worker=this_worker(), **extra)
 
     def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback) -> list[float]:
         """Count, check the budget, train; returns the objective values in the settings' order.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import os
+import signal
+import socket
+import sys
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cache
@@ -17,7 +20,9 @@ from optuna.trial import TrialState
 from refiner_space import ModelConfig
 from search.data import DataBundle, DataSpec, load_data
 from search.evaluate import ArchitectureEvaluator
-from search.progress import FINISHED, SearchProgress
+from search.liveness import RETRIES_OF_A_DEAD_WORKER_TRIAL, fail_and_requeue
+from search.progress import SearchProgress
+from search.scheduling import work_on_study
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.study import open_study
@@ -74,51 +79,49 @@ def make_evaluator(settings: SearchSettings, space: SearchSpace) -> Architecture
     )
 
 
-def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
-    """Run trials in this process until the study holds ``settings.trials`` finished (complete or
-    pruned) trials, trying at most that many more. Failed trials are recorded and the search goes on."""
+    """Run trials in this process until the study holds ``settings.trials`` evaluated architectures and
+    no trial of it is running (:func:`search.scheduling.work_on_study`)."""
     runner = TrialRunner(make_evaluator(settings, space))
-    remaining = settings.trials - finished_trials(study)
-    if remaining > 0:
-        study.optimize(
-            runner,
-            n_trials=remaining,
-            catch=(Exception,),
-            callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)],
+    work_on_study(study, runner, trials=settings.trials, heartbeat_s=settings.heartbeat_s)
+
+
+def refuse_concurrent_sqlite(settings: SearchSettings, workers: int) -> None:
+    """SQLite locks the whole database on writes: several workers fail each other's trials.
+
+    Raises:
+        ValueError: ``workers`` > 1 on a SQLite storage.
+    """
+    if workers > 1 and settings.storage is not None and settings.storage.startswith("sqlite"):
+        raise ValueError(
+            f"--storage {settings.storage}: SQLite does not take several workers (--workers {workers}); use the "
+            "default journal file (leave out --storage) or postgresql://user:password@host/db"
         )
-    if settings.storage is not None and not settings.storage.startswith("journal://"):
-        _retry_orphaned_trials(settings, study, runner)
 
 
-def _retry_orphaned_trials(settings: SearchSettings, study: optuna.Study, runner: TrialRunner) -> None:
-    """Before leaving, run the re-queued trials of workers that died, waiting while other workers'
-    trials are still running (they finish, or their heartbeats stop and they are re-queued)."""
-    while True:
-        with warnings.catch_warnings():  # marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if waiting:
-            study.optimize(runner, n_trials=len(waiting), catch=(Exception,))
-        elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            time.sleep(settings.heartbeat_s)
-        else:
-            return
-
-
-def _worker(settings_json: str, threads: int) -> None:
+def _worker(settings_json: str, threads: int, index: int) -> None:
+    """A local worker process: its own sampler stream, Ctrl-C and SIGTERM stop it cleanly, and input or
+    storage errors end it with one line (exit code 2) for the launch to report."""
+    interrupt_on_signals()
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = SearchSettings.model_validate_json(settings_json)
-    space = prepare_space(settings)
     try:
-        run_trials(settings, space, open_study(settings, space))
+        space = prepare_space(settings)
+        run_trials(settings, space, open_study(settings, space, worker=f"worker-{index}"))
     except KeyboardInterrupt:
-        pass  # the trial in flight is already recorded as interrupted
+        pass  # the trial in flight is already recorded as interrupted and re-queued
+    except (ValueError, OSError, KeyError) as error:
+        print(f"error: worker {index}: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a scheduler's stop) both interrupt: the trial in flight is recorded and
+    re-queued. Set explicitly: a process started in the background inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.Study:
@@ -126,8 +129,12 @@ def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.St
 
     With ``workers`` > 1, that many processes share the study (each with its share of the CPU threads);
     with 0, the study is only created (for workers on other machines). KeyboardInterrupt propagates after
-    every trial in flight is recorded as interrupted.
+    every trial in flight is recorded as interrupted and re-queued.
+
+    Raises:
+        ValueError: bad options, a study created with other options, SQLite with several workers.
     """
+    refuse_concurrent_sqlite(settings, settings.workers)
     space = prepare_space(settings)
     study = open_study(settings, space)
     if settings.workers == 0:
@@ -137,25 +144,75 @@ def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.St
         if settings.workers == 1:
             run_trials(settings, space, study)
         else:
-            _run_workers(settings)
+            LocalWorkers(settings, study).run()
     return study
 
 
-def _run_workers(settings: SearchSettings) -> None:
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_worker, args=(settings.model_dump_json(), threads)) for _ in range(settings.workers)
-    ]
-    for worker in workers:
-        worker.start()
+class LocalWorkers:
+    """``settings.workers`` processes on one study, watched: a worker that dies (killed, out of memory)
+    has its trial failed and re-queued at once, and a replacement takes its place."""
+
+    def __init__(self, settings: SearchSettings, study: optuna.Study, *, poll_s: float = 0.2) -> None:
+        self.settings, self.study, self.poll_s = settings, study, poll_s
+        self.threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        self.context = multiprocessing.get_context("spawn")
+        self.replacements_left = settings.workers * RETRIES_OF_A_DEAD_WORKER_TRIAL
+        self.errors: list[str] = []
+
+    def _start(self, index: int) -> multiprocessing.process.BaseProcess:
+        process = self.context.Process(target=_worker, args=(self.settings.model_dump_json(), self.threads, index))
+        process.start()
+        return process
+
+    def run(self) -> None:
+        """Run the workers to the end.
+
+        Raises:
+            ChildProcessError: a worker stopped on an error (its line was printed).
+            KeyboardInterrupt: after the workers recorded and re-queued their trials.
+        """
+        workers = {index: self._start(index) for index in range(self.settings.workers)}
+        try:
+            while workers:
+                for index, process in list(workers.items()):
+                    if process.is_alive():
+                        continue
+                    process.join()
+                    del workers[index]
+                    if process.exitcode and process.exitcode < 0 and self._recover(process):
+                        workers[index] = self._start(index)
+                    elif process.exitcode:
+                        self.errors.append(f"worker {index} exited with code {process.exitcode}")
+                time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            for process in workers.values():  # a signal sent to the launch alone reaches them this way
+                if process.is_alive() and process.pid is not None:
+                    os.kill(process.pid, signal.SIGINT)
+            for process in workers.values():
+                process.join()
+            raise
+        if self.errors:
+            raise ChildProcessError("; ".join(self.errors) + " (its error is printed above); the study keeps every "
+                               "recorded trial: run the same command again to continue")
+
+    def _recover(self, process: multiprocessing.process.BaseProcess) -> bool:
+        """Fail and re-queue the dead worker's running trials; True when a replacement may start."""
+        name = f"{socket.gethostname()}:{process.pid}"
+        reason = f"its worker {name} died ({_signal_name(process.exitcode)})"
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get("worker") == name:
+                fail_and_requeue(self.study, trial, reason)
+        if self.replacements_left <= 0:
+            self.errors.append(f"worker {name} died ({_signal_name(process.exitcode)}) and no replacement is left")
+            return False
+        self.replacements_left -= 1
+        return True
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None or exitcode >= 0:
+        return f"exit code {exitcode}"
     try:
-        for worker in workers:
-            worker.join()
-    except KeyboardInterrupt:
-        for worker in workers:  # they got the same SIGINT: let them record their trials, then finish
-            worker.join()
-        raise
-    failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {settings.workers} worker processes exited with codes {failed}")
+        return f"killed by {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return f"killed by signal {-exitcode}"

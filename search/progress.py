@@ -15,9 +15,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search.records import TrialRecord
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+from search.records import TrialRecord, count_evaluated
 
 
 def describe_best(study: optuna.Study) -> str:
@@ -61,7 +59,7 @@ class SearchProgress:
         self.progress.stop()
 
     def _finished(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        return count_evaluated(self.study.get_trials(deepcopy=False))
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -5,6 +5,7 @@ Optuna and Ray runs write the same fields, so leaderboards and Pareto queries re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from optuna.trial import FrozenTrial
@@ -13,6 +14,9 @@ from pydantic import BaseModel, ConfigDict
 RECORD_VERSION = 1
 
 Status = Literal["running", "trained", "over_budget", "duplicate", "pruned", "early_stopped", "failed"]
+# Statuses of trials that evaluated an architecture (what ``--trials N`` counts): trained, stopped early,
+# or costed and found over budget. Duplicates reuse a result and failures have none.
+EVALUATED: frozenset[str] = frozenset({"trained", "over_budget", "pruned", "early_stopped"})
 
 
 class TrialRecord(BaseModel):
@@ -21,7 +25,8 @@ class TrialRecord(BaseModel):
     ``status``: ``trained`` (completed training), ``over_budget`` (broke a budget, never trained; its
     top-1 is recorded as 0), ``duplicate`` (same architecture and budget as ``duplicate_of``, whose
     result it reuses), ``pruned`` / ``early_stopped`` (stopped after some epochs; ``stop_reason`` says
-    why), ``failed`` (``fail_reason`` says why).
+    why), ``failed`` (``fail_reason`` says why; ``requeued`` when the failure was not the architecture's
+    — Ctrl-C, a dead worker — and the same architecture was enqueued again).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -52,10 +57,16 @@ class TrialRecord(BaseModel):
     worker: str | None = None
     ray_trial_id: str | None = None
     retry_of: int | None = None
+    requeued: bool = False
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
         return cls.model_validate(trial.user_attrs)
+
+
+def count_evaluated(trials: Iterable[FrozenTrial]) -> int:
+    """Trials that evaluated an architecture (:data:`EVALUATED`), read without validating whole records."""
+    return sum(1 for trial in trials if trial.user_attrs.get("status") in EVALUATED)
 
 
 def record_fields(**fields: Any) -> dict[str, Any]:

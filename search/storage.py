@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+from search.journal import SafeJournalFileBackend
+from search.storage_retry import RetryingStorage
 
 JOURNAL_FILE = "journal.log"
-# Heartbeats let another worker re-queue the trial of a worker that died (RDB storages only): a running
-# trial whose worker has not beaten for 3 intervals is failed and enqueued again, twice at most.
-HEARTBEAT_INTERVAL_S = 20
-RETRIES_OF_A_DEAD_WORKER_TRIAL = 2
 # Any fixed number: PostgreSQL advisory lock that serialises schema creation by simultaneous workers.
 _SCHEMA_LOCK_KEY = 726_173_101
 
@@ -29,16 +26,21 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT_INTERVAL_S) -> BaseStorage:
+def open_storage(url: str | None, run_dir: Path, *, create: bool = True) -> BaseStorage:
     """Open ``url`` (sqlite, postgresql, mysql, ``journal:///path``) or, when None, the journal file
-    ``run_dir/journal.log`` (created with its folder). Database storages get heartbeats every
-    ``heartbeat_s`` seconds, and the trials of workers that died are retried.
+    ``run_dir/journal.log``. Journals are checked (:mod:`search.journal`); database calls ride out
+    restarts (:mod:`search.storage_retry`). Liveness of trials is :mod:`search.liveness`'s, on every
+    storage alike. With ``create`` False (queries), a missing journal is an error, not a new file.
 
     Raises:
-        StorageError: a folder that cannot be written, an unreachable database, wrong credentials.
+        StorageError: a folder that cannot be written, a missing journal, an unreachable database,
+            wrong credentials.
+        JournalDamagedError: a journal damaged before its last record.
     """
     if url is None or url.startswith("journal://"):
         path = run_dir / JOURNAL_FILE if url is None else Path(url.removeprefix("journal://"))
+        if not create and not path.is_file():
+            raise StorageError(f"no study journal at {path}; check --study, --storage and --run-dir")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
@@ -46,16 +48,14 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
             raise StorageError(
                 f"cannot write the study journal {path}: {error.strerror}; choose another --run-dir"
             ) from None
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return JournalStorage(SafeJournalFileBackend(path))
     if not re.match(r"^[a-z0-9+]+://", url):
         raise StorageError(
             f"storage {url!r} is not a URL; use e.g. sqlite:///runs/study.db, "
             "postgresql://user:password@host/db or journal:///path/to/journal.log"
         )
     try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _rdb_storage(url, heartbeat_s)
+        return RetryingStorage(optuna.storages.get_storage(_rdb_storage(url)), where=redact(url))
     except ImportError as error:
         raise StorageError(
             f"storage {redact(url)} needs a database driver ({error}); e.g. pip install 'psycopg[binary]'"
@@ -68,17 +68,9 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
         ) from None
 
 
-def _rdb_storage(url: str, heartbeat_s: int) -> RDBStorage:
+def _rdb_storage(url: str) -> RDBStorage:
     def create() -> RDBStorage:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=RETRIES_OF_A_DEAD_WORKER_TRIAL
-            ),
-            engine_kwargs={"pool_pre_ping": True},
-        )
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
     if not url.startswith("postgresql"):
         return create()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -20,18 +22,39 @@ class StudyMismatchError(ValueError):
     """A launch whose options differ from those the existing study was created with."""
 
 
-def make_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """A seeded sampler. Budget violations reach it through the trials' constraints
-    (``Trial.set_constraint``), which TPE and NSGA-II use to steer away from them."""
+def sampler_seed(seed: int, worker: str, trials_so_far: int) -> int:
+    """The seed of one worker's own reproducible stream: the same launch seed, worker and study size give
+    the same draws; two workers, or the same worker relaunched on a grown study, draw differently."""
+    digest = hashlib.sha256(f"{seed}:{worker}:{trials_so_far}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def make_sampler(
+    settings: SearchSettings, space: SearchSpace, *, seed: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """A seeded sampler (``seed``, by default the launch's). Budget violations reach it through the trials'
+    constraints (``Trial.set_constraint``), which TPE and NSGA-II use to steer away from them; TPE treats
+    trials running in other workers as bad results for now (constant liar), so workers spread out."""
+    seed = settings.seed if seed is None else seed
     if settings.sampler == "tpe":
         startup = max(4, min(10, settings.trials // 3))
-        return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
     if settings.sampler == "nsga2":
         population = max(4, min(50, settings.trials // 3))
-        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=population)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
-    return optuna.samplers.GridSampler(space.grid(), seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+def worker_sampler(settings: SearchSettings, space: SearchSpace, storage: BaseStorage,
+                   worker: str) -> optuna.samplers.BaseSampler:
+    """The sampler of ``worker`` on the study in ``storage``, on its own stream (:func:`sampler_seed`)."""
+    try:
+        trials_so_far = storage.get_n_trials(storage.get_study_id_from_name(settings.study_name))
+    except KeyError:
+        trials_so_far = 0
+    return make_sampler(settings, space, seed=sampler_seed(settings.seed, worker, trials_so_far))
 
 
 def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
@@ -43,13 +66,14 @@ def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
-    """Create the study, or resume it when it exists with the same objectives, space, data and epochs.
+def open_study(settings: SearchSettings, space: SearchSpace, *, worker: str = "worker-0") -> optuna.Study:
+    """Create the study, or resume it when it exists with the same objectives, space, data and epochs;
+    trials run through it draw from ``worker``'s stream.
 
     Raises:
         StudyMismatchError: the existing study was created with other options.
     """
-    storage = open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s)
+    storage = open_storage(settings.storage, settings.study_dir)
     name = settings.study_name
     wanted = {"objectives": settings.objectives, "space": space.source, "dataset": settings.dataset,
               "epochs": settings.epochs}
@@ -57,7 +81,7 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
         study_name=name,
         storage=storage,
         directions=[o.direction for o in settings.objective_list],
-        sampler=make_sampler(settings, space),
+        sampler=worker_sampler(settings, space, storage, worker),
         pruner=make_pruner(settings),
         load_if_exists=True,
     )
@@ -80,9 +104,12 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     return study
 
 
-def join_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
-    """Open an existing study to run more trials in it (a worker), with the launch's sampler and pruner."""
-    return load_existing_study(settings, sampler=make_sampler(settings, space), pruner=make_pruner(settings))
+def join_study(settings: SearchSettings, space: SearchSpace, *, worker: str) -> optuna.Study:
+    """Open an existing study to run more trials in it as ``worker``, with the launch's kind of sampler (on
+    the worker's own stream) and pruner."""
+    storage = open_storage(settings.storage, settings.study_dir, create=False)
+    return load_existing_study(settings, sampler=worker_sampler(settings, space, storage, worker),
+                               pruner=make_pruner(settings), storage=storage)
 
 
 def load_existing_study(
@@ -90,9 +117,16 @@ def load_existing_study(
     *,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    storage: BaseStorage | None = None,
 ) -> optuna.Study:
-    """Open an existing study (for status, queries, or with a sampler and pruner to run trials)."""
-    storage = open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s)
+    """Open an existing study (for status, queries, or with a sampler and pruner to run trials); a query
+    never creates anything.
+
+    Raises:
+        KeyError: no such study (the message lists the studies there).
+        StorageError: no journal at that place.
+    """
+    storage = storage or open_storage(settings.storage, settings.study_dir, create=False)
     try:
         return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:

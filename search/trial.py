@@ -7,38 +7,61 @@ trial that fails or is interrupted still says how far it got and why.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.early_stop import DominanceEarlyStop, DominatedTrial
 from search.evaluate import ArchitectureEvaluator, EpochCallback
+from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
 from search.records import TrialRecord, record_fields
 
-INTERRUPTED = "interrupted by the user (Ctrl-C); the next launch retries this configuration"
+INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
 
 
 class DuplicateOfFailedTrial(RuntimeError):
     """The same architecture and budget already failed in this study; it is not trained again."""
 
 
+class DuplicateOfRunningTrial(optuna.TrialPruned):
+    """Another worker is training the same architecture and budget; this trial leaves it to them."""
+
+
 class OptunaSink:
-    """Writes record fields to an Optuna trial's user attributes and keeps a copy for the runner."""
+    """Writes record fields to an Optuna trial's user attributes and keeps a copy for the runner.
+
+    When the storage refuses a write because the trial was declared dead and re-queued while this
+    worker was cut off, the trial stops (:class:`TrialTakenOver`), except for the final result of a
+    completed training, which is kept in ``fields`` for the runner to save.
+    """
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
         self.fields: dict[str, Any] = {}
+        self.taken_over = False
 
     def write(self, **fields: Any) -> None:
-        for key, value in record_fields(**fields).items():
-            self.trial.set_user_attr(key, value)
-            self.fields[key] = value
+        validated = record_fields(**fields)
+        self.fields.update(validated)
+        try:
+            for key, value in validated.items():
+                self.trial.set_user_attr(key, value)
+        except UpdateFinishedTrialError:
+            self._taken_over(final=validated.get("status") == "trained")
 
     def set_constraint(self, name: str, value: float) -> None:
-        self.trial.set_constraint(name, value)
+        try:
+            self.trial.set_constraint(name, value)
+        except UpdateFinishedTrialError:
+            self._taken_over(final=False)
+
+    def _taken_over(self, *, final: bool) -> None:
+        self.taken_over = True
+        if not final:
+            raise TrialTakenOver(f"trial {self.trial.number} was re-queued by another worker")
 
 
 class TrialRunner:
@@ -53,16 +76,26 @@ class TrialRunner:
         self.objectives = evaluator.objectives
         self.budget_key = evaluator.budget_key
         self.early_stop = DominanceEarlyStop(self.objectives) if evaluator.settings.early_stop else None
+        self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float]:
+        """Evaluate the trial's architecture; ``self.last`` then says what became of it."""
         started = time.perf_counter()
         sink = OptunaSink(trial)
+        self.last = sink
+        heartbeat = Heartbeat(trial.study._storage, trial._trial_id, self.evaluator.settings.heartbeat_s)
         try:
-            return self._run(trial, sink, started)
-        except optuna.TrialPruned:
+            with heartbeat:
+                values = self._run(trial, sink, started)
+            sink.taken_over |= heartbeat.taken_over.is_set()
+            if sink.taken_over:
+                self._keep_result(trial, sink, values)
+            return values
+        except (optuna.TrialPruned, TrialTakenOver):
             raise
         except KeyboardInterrupt:
-            sink.write(status="failed", fail_reason=INTERRUPTED)
+            sink.write(status="failed", fail_reason=INTERRUPTED, requeued=True)
+            requeue_interrupted(trial.study, trial)
             raise
         except Exception as error:
             sink.write(status="failed", fail_reason=f"{type(error).__name__}: {error}",
@@ -71,11 +104,25 @@ class TrialRunner:
 
     def _run(self, trial: optuna.Trial, sink: OptunaSink, started: float) -> Sequence[float]:
         config, data = self.evaluator.fit_to_data(self.evaluator.space.suggest(trial))
-        self.evaluator.describe(config, data, sink, retry_of=_retried_trial_number(trial))
-        earlier = self._earlier_result(trial.study, config.config_hash(), trial.number)
+        self.evaluator.describe(config, data, sink, retry_of=trial.user_attrs.get("retry_of"))
+        config_hash = config.config_hash()
+        running = self._running_elsewhere(trial.study, config_hash, trial.number)
+        if running is not None:
+            sink.write(status="duplicate", duplicate_of=running, wall_time_s=time.perf_counter() - started)
+            raise DuplicateOfRunningTrial(f"same architecture and budget as trial {running}, running in another worker")
+        earlier = self._earlier_result(trial.study, config_hash, trial.number)
         if earlier is not None:
             return self._reuse(sink, earlier, started)
         return self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+
+    def _keep_result(self, trial: optuna.Trial, sink: OptunaSink, values: Sequence[float]) -> None:
+        """A training that completed after its trial was re-queued: saved as a trial of its own, which
+        the re-queued copy then reuses instead of training again."""
+        if sink.fields.get("status") == "trained":
+            frozen = optuna.trial.create_trial(params=trial.params, distributions=trial.distributions,
+                                               values=list(values), user_attrs=sink.fields)
+            trial.study.add_trial(frozen)
+        raise TrialTakenOver(f"trial {trial.number} was re-queued by another worker; its result is kept")
 
     def _on_epoch(self, trial: optuna.Trial, sink: OptunaSink) -> EpochCallback:
         single_objective = len(self.objectives) == 1
@@ -98,18 +145,28 @@ class TrialRunner:
 
         return on_epoch
 
+    def _same_architecture(self, study: optuna.Study, config_hash: str, number: int) -> list[FrozenTrial]:
+        return [t for t in study.get_trials(deepcopy=False) if t.number != number
+                and t.user_attrs.get("config_hash") == config_hash
+                and t.user_attrs.get("budget_key") == self.budget_key]
+
+    def _running_elsewhere(self, study: optuna.Study, config_hash: str, number: int) -> int | None:
+        """An earlier-numbered running trial of the same architecture and budget. Each worker writes its
+        architecture before looking, so of two that draw it at once the later one always yields."""
+        running = [t.number for t in self._same_architecture(study, config_hash, number)
+                   if t.state == TrialState.RUNNING and t.number < number]
+        return min(running, default=None)
+
     def _earlier_result(self, study: optuna.Study, config_hash: str, number: int) -> FrozenTrial | None:
-        """A finished trial of the same architecture and budget; not one cut short by Ctrl-C or by the
-        death of its worker (failed without a recorded reason), which deserve another try."""
-        for earlier in study.get_trials(deepcopy=False):
+        """A finished trial of the same architecture and budget; not one failed through no fault of its own
+        (Ctrl-C, a dead worker: ``requeued``), nor a duplicate of a running one."""
+        for earlier in self._same_architecture(study, config_hash, number):
             attrs = earlier.user_attrs
             if (
-                earlier.number == number
-                or attrs.get("config_hash") != config_hash
-                or attrs.get("budget_key") != self.budget_key
-                or attrs.get("fail_reason") == INTERRUPTED
-                or (earlier.state == TrialState.FAIL and not attrs.get("fail_reason"))
+                attrs.get("requeued")
                 or earlier.state in (TrialState.RUNNING, TrialState.WAITING)
+                or (attrs.get("status") == "duplicate" and earlier.state == TrialState.PRUNED
+                    and attrs.get("top1") is None)
             ):
                 continue
             return earlier
@@ -130,10 +187,3 @@ class TrialRunner:
             f"same architecture and budget as failed trial {earlier.number} ({record.fail_reason})"
         )
 
-
-def _retried_trial_number(trial: optuna.Trial) -> int | None:
-    """The trial this one re-runs after its worker died (Optuna's heartbeat retry), if any."""
-    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-    with warnings.catch_warnings():  # marked experimental in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 import search.evaluate
 from search.launch import launch
-from search.records import TrialRecord
+from search.records import EVALUATED, TrialRecord
 from search.settings import SearchSettings
 from search.study import StudyMismatchError, load_existing_study
 from search.training import NonFiniteLossError, TrainResult
@@ -37,11 +37,17 @@ def records(study: optuna.Study) -> list[TrialRecord]:
     return [TrialRecord.from_trial(t) for t in study.get_trials()]
 
 
+def evaluated(study: optuna.Study) -> list[TrialRecord]:
+    return [r for r in records(study) if r.status in EVALUATED]
+
+
 def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path, settings_for) -> None:
     settings = settings_for(early_stop=False)
     study = launch(settings, show_progress=False)
     trials = study.get_trials()
-    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # --trials counts evaluated architectures: three distinct ones; repeats are duplicates on top.
+    assert len(evaluated(study)) == 3 and len({r.config_hash for r in evaluated(study)}) == 3
     assert (tmp_path / "runs" / "small" / "journal.log").exists()
     for trial, record in zip(trials, records(study), strict=True):
         assert record.status in ("trained", "duplicate")
@@ -53,12 +59,14 @@ def test_a_launch_records_every_trial_fully_and_resumes(tmp_path: Path, settings
         assert record.wall_time_s > 0 and set(record.provenance) >= {"torch", "timm", "optuna", "git_commit", "device"}
     trained = [r for r in records(study) if r.status == "trained"]
     assert all(r.train_time_s <= r.wall_time_s for r in trained)
+    before = {t.number: t.values for t in trials}
 
     resumed = launch(settings.model_copy(update={"trials": 4}), show_progress=False)
-    assert len(resumed.get_trials()) == 4
-    assert [t.number for t in resumed.get_trials()] == [0, 1, 2, 3]
+    assert len({r.config_hash for r in evaluated(resumed)}) == 4 == len(evaluated(resumed))  # the whole space
+    assert {t.number: t.values for t in resumed.get_trials() if t.number in before} == before
+    count = len(resumed.get_trials())
     again = launch(settings.model_copy(update={"trials": 4}), show_progress=False)
-    assert len(again.get_trials()) == 4
+    assert len(again.get_trials()) == count
 
 
 def test_resuming_with_other_options_is_refused(tmp_path: Path, settings_for) -> None:
@@ -80,7 +88,7 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
 
     monkeypatch.setattr(search.evaluate, "train_model", spy)
     # Width 8 with 1 block has 850 or 902 parameters, width 16 has 2458 or 2510: 2K admits only width 8.
-    study = launch(settings_for(max_params="2K", trials=6), show_progress=False)
+    study = launch(settings_for(max_params="2K", trials=4), show_progress=False)
     statuses = set()
     for trial in study.get_trials():
         record = TrialRecord.from_trial(trial)
@@ -101,11 +109,12 @@ def test_a_configuration_seen_before_is_reused_not_retrained(
     calls = []
     real_train = search.evaluate.train_model
     monkeypatch.setattr(search.evaluate, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    study = launch(settings_for(trials=8), show_progress=False)
+    study = launch(settings_for(trials=4), show_progress=False)
     by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials():
         by_hash.setdefault(trial.user_attrs["config_hash"], []).append(trial)
-    assert len(by_hash) <= 4 and len(calls) == len(by_hash)
+    assert len(by_hash) == 4 and len(calls) == 4
+    assert len(study.get_trials()) > 4, "the random sampler with seed 0 repeats itself in a space of 4"
     for trials in by_hash.values():
         first, *later = trials
         for trial in later:
@@ -125,7 +134,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
         return real_train(model, data, settings, report)
 
     monkeypatch.setattr(search.evaluate, "train_model", fail_wide)
-    study = launch(settings_for(trials=3), show_progress=False)
+    study = launch(settings_for(trials=2), show_progress=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "the random sampler with seed 0 draws width 16 in the first trials"
     first_failure = TrialRecord.from_trial(failed[0])
@@ -135,7 +144,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
     assert completed and all(TrialRecord.from_trial(t).config["embed_dim"] == 8 for t in completed)
 
 
-def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(
+def test_ctrl_c_requeues_the_trial_and_the_next_launch_trains_it_first(
     tmp_path: Path, settings_for, monkeypatch
 ) -> None:
     settings = settings_for(trials=3)
@@ -152,15 +161,21 @@ def test_ctrl_c_marks_the_trial_and_the_next_launch_continues(
     with pytest.raises(KeyboardInterrupt):
         launch(settings, show_progress=False)
     study = load_existing_study(settings)
-    states = [t.state for t in study.get_trials()]
-    assert TrialState.COMPLETE in states and states[-1] == TrialState.FAIL
-    assert study.get_trials()[-1].user_attrs["fail_reason"] == INTERRUPTED
-    kept = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    interrupted = study.get_trials(states=(TrialState.FAIL,))[-1]
+    assert interrupted.user_attrs["fail_reason"] == INTERRUPTED and interrupted.user_attrs["requeued"] is True
+    assert interrupted.user_attrs["status"] == "failed"
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [interrupted.params]  # enqueued params
+    kept = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert kept
 
     monkeypatch.setattr(search.evaluate, "train_model", real_train)
     resumed = launch(settings, show_progress=False)
-    assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
-    assert len(resumed.get_trials(states=(TrialState.COMPLETE,))) >= kept
+    retry = resumed.get_trials()[waiting[0].number]
+    assert retry.state == TrialState.COMPLETE and retry.params == interrupted.params
+    assert retry.user_attrs["retry_of"] == interrupted.number and retry.user_attrs["status"] == "trained"
+    assert len(evaluated(resumed)) == 3 and not resumed.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert {t.number: t.values for t in resumed.get_trials() if t.number in kept} == kept
 
 
 def test_missing_dataset_fails_before_any_trial(tmp_path: Path, settings_for) -> None:
@@ -203,7 +218,8 @@ def test_workers_share_one_study(tmp_path: Path, settings_for) -> None:
     study = launch(settings_for(trials=4, workers=2, early_stop=False), show_progress=False)
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers)) >= 4
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 4
+    assert len(evaluated(study)) == 4 == len({r.config_hash for r in evaluated(study)})
+    assert len({r.worker for r in evaluated(study)}) == 2
 
 
 def test_latency_objective_and_budget_are_measured_before_training(settings_for, small_space, tmp_path: Path) -> None:

@@ -1,0 +1,121 @@
+"""The study journal file, kept readable through torn writes, full disks and damage.
+
+Optuna's journal is one JSON record per line, appended under a lock file. A write cut short (a full
+disk, a killed machine) leaves an incomplete last line; Optuna then refuses the file, and the next
+append would glue a new record onto the fragment and damage it for good. Here:
+
+- on open, an incomplete last record is moved to a backup file and the journal continues with every
+  complete record (a warning says what was set aside);
+- a write that fails is undone (the file is cut back to its size before the write) and stops the
+  launch with one line, so the journal stays readable;
+- a journal damaged before its last record is never written to: opening it raises an error naming the
+  file, the line and the byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal._file import get_lock_file
+
+
+class JournalDamagedError(ValueError):
+    """A journal with an unreadable record before its end; it is left untouched."""
+
+
+class JournalWriteError(OSError):
+    """A record that could not be appended (e.g. a full disk); the journal was restored."""
+
+
+class TornJournalWarning(UserWarning):
+    """An incomplete last record was set aside in a backup file."""
+
+
+class SafeJournalFileBackend(JournalFileBackend):
+    """Optuna's journal file whose failed appends are undone and whose read errors name the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lock = JournalFileOpenLock(str(path))
+        super().__init__(str(path), lock_obj=lock)
+        with get_lock_file(lock):  # no writer can be half-way through a record while we look
+            repair_torn_tail(path)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        with get_lock_file(self._lock), open(self.path, "ab") as journal:
+            size = journal.seek(0, os.SEEK_END)
+            try:
+                journal.write(text)
+                journal.flush()
+                os.fsync(journal.fileno())
+            except OSError as error:
+                journal.truncate(size)
+                raise JournalWriteError(
+                    error.errno,
+                    f"cannot write to the study journal {self.path}: {error.strerror}; nothing was lost "
+                    "(the journal is intact); free space on its disk and run the same command again",
+                ) from None
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        try:
+            yield from super().read_logs(log_number_from)
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: damaged after it was opened
+            raise JournalDamagedError(
+                f"study journal {self.path} cannot be read ({type(error).__name__}: {error}); it was left as it "
+                "is: restore it from a backup, or use a new --study or --run-dir"
+            ) from None
+
+
+def repair_torn_tail(path: Path) -> Path | None:
+    """Check every record of the journal ``path``; move an incomplete last record to a backup file.
+
+    Returns the backup file, or None when the journal was whole. Call under the journal's lock.
+
+    Raises:
+        JournalDamagedError: a record before the last one does not decode; nothing is changed.
+    """
+    data = path.read_bytes()
+    offset = 0
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):
+        if not _is_record(line):
+            raise JournalDamagedError(
+                f"study journal {path} is damaged at line {number} (byte {offset}): not a journal record; it was "
+                "left as it is: restore it from a backup, or use a new --study or --run-dir"
+            )
+        offset += len(line) + 1
+    tail = lines[-1]
+    if not tail:
+        return None
+    if _is_record(tail):  # whole, only its newline was cut: keep it
+        with open(path, "ab") as journal:
+            journal.write(b"\n")
+            os.fsync(journal.fileno())
+        return None
+    backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    backup.write_bytes(tail)
+    with open(path, "r+b") as journal:
+        journal.truncate(offset)
+        os.fsync(journal.fileno())
+    warnings.warn(
+        f"study journal {path}: an incomplete last record ({len(tail)} bytes at byte {offset}, from a write cut "
+        f"short) was set aside in {backup}; the study continues with every complete record",
+        TornJournalWarning,
+        stacklevel=2,
+    )
+    return backup
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

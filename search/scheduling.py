@@ -1,0 +1,91 @@
+"""One worker's loop: run trials until the study holds its architectures, and leave nothing behind.
+
+Every worker (the launch itself, its local worker processes, ``search worker`` on other machines) runs
+:func:`work_on_study`. ``--trials N`` counts evaluated architectures (:data:`search.records.EVALUATED`);
+a trial that repeats an architecture (a duplicate) or fails does not count. A worker takes a new trial
+only while the evaluated and running trials fall short of N, runs re-queued trials first, and before it
+leaves waits for the other workers' running trials: they finish, or their worker is found dead, the
+trial is re-queued and this worker runs it. So no trial is left running once every worker has stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from search.liveness import dead_trials, fail_and_requeue
+from search.records import count_evaluated
+from search.trial import TrialRunner
+
+_logger = logging.getLogger("refiner_nas.search")
+# Consecutive draws of known architectures after which a worker concludes the space is exhausted.
+REPEATED_DRAWS_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    evaluated: int
+    running: int
+    waiting: int
+
+
+def study_progress(study: optuna.Study) -> StudyProgress:
+    trials = study.get_trials(deepcopy=False)
+    return StudyProgress(
+        evaluated=count_evaluated(trials),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+    )
+
+
+def requeue_dead_trials(study: optuna.Study, *, heartbeat_s: float) -> int:
+    """Fail and re-queue the running trials of dead workers; returns how many this worker claimed."""
+    return sum(fail_and_requeue(study, dead.trial, dead.reason)
+               for dead in dead_trials(study.get_trials(deepcopy=False), interval_s=heartbeat_s))
+
+
+def work_on_study(study: optuna.Study, runner: TrialRunner, *, trials: int, heartbeat_s: float,
+                  poll_s: float = 1.0) -> None:
+    """Run trials of ``study`` until it holds ``trials`` evaluated architectures and none is running."""
+    repeated_draws = 0
+    while True:
+        requeue_dead_trials(study, heartbeat_s=heartbeat_s)
+        progress = study_progress(study)
+        if not progress.waiting and progress.evaluated + progress.running >= trials:
+            if not progress.running:
+                return
+            time.sleep(min(poll_s, heartbeat_s))
+            continue
+        if not progress.waiting and _exhausted(study, repeated_draws):
+            return
+        status = run_one_trial(study, runner)
+        repeated_draws = repeated_draws + 1 if status in ("duplicate", "failed") else 0
+
+
+def run_one_trial(study: optuna.Study, runner: TrialRunner) -> str | None:
+    """Ask, evaluate and tell one trial (a re-queued one first); returns its record status."""
+    try:
+        study.optimize(runner, n_trials=1, catch=(Exception,))
+    except ValueError:
+        # Optuna cannot tell a result for a trial that was re-queued while this worker was cut off.
+        if runner.last is None or not runner.last.taken_over:
+            raise
+        _logger.warning("trial %d was re-queued by another worker while this one was cut off from the storage; "
+                        "going on with the next", runner.last.trial.number)
+        return "failed"
+    return None if runner.last is None else runner.last.fields.get("status")
+
+
+def _exhausted(study: optuna.Study, repeated_draws: int) -> bool:
+    sampler = study.sampler
+    if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+        return True
+    if repeated_draws >= REPEATED_DRAWS_LIMIT:
+        _logger.warning("the sampler drew only known architectures %d times in a row: the space looks exhausted",
+                        repeated_draws)
+        return True
+    return False

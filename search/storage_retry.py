@@ -1,0 +1,72 @@
+"""Database storage calls that ride out a server restart or a network blip.
+
+A worker must not lose a trial it is training because the database was away for a few seconds: every
+storage call is retried with growing pauses for up to ``patience_s``; only then does it fail, with one
+line naming the storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy.exc
+from optuna.exceptions import StorageInternalError
+from optuna.storages import BaseStorage
+
+_logger = logging.getLogger("refiner_nas.storage")
+# What a server restart or a dropped connection raises: Optuna wraps SQLAlchemy's errors in
+# StorageInternalError; a few calls let SQLAlchemy's own through.
+TRANSIENT_ERRORS = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+STORAGE_PATIENCE_S = 90.0
+
+
+class StorageUnavailableError(ConnectionError):
+    """The storage stayed unreachable for longer than the patience."""
+
+
+class _RetryingStorageBase(BaseStorage):
+    def __init__(self, inner: BaseStorage, *, where: str, patience_s: float = STORAGE_PATIENCE_S,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.inner, self.where, self.patience_s, self._sleep = inner, where, patience_s, sleep
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.patience_s
+        pause = 0.25
+        while True:
+            try:
+                return getattr(self.inner, name)(*args, **kwargs)
+            except TRANSIENT_ERRORS as error:
+                if time.monotonic() + pause > deadline:
+                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise StorageUnavailableError(
+                        f"storage {self.where} unreachable for {self.patience_s:.0f} s ({reason}); the trials it "
+                        "recorded are kept: run the same command again once it is back"
+                    ) from None
+                _logger.warning("storage %s unreachable (%s); retrying in %.1f s", self.where,
+                                type(error).__name__, pause)
+                self._sleep(pause)
+                pause = min(2 * pause, 8.0)
+
+    def remove_session(self) -> None:
+        self.inner.remove_session()
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    def method(self: _RetryingStorageBase, *args: Any, **kwargs: Any) -> Any:
+        return self._call(name, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+# Every storage operation Optuna calls, the abstract ones and those with default implementations.
+_OPERATIONS = [name for name in dir(BaseStorage) if not name.startswith("_") and name != "remove_session"]
+RetryingStorage = type(
+    "RetryingStorage",
+    (_RetryingStorageBase,),
+    {"__doc__": "A storage whose operations are retried through transient database errors.",
+     **{name: _retried(name) for name in _OPERATIONS}},
+)

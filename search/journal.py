@@ -50,19 +50,22 @@ class SafeJournalFileBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
-        with get_lock_file(self._lock), open(self.path, "ab") as journal:
-            size = journal.seek(0, os.SEEK_END)
+        with get_lock_file(self._lock):
+            journal = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            size = os.lseek(journal, 0, os.SEEK_END)
             try:
-                journal.write(text)
-                journal.flush()
-                os.fsync(journal.fileno())
+                written = 0
+                while written < len(text):  # unbuffered: nothing is left to be flushed again on close
+                    written += os.write(journal, text[written:])
+                os.fsync(journal)
             except OSError as error:
-                journal.truncate(size)
+                os.ftruncate(journal, size)
                 raise JournalWriteError(
-                    error.errno,
                     f"cannot write to the study journal {self.path}: {error.strerror}; nothing was lost "
                     "(the journal is intact); free space on its disk and run the same command again",
                 ) from None
+            finally:
+                os.close(journal)
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         try:
@@ -101,7 +104,14 @@ def repair_torn_tail(path: Path) -> Path | None:
             os.fsync(journal.fileno())
         return None
     backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-    backup.write_bytes(tail)
+    try:
+        backup.write_bytes(tail)
+    except OSError as error:
+        backup.unlink(missing_ok=True)
+        raise JournalWriteError(
+            f"cannot set aside the incomplete last record of the study journal {path} in {backup}: "
+            f"{error.strerror}; free space on its disk and run the same command again",
+        ) from None
     with open(path, "r+b") as journal:
         journal.truncate(offset)
         os.fsync(journal.fileno())

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from search.journal import JournalWriteError
 from search.liveness import dead_trials, fail_and_requeue
 from search.records import count_evaluated
+from search.storage_retry import StorageUnavailableError
 from search.trial import TrialRunner
 
 _logger = logging.getLogger("refiner_nas.search")
@@ -70,6 +72,9 @@ def run_one_trial(study: optuna.Study, runner: TrialRunner) -> str | None:
     """Ask, evaluate and tell one trial (a re-queued one first); returns its record status."""
     try:
         study.optimize(runner, n_trials=1, catch=(Exception,))
+    except AssertionError as error:
+        # Optuna asserts when it cannot record a trial's end; the storage's own error says why in one line.
+        raise _storage_failure(error) or error from None
     except ValueError:
         # Optuna cannot tell a result for a trial that was re-queued while this worker was cut off.
         if runner.last is None or not runner.last.taken_over:
@@ -78,6 +83,16 @@ def run_one_trial(study: optuna.Study, runner: TrialRunner) -> str | None:
                         "going on with the next", runner.last.trial.number)
         return "failed"
     return None if runner.last is None else runner.last.fields.get("status")
+
+
+def _storage_failure(error: BaseException) -> OSError | None:
+    """The storage failure (a full disk, an unreachable database) among the exceptions behind ``error``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (JournalWriteError, StorageUnavailableError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _exhausted(study: optuna.Study, repeated_draws: int) -> bool:

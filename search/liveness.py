@@ -83,9 +83,12 @@ class DeadTrial:
     reason: str
 
 
-def dead_trials(trials: Iterable[FrozenTrial], *, interval_s: float, now: float | None = None) -> list[DeadTrial]:
+def dead_trials(trials: Iterable[FrozenTrial], *, interval_s: float, now: float | None = None,
+                seen_since: float = 0.0) -> list[DeadTrial]:
     """The running trials whose worker process on this machine is gone, or that missed
-    :data:`MISSED_BEATS` heartbeats (trials from before heartbeats count from their start)."""
+    :data:`MISSED_BEATS` heartbeats (trials from before heartbeats count from their start). Beats are
+    only expected from ``seen_since`` on: the time this worker's storage came back after an outage, during
+    which no worker could beat."""
     now = time.time() if now is None else now
     grace = MISSED_BEATS * interval_s
     dead = []
@@ -99,7 +102,7 @@ def dead_trials(trials: Iterable[FrozenTrial], *, interval_s: float, now: float 
         last = trial.system_attrs.get(HEARTBEAT_KEY)
         if last is None and trial.datetime_start is not None:
             last = trial.datetime_start.timestamp()
-        if last is not None and now - last > grace:
+        if last is not None and now - max(last, seen_since) > grace:
             dead.append(DeadTrial(trial, f"its worker {worker or '?'} sent no heartbeat for {now - last:.0f} s "
                                          "(dead, or cut off from the storage)"))
     return dead

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from search.journal import JournalWriteError
 from search.liveness import dead_trials, fail_and_requeue
 from search.records import count_evaluated
-from search.storage_retry import StorageUnavailableError
+from search.storage_retry import StorageUnavailableError, recovered_at
 from search.trial import TrialRunner
 
 _logger = logging.getLogger("refiner_nas.search")
@@ -46,8 +46,9 @@ def study_progress(study: optuna.Study) -> StudyProgress:
 
 def requeue_dead_trials(study: optuna.Study, *, heartbeat_s: float) -> int:
     """Fail and re-queue the running trials of dead workers; returns how many this worker claimed."""
-    return sum(fail_and_requeue(study, dead.trial, dead.reason)
-               for dead in dead_trials(study.get_trials(deepcopy=False), interval_s=heartbeat_s))
+    dead = dead_trials(study.get_trials(deepcopy=False), interval_s=heartbeat_s,
+                       seen_since=recovered_at(study._storage))
+    return sum(fail_and_requeue(study, trial.trial, trial.reason) for trial in dead)
 
 
 def work_on_study(study: optuna.Study, runner: TrialRunner, *, trials: int, heartbeat_s: float,

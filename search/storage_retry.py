@@ -31,13 +31,17 @@ class _RetryingStorageBase(BaseStorage):
     def __init__(self, inner: BaseStorage, *, where: str, patience_s: float = STORAGE_PATIENCE_S,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.inner, self.where, self.patience_s, self._sleep = inner, where, patience_s, sleep
+        self.recovered_at = 0.0  # wall time at which the storage last came back after an outage
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + self.patience_s
         pause = 0.25
         while True:
             try:
-                return getattr(self.inner, name)(*args, **kwargs)
+                result = getattr(self.inner, name)(*args, **kwargs)
+                if pause > 0.25:
+                    self.recovered_at = time.time()
+                return result
             except TRANSIENT_ERRORS as error:
                 if time.monotonic() + pause > deadline:
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -52,6 +56,12 @@ class _RetryingStorageBase(BaseStorage):
 
     def remove_session(self) -> None:
         self.inner.remove_session()
+
+
+def recovered_at(storage: BaseStorage) -> float:
+    """When ``storage`` last came back after an outage (0 if it never failed): heartbeats missed during an
+    outage this worker saw too are no evidence that their workers died."""
+    return getattr(storage, "recovered_at", 0.0)
 
 
 def _retried(name: str) -> Callable[..., Any]:

@@ -131,3 +131,53 @@ def test_unreachable_database_fails_before_any_trial(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=r"cannot open storage postgresql://user:\*\*\*@127.0.0.1:9/nowhere: .*"
                                            r"refused"):
         open_study(settings, prepare_space(settings))
+
+
+def postgres_server(action: str) -> None:
+    """Stop or start the test server (``.ci/postgres start`` exports its data folder)."""
+    data = os.environ["REFINER_NAS_PGDATA"]
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    port = POSTGRES_URL.rsplit(":", 1)[1].split("/", 1)[0]
+    if action == "stop":
+        command = f"{binaries}/pg_ctl -D {data} -m fast -w stop"
+    else:
+        command = (f"{binaries}/pg_ctl -D {data} -l {data}/server.log -w "
+                   f"-o '-c listen_addresses=127.0.0.1 -p {port} -k /tmp' start")
+    subprocess.run(["su", "postgres", "-c", command], check=True, capture_output=True)
+
+
+@pytest.mark.slow
+@needs_postgres
+@pytest.mark.skipif("REFINER_NAS_PGDATA" not in os.environ, reason="needs the server of .ci/postgres to restart it")
+def test_a_postgresql_restart_mid_trial_loses_nothing(tmp_path: Path, small_space) -> None:
+    space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
+    study_name = f"restart-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "launch", "--space", str(space),
+               "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"), "--workers", "2",
+               "--heartbeat", "2", "--trials", "4", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
+               "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    settings = SearchSettings(study=study_name, storage=POSTGRES_URL, run_dir=tmp_path / "runs")
+    deadline = time.monotonic() + 240
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline and launch.poll() is None, "no trial got through its first epoch"
+        time.sleep(0.2)
+        try:
+            running = load_existing_study(settings).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # not created yet
+            continue
+        victim = next((t for t in running if t.user_attrs.get("top1_curve")), None)
+    postgres_server("stop")
+    time.sleep(10)  # five heartbeats missed by every worker
+    postgres_server("start")
+    output, _ = launch.communicate(timeout=300)
+    assert launch.returncode == 0, output
+
+    trials = load_existing_study(settings).get_trials()
+    assert [t.number for t in trials if t.state != TrialState.COMPLETE] == [], output
+    assert trials[victim.number].user_attrs["status"] == "trained"
+    assert not [t for t in trials if t.user_attrs.get("retry_of") is not None]
+    evaluated = [t.user_attrs["config_hash"] for t in trials if t.user_attrs["status"] == "trained"]
+    assert len(evaluated) == len(set(evaluated)) == 4

@@ -1,0 +1,108 @@
+"""Liveness and storage resilience, at the unit level: dead-trial detection, retries, sampler streams."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import optuna
+import pytest
+from optuna.exceptions import StorageInternalError
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState, create_trial
+
+from search.liveness import HEARTBEAT_KEY, dead_trials, fail_and_requeue, retry_depth, worker_alive
+from search.settings import SearchSettings
+from search.storage_retry import RetryingStorage, StorageUnavailableError, recovered_at
+from search.study import make_sampler, sampler_seed
+from search.space import SearchSpace
+
+
+def running_trial(*, beat: float | None, worker: str = "elsewhere:1", started: float = 0.0):
+    trial = create_trial(state=TrialState.RUNNING, user_attrs={"worker": worker})
+    trial.datetime_start = datetime.fromtimestamp(started)
+    if beat is not None:
+        trial.system_attrs = {HEARTBEAT_KEY: beat}
+    return trial
+
+
+def test_a_trial_is_dead_after_three_missed_beats_unless_the_outage_was_everyone_s() -> None:
+    now = 1000.0
+    alive, stale = running_trial(beat=now - 5), running_trial(beat=now - 31)
+    dead = dead_trials([alive, stale], interval_s=10, now=now)
+    assert [d.trial for d in dead] == [stale]
+    assert dead[0].reason == "its worker elsewhere:1 sent no heartbeat for 31 s (dead, or cut off from the storage)"
+    # This worker's storage came back 10 s ago: nobody could beat before, so nobody is judged yet.
+    assert dead_trials([stale], interval_s=10, now=now, seen_since=now - 10) == []
+    # A trial from before heartbeats counts from its start.
+    assert len(dead_trials([running_trial(beat=None, started=now - 100)], interval_s=10, now=now)) == 1
+
+
+def test_a_trial_whose_local_worker_process_is_gone_is_dead_at_once() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    worker = f"{socket.gethostname()}:{gone.pid}"
+    assert not worker_alive(worker) and worker_alive(f"{socket.gethostname()}:1") and worker_alive("other-host:1")
+    dead = dead_trials([running_trial(beat=time.time(), worker=worker)], interval_s=10)
+    assert dead[0].reason == f"its worker {worker} died (the process is gone)"
+
+
+def test_fail_and_requeue_claims_once_and_stops_requeueing_after_two_retries() -> None:
+    study = optuna.create_study(storage=InMemoryStorage(), directions=["maximize"])
+    study.enqueue_trial({"x": 1.0})
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})
+    frozen = study.get_trials()[trial.number]
+    assert fail_and_requeue(study, frozen, "its worker died")
+    assert not fail_and_requeue(study, frozen, "its worker died")  # already claimed: nothing done
+    assert study.get_trials()[0].user_attrs == {"status": "failed", "fail_reason": "its worker died", "requeued": True}
+    for expected_depth in (1, 2):
+        retry = study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})
+        assert retry.params == {"x": 1.0} and retry_depth(study, study.get_trials()[retry.number]) == expected_depth
+        fail_and_requeue(study, study.get_trials()[retry.number], "its worker died")
+    last = study.get_trials()[-1]
+    assert last.state == TrialState.FAIL and last.user_attrs["requeued"] is False
+    assert last.user_attrs["fail_reason"].endswith("not re-queued again after 2 retries")
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+class FlakyStorage(InMemoryStorage):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def get_all_studies(self):
+        if self.failures:
+            self.failures -= 1
+            raise StorageInternalError("server closed the connection unexpectedly")
+        return super().get_all_studies()
+
+
+def test_storage_calls_ride_out_an_outage_then_fail_in_one_line() -> None:
+    pauses: list[float] = []
+    storage = RetryingStorage(FlakyStorage(failures=3), where="postgresql://u:***@db/x", sleep=pauses.append)
+    assert storage.get_all_studies() == [] and pauses == [0.25, 0.5, 1.0]
+    assert recovered_at(storage) > 0
+    down = RetryingStorage(FlakyStorage(failures=10**6), where="postgresql://u:***@db/x", patience_s=0.05,
+                           sleep=lambda _: time.sleep(0.01))
+    with pytest.raises(StorageUnavailableError) as error:
+        down.get_all_studies()
+    assert str(error.value) == (
+        "storage postgresql://u:***@db/x unreachable for 0 s (server closed the connection unexpectedly); the trials "
+        "it recorded are kept: run the same command again once it is back"
+    )
+
+
+def test_each_worker_draws_from_its_own_reproducible_stream() -> None:
+    assert sampler_seed(0, "worker-0", 0) == sampler_seed(0, "worker-0", 0)
+    assert len({sampler_seed(0, w, n) for w in ("worker-0", "worker-1") for n in (0, 5)}) == 4
+    settings = SearchSettings(sampler="random")
+    space = SearchSpace.load("tiny")
+    first_draws = []
+    for worker in ("worker-0", "worker-1", "worker-2"):
+        study = optuna.create_study(directions=["maximize", "minimize"],
+                                    sampler=make_sampler(settings, space, seed=sampler_seed(0, worker, 0)))
+        first_draws.append(space.suggest(study.ask()).config_hash())
+    assert len(set(first_draws)) == 3

@@ -16,9 +16,9 @@ from optuna.trial import TrialState, create_trial
 
 from search.liveness import HEARTBEAT_KEY, dead_trials, fail_and_requeue, retry_depth, worker_alive
 from search.settings import SearchSettings
+from search.space import SearchSpace
 from search.storage_retry import RetryingStorage, StorageUnavailableError, recovered_at
 from search.study import make_sampler, sampler_seed
-from search.space import SearchSpace
 
 
 def running_trial(*, beat: float | None, worker: str = "elsewhere:1", started: float = 0.0):

@@ -71,8 +71,9 @@ def main() -> None:
                 runs.append(measure_distinct_work(settings))
         shares = [r.share_new for r in runs]
         statuses = sum((Counter(r.statuses) for r in runs), Counter())
+        trained_twice = sum(r.trained - r.distinct_trained for r in runs)
         print(f"| {workers} | {statistics.median(shares):.2f} ({min(shares):.2f}-{max(shares):.2f}) | "
-              f"{statistics.median(r.trials for r in runs):.0f} | {sum(r.trained - r.distinct_trained for r in runs)} | "
+              f"{statistics.median(r.trials for r in runs):.0f} | {trained_twice} | "
               f"{dict(sorted(statuses.items()))} | {statistics.median(r.wall_s for r in runs):.0f} |")
 
 

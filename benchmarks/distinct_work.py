@@ -1,5 +1,6 @@
-"""How much of a launch's work is new: the share of trials that trained an architecture not trained before,
-with 1, 2 and 4 local workers on the default launch (tiny space, digits), over a few launch seeds.
+"""How much of a launch's work is new: the share of trials that trained (fully, or until stopped early) an
+architecture not trained before, with 1, 2 and 4 local workers on the default launch (tiny space, digits),
+over a few launch seeds.
 
     python -m benchmarks.distinct_work                      # 16 trials x 5 epochs, seeds 0-2, workers 1/2/4
     python -m benchmarks.distinct_work --epochs 2 --seeds 1
@@ -12,6 +13,7 @@ and storage time, never a training.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -21,6 +23,9 @@ from pathlib import Path
 
 from search.launch import launch
 from search.settings import SearchSettings
+
+# Statuses of trials that spent training on their architecture (over-budget ones were only costed).
+TRAINED = ("trained", "pruned", "early_stopped")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ def measure_distinct_work(settings: SearchSettings) -> DistinctWork:
     study = launch(settings, show_progress=False)
     wall = time.perf_counter() - started
     trials = study.get_trials(deepcopy=False)
-    trained = [t.user_attrs["config_hash"] for t in trials if t.user_attrs.get("status") == "trained"]
+    trained = [t.user_attrs["config_hash"] for t in trials if t.user_attrs.get("status") in TRAINED]
     return DistinctWork(
         workers=settings.workers, seed=settings.seed, trials=len(trials), trained=len(trained),
         distinct_trained=len(set(trained)), statuses=dict(Counter(t.user_attrs.get("status") for t in trials)),
@@ -59,6 +64,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="Launch seeds 0..N-1 per worker count.")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     arguments = parser.parse_args()
+    logging.getLogger("optuna").setLevel(logging.WARNING)
     print("| workers | share of trials training a new architecture (median, min-max) | trials | "
           "trained twice | statuses (all seeds) | wall s (median) |")
     print("|---|---|---|---|---|---|")

@@ -13,13 +13,14 @@ and storage time, never a training.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import optuna
 
 from search.launch import launch
 from search.settings import SearchSettings
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="Launch seeds 0..N-1 per worker count.")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     arguments = parser.parse_args()
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     print("| workers | share of trials training a new architecture (median, min-max) | trials | "
           "trained twice | statuses (all seeds) | wall s (median) |")
     print("|---|---|---|---|---|---|")

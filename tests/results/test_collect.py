@@ -148,7 +148,7 @@ def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> 
                               device="cpu", sampler="random", warmup_epochs=0.0, early_stop=False)
     study = launch(settings, show_progress=False)
     frame = collect(run_dir=tmp_path / "runs", results_dir=tmp_path / "res").frame
-    assert len(frame) == len(study.get_trials()) == 3 and set(frame["study"]) == {"small"}
+    assert len(frame) == len(study.get_trials()) >= 3 and set(frame["study"]) == {"small"}  # duplicates too
     for trial in study.get_trials():
         row = frame[frame["trial"] == trial.number].iloc[0]
         assert row["top1"] == trial.values[0] and row["params_m"] == pytest.approx(trial.values[1])

@@ -90,6 +90,6 @@ app.command("train")(train_command)
 
 def main() -> None:
     # fvcore traces models with torch.jit, which warns about its own deprecation on every count.
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line, like errors
     app()

@@ -54,20 +54,16 @@ AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table
 
 
 def resolve_model(spec: str, img_size: int | None = None) -> tuple[str, ModelConfig]:
-    """A registered name or a YAML configuration file, as (label, configuration).
+    """A registered name or a configuration YAML (ModelConfig or exported, as every command reads
+    them: :func:`refiner_space.analysis.sources.resolve_config`), as (label, configuration).
 
     Raises:
-        KeyError: an unknown name; ConfigError (ValueError): an unreadable or invalid file.
+        SourceError / ConfigError (ValueError): an unknown name, an unreadable or invalid file or size.
     """
-    from refiner_space import ModelConfig, named_config
+    from refiner_space.analysis.sources import resolve_config
 
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        config = ModelConfig.from_yaml(spec)
-        if img_size is not None:
-            config = config.replace(img_size=img_size)
-        return spec, config
-    overrides = {} if img_size is None else {"img_size": img_size}
-    return spec, named_config(spec, **overrides)
+    config = resolve_config(spec)
+    return spec, config if img_size is None else config.replace(img_size=img_size)
 
 
 def _check_format(as_json: bool, as_csv: bool) -> None:

@@ -157,13 +157,14 @@ def add(
         raise fail("give exactly one of --config FILE or --model NAME")
     if config is not None:
         exported = load_export(config)
-        architecture, default_name, proxy = exported.config, exported.name, exported.proxy
+        source, default_name, proxy = exported.config, exported.name, exported.proxy
     else:
-        architecture, default_name, proxy = named_config(model), model, {}  # type: ignore[arg-type]
+        source, default_name, proxy = named_config(model), model, {}  # type: ignore[arg-type]
     overrides = {"img_size": img_size, "num_classes": num_classes, "in_chans": in_chans}
-    architecture = architecture.replace(**{k: v for k, v in overrides.items() if v is not None})
+    architecture = source.replace(**{k: v for k, v in overrides.items() if v is not None})
     row = full_training_row(
-        config=architecture, top1=top1, dataset=dataset, epochs=epochs, recipe=recipe, name=name or default_name,
+        config=architecture, exported=source if config is not None else None, top1=top1, dataset=dataset,
+        epochs=epochs, recipe=recipe, name=name or default_name,
         seed=seed, study=proxy.get("study"), trial=proxy.get("trial"),
     )
     report = record_full_result(row, results_dir, force=force)

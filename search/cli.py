@@ -26,17 +26,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    # Eager: answers before Click asks for a command.
+    if wanted:
+        from importlib.metadata import version as installed_version
+
+        typer.echo(f"refiner-nas {installed_version('refiner-nas')}")
+        raise typer.Exit()
+
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
 ) -> None:
     """Search, benchmark and analyse vision transformers with refined self-attention."""
-    if version:
-        from importlib.metadata import version as installed_version
-
-        typer.echo(installed_version("refiner-nas"))
-        raise typer.Exit()
 
 
 @app.command()

@@ -30,6 +30,14 @@ def test_models_lists_every_registered_model_with_params_and_macs() -> None:
     assert rows["refined_vit_s"]["macs_g"] == round(costs.macs / 1e9, 2)
 
 
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"refiner-nas {version('refiner-nas')}\n"
+
+
 def test_bad_option_gives_one_error_line() -> None:
     result = runner.invoke(app, ["models", "--img-size", "100"])
     assert result.exit_code == 2

@@ -53,8 +53,8 @@ def test_flops_table_breakdown_and_csv(tiny_yaml: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("flops", "nope"), "error: unknown model 'nope'; registered models: refined_vit_s"),
-        (("flops", "missing.yaml"), "error: missing.yaml: cannot read model configuration"),
+        (("flops", "nope"), "error: unknown model 'nope': neither a registered name (refined_vit_s"),
+        (("flops", "missing.yaml"), "error: configuration file missing.yaml does not exist"),
         (("flops", "vit_16b_384", "--img-size", "100"), "error: img_size=100 is not a multiple of patch_size=16"),
         (("flops", "vit_16b_384", "--json", "--csv"), "error: choose one of --json and --csv"),
         (("flops", "vit_16b_384", "--img-size", "32", "--fold"), "error: nothing to fold"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from results.cli import export_command, leaderboard_app, pareto_command, train_command
@@ -137,4 +139,24 @@ def test_train_runs_an_export_and_records_it(tmp_path: Path, app, studies) -> No
                 "csv", "--where", "kind == 'full'")
     table = pd.read_csv(io.StringIO(shown.stdout))
     assert list(table["recipe"]) == ["standard"] and list(table["dataset"]) == ["digits"]
+    # The recipe's drop path changes the trained model, not the architecture: the rows match by hash.
+    exported_hash = yaml.safe_load(config.read_text())["config_hash"]
+    assert list(table["config_hash"]) == [exported_hash]
+    both = run(app, "leaderboard", "--results-dir", tmp_path / "res", "--no-collect", "--no-reported", "--format",
+               "csv", "--where", f"config_hash == '{exported_hash}'")
+    assert sorted(pd.read_csv(io.StringIO(both.stdout))["kind"]) == ["full", "proxy"]
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "result.yaml").is_file()
+
+
+def test_every_command_reads_an_exported_file(tmp_path: Path, app, studies) -> None:
+    from search.cli import app as root
+
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out").exit_code == 0
+    config = sorted((tmp_path / "out").glob("*.yaml"))[0]
+    exported_hash = yaml.safe_load(config.read_text())["config_hash"]
+    flops = run(root, "bench", "flops", config, "--json")
+    assert flops.exit_code == 0, flops.output
+    assert json.loads(flops.stdout)[0]["config_hash"] == exported_hash
+    density = run(root, "analyze", "density", config, "--out", tmp_path / "an", "--batches", "1")
+    assert density.exit_code == 0, density.output
+    assert pd.read_csv(tmp_path / "an" / "density.csv")["block"].tolist() == [0]

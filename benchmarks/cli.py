@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from search.cli_errors import one_line_errors
+from search.tables import print_table
 
 if TYPE_CHECKING:
     from benchmarks.flops import Costs
@@ -79,22 +80,6 @@ def _print_csv(rows: Sequence[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     sys.stdout.write(buffer.getvalue())
-
-
-def _print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequence[str] = ()) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    if not rows:
-        Console().print(f"{title}: nothing to show")
-        return
-    for column in rows[0]:
-        text = column in text_columns
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row.values()))
-    Console(width=200).print(table)
 
 
 def _spread(stats: Stats, spec: str = ".2f") -> str:
@@ -176,13 +161,13 @@ def flops(
         if as_csv:
             _print_csv(rows)
         else:
-            _print_table("Costs per part (one image)", rows, ("model", "part"))
+            print_table("Costs per part (one image)", rows, ("model", "part"))
         return
     rows = [_cost_row(label, config, costs) for label, config, costs in counted]
     if as_csv:
         _print_csv(rows)
     else:
-        _print_table("Costs of one image's forward pass (G = 1e9)", rows, ("model", "config_hash"))
+        print_table("Costs of one image's forward pass (G = 1e9)", rows, ("model", "config_hash"))
 
 
 def _speed_rows(results: Sequence[SpeedResult]) -> list[dict[str, Any]]:
@@ -270,7 +255,7 @@ def throughput(
     else:
         threads_used = results[0].environment.get("torch_threads") if results else None
         title = f"Speed on {device} ({threads_used} threads), median of {iters} runs; ratio = images/s ÷ reference's"
-        _print_table(title, _speed_rows(results), ("model", "mode", "reference"))
+        print_table(title, _speed_rows(results), ("model", "mode", "reference"))
 
 
 @bench_app.command("fold")
@@ -336,7 +321,7 @@ def fold_command(
         f"{report.environment.get('torch_threads')} threads; median (IQR) of {report.iters} runs; "
         "ratios = throughput ÷ other's [q1-q3]; memory: peak RSS increase"
     )
-    _print_table(title, rows)
+    print_table(title, rows)
 
 
 @bench_app.command()
@@ -386,6 +371,6 @@ def regress(
                 {"model": c.model, "quantity": c.quantity, "baseline": c.baseline, "current": c.current, "note": c.note}
                 for c in report.failures
             ]
-            _print_table("Regressions", rows, ("model", "quantity", "note"))
+            print_table("Regressions", rows, ("model", "quantity", "note"))
     if not report.ok:
         raise typer.Exit(1)

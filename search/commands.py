@@ -9,6 +9,7 @@ import typer
 
 from search.cli_errors import fail, one_line_errors
 from search.settings import SearchSettings
+from search.tables import print_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,13 +128,48 @@ def status(
     storage: StorageOption = None,
     run_dir: RunDirOption = Path("runs"),
 ) -> None:
-    """Trials by state, the best so far and the Pareto front of a study."""
+    """Trials by state, the best so far and the Pareto front of a study (reads only: writes nothing)."""
+    from search.catalog import require_study_storage
     from search.study import load_existing_study
     from search.summary import pareto_front, study_status
 
+    require_study_storage(study, run_dir=run_dir, storage=storage)
     existing = load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir))
     _print_status(study_status(existing))
     _print_front(pareto_front(existing))
+
+
+@search_app.command("list")
+@one_line_errors
+def list_command(storage: StorageOption = None, run_dir: RunDirOption = Path("runs")) -> None:
+    """The studies under RUN_DIR (or in --storage): trials by state and objectives."""
+    from search.catalog import list_studies
+
+    entries = list_studies(run_dir, storage)
+    if not entries:
+        typer.echo(f"no study in {storage or run_dir}; start one with refiner-nas search launch")
+        return
+    rows = [{"study": e.name, "trials": str(sum(e.trials.values())),
+             "states": ", ".join(f"{count} {state}" for state, count in e.trials.items()),
+             "objectives": e.objectives, "storage": e.location} for e in entries]
+    print_table("Studies", rows, ("study", "states", "objectives", "storage"))
+
+
+@search_app.command()
+@one_line_errors
+def delete(
+    study: Annotated[str, typer.Option(help="Name of the study to delete.")],
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+) -> None:
+    """Delete a study and its trials (the default journal: its whole run folder). Asks first unless --yes."""
+    from search.catalog import delete_study, require_study_storage
+
+    require_study_storage(study, run_dir=run_dir, storage=storage)
+    if not yes and not typer.confirm(f"delete study {study!r} and all its trials?", default=False):
+        raise fail("nothing deleted", code=1)
+    typer.echo(f"deleted {delete_study(study, run_dir=run_dir, storage=storage)}")
 
 
 @search_app.command()
@@ -192,20 +228,10 @@ _FRONT_COLUMNS = {"attention": "attention", "depth": "depth", "embed_dim": "dim"
 
 
 def _print_front(front: pd.DataFrame) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if front.empty:
         typer.echo("no completed feasible trial yet")
         return
     objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
-    table = Table(title="Pareto front (config_hash and full records: refiner-nas leaderboard)")
-    for header in ["trial", *objectives, "status", *_FRONT_COLUMNS.values()]:
-        table.add_column(header, no_wrap=True)
-    for _, row in front.iterrows():
-        cells = [row["trial"], *(row[o] for o in objectives), row["status"], *(row[c] for c in _FRONT_COLUMNS)]
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    console.print(table)
+    rows = [{"trial": row["trial"], **{o: row[o] for o in objectives}, "status": row["status"],
+             **{header: row[field] for field, header in _FRONT_COLUMNS.items()}} for _, row in front.iterrows()]
+    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows, ("status", "attention"))

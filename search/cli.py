@@ -6,7 +6,6 @@ Heavy imports (torch, timm) happen inside commands so that ``--help`` answers at
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Annotated
 
 import typer
@@ -87,6 +86,4 @@ app.command("train")(train_command)
 
 
 def main() -> None:
-    # fvcore traces models with torch.jit, which warns about its own deprecation on every count.
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     app()

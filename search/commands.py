@@ -108,7 +108,7 @@ def launch(
 
             options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial)
-            finished = launch_ray(settings, options)
+            finished = launch_ray(settings, options, show_progress=progress)
         else:
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:

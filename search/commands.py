@@ -69,8 +69,12 @@ def launch(
     max_concurrent: Annotated[int, typer.Option(help="Ray: trials running at once.")] = 2,
     cpus_per_trial: Annotated[float, typer.Option(help="Ray: CPUs per trial.")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs per trial (fractions share a GPU).")] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything, measure a few training steps "
+                                                           "and print the plan with its time estimate; train "
+                                                           "nothing.")] = False,
 ) -> None:
-    """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
+    """Run a search (or resume it: the same command continues the same study) and print its Pareto front.
+    The plan (trials, epochs, images) and its warnings are printed first; --dry-run stops there."""
     import optuna
 
     from search.launch import launch as run_search
@@ -102,6 +106,9 @@ def launch(
     )
     if backend not in ("optuna", "ray"):
         raise fail(f"--backend {backend!r} is not one of optuna, ray")
+    _print_plan(settings, dry_run=dry_run)
+    if dry_run:
+        return
     try:
         if backend == "ray":
             from search.ray_backend import RayOptions, launch_ray
@@ -214,6 +221,18 @@ def worker(
         raise fail("interrupted: the trial in flight is recorded as failed; completed trials are kept",
                    code=130) from None
     _print_status(study_status(load_existing_study(settings)))
+
+
+def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:
+    from search.plan import plan_launch
+
+    plan = plan_launch(settings, measure=dry_run)
+    for line in plan.lines():
+        typer.echo(line, err=not dry_run)
+    for warning in plan.warnings(settings):
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    if dry_run:
+        typer.echo("dry run: nothing was trained or recorded")
 
 
 def _print_status(status: StudyStatus) -> None:

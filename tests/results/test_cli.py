@@ -160,3 +160,16 @@ def test_every_command_reads_an_exported_file(tmp_path: Path, app, studies) -> N
     density = run(root, "analyze", "density", config, "--out", tmp_path / "an", "--batches", "1")
     assert density.exit_code == 0, density.output
     assert pd.read_csv(tmp_path / "an" / "density.csv")["block"].tolist() == [0]
+
+
+def test_over_budget_and_duplicate_trials_only_with_all(tmp_path: Path, app, make_study, tiny_config) -> None:
+    make_study("c", [(tiny_config(), 80.0, {}), (tiny_config(), 80.0, {"status": "duplicate", "duplicate_of": 0}),
+                     (tiny_config(depth=2), 0.0, {"status": "over_budget"})])
+    options = ["--run-dir", tmp_path / "runs", "--results-dir", tmp_path / "res", "--no-reported", "--format", "csv"]
+    default = run(app, "leaderboard", *options)
+    assert default.exit_code == 0, default.output
+    assert "2 over-budget or duplicate trials not shown (--all shows them)" in default.stderr
+    shown = pd.read_csv(io.StringIO(default.stdout))
+    assert list(shown["status"]) == ["trained"] and list(shown["top1"]) == [80.0]
+    everything = pd.read_csv(io.StringIO(run(app, "leaderboard", *options, "--all").stdout))
+    assert sorted(everything["status"]) == ["duplicate", "over_budget", "trained"]

@@ -42,6 +42,10 @@ def root(
     ] = False,
 ) -> None:
     """Search, benchmark and analyse vision transformers with refined self-attention."""
+    from benchmarks.cost_cache import DEFAULT_CACHE, counter_version, user_cache_file
+
+    # Counts survive the process: `models` and `bench regress` do not recount unchanged architectures.
+    DEFAULT_CACHE.persist(user_cache_file(), counter_version())
 
 
 @app.command()

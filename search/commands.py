@@ -251,6 +251,6 @@ def _print_front(front: pd.DataFrame) -> None:
         typer.echo("no completed feasible trial yet")
         return
     objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
-    rows = [{"trial": row["trial"], **{o: row[o] for o in objectives}, "status": row["status"],
+    rows = [{"trial": row["trial"], **{o: f"{row[o]:.4g}" for o in objectives}, "status": row["status"],
              **{header: row[field] for field, header in _FRONT_COLUMNS.items()}} for _, row in front.iterrows()]
     print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows, ("status", "attention"))

@@ -11,7 +11,7 @@ _UNLIMITED_WIDTH = 10_000
 
 def print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequence[str] = ()) -> None:
     """Print ``rows`` (same keys each) under ``title``; ``text_columns`` are left-aligned, numbers right.
-    None prints as an empty cell, floats with 4 significant digits."""
+    Values print as ``str`` gives them (round before), None as an empty cell."""
     from rich.console import Console
     from rich.table import Table
 
@@ -31,6 +31,4 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequen
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return "" if value is None else str(value)

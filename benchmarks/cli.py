@@ -158,6 +158,11 @@ def flops(
                     "flops_g": _giga(part.flops),
                     "share_of_flops": f"{part.flops / costs.flops:.1%}" if costs.flops else "",
                 })  # fmt: skip
+            rows.append({
+                "model": label, "part": "total", "params_m": f"{costs.params / 1e6:.3f}", "macs_g": _giga(costs.macs),
+                "elementwise_flops_g": _giga(costs.elementwise_flops), "flops_g": _giga(costs.flops),
+                "share_of_flops": "100.0%",
+            })  # fmt: skip
         if as_csv:
             _print_csv(rows)
         else:
@@ -240,6 +245,7 @@ def throughput(
         max_batch=max_batch,
     )
     resolved = [resolve_model(spec, img_size) for spec in models]
+    progress = None if as_json or as_csv else lambda text: typer.echo(text, err=True)
     fixed_reference = None if reference in ("auto", "none") else resolve_model(reference, img_size)
     results = []
     for label, config in resolved:
@@ -247,7 +253,7 @@ def throughput(
             chosen = None
         else:
             chosen = fixed_reference or reference_for(config)
-        results.append(measure_speed((label, config), chosen, settings))
+        results.append(measure_speed((label, config), chosen, settings, progress=progress))
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_csv:

@@ -184,7 +184,8 @@ def pareto_command(
     dataset: Annotated[str | None, typer.Option(help="Budget filter: only results on this dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Budget filter: only results after this many epochs.")] = None,
     reference: Annotated[
-        str | None, typer.Option(help="Hypervolume reference, e.g. 'top1=0,params=50' (default: the worst values).")
+        str | None, typer.Option(help="Hypervolume reference, e.g. 'top1=0,params=50' (default: 0 for accuracy "
+                                      "and throughput, 110% of the worst candidate for costs).")
     ] = None,
     include_reported: Annotated[bool, typer.Option(help="Let Table 7's published models compete.")] = False,
     png: Annotated[Path | None, typer.Option(help="Write the front plot as a PNG here.")] = None,

@@ -31,9 +31,6 @@ leaderboard_app = typer.Typer(
 StudyOption = Annotated[
     list[str] | None, typer.Option("--study", help="Study to collect and show (repeatable; default: all).")
 ]
-StudiesOption = Annotated[
-    str | None, typer.Option(help="Comma-separated studies to collect and use (default: every collected one).")
-]
 StorageOption = Annotated[
     list[str] | None,
     typer.Option("--storage", help="Optuna storage URL to collect from (repeatable; default: RUN_DIR/STUDY journals)."),
@@ -65,10 +62,6 @@ def _collect(studies: list[str], storages: list[str], run_dir: Path, results_dir
         err=True,
     )
     return result.frame
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -> str | None:
@@ -180,7 +173,7 @@ def add(
 def pareto_command(
     objectives: ObjectivesOption = "top1:max,params:min",
     where: WhereOption = None,
-    studies: StudiesOption = None,
+    study: StudyOption = None,
     dataset: Annotated[str | None, typer.Option(help="Budget filter: only results on this dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Budget filter: only results after this many epochs.")] = None,
     reference: Annotated[
@@ -209,7 +202,7 @@ def pareto_command(
     for path in (png, html):
         if path is not None:
             _check_writable(path, force)
-    names = _split(studies)
+    names = study or []
     stored = _collect(names, storage or [], run_dir, results_dir, collect)
     frame = with_reported(stored) if include_reported else stored
     kinds = ("proxy", "full", "reported") if include_reported else ("proxy", "full")
@@ -246,7 +239,7 @@ def export_command(
     top_k: Annotated[int, typer.Option(help="How many configurations (front first, then the next fronts).")] = 5,
     objectives: ObjectivesOption = "top1:max,params:min",
     where: WhereOption = None,
-    studies: StudiesOption = None,
+    study: StudyOption = None,
     storage: StorageOption = None,
     run_dir: RunDirOption = Path("runs"),
     results_dir: ResultsDirOption = Path("runs"),
@@ -259,7 +252,7 @@ def export_command(
     from results.pareto import parse_objectives
 
     chosen = parse_objectives(objectives)
-    names = _split(studies)
+    names = study or []
     stored = _collect(names, storage or [], run_dir, results_dir, collect)
     selected = select_rows(stored, studies=names, kinds=("proxy", "full"), where=where)
     paths = export_top_k(selected, chosen, k=top_k, out_dir=out, force=force)

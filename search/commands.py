@@ -120,8 +120,8 @@ def launch(
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
         raise fail(
-            "interrupted: the trial in flight is recorded as failed, completed trials are kept; "
-            "run the same command again to continue",
+            "interrupted: the trial in flight is recorded as failed (reason: interrupted by the user), completed "
+            "trials are kept; run the same command again to continue",
             code=130,
         ) from None
     _print_status(study_status(finished))

@@ -101,7 +101,7 @@ def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, stud
     assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")
     assert png.read_bytes() == before
     assert run(app, "pareto", *studies, "--png", png, "--force").exit_code == 0
-    only_a = run(app, "pareto", *studies, "--studies", "a", "--objectives", "top1", "--format", "csv")
+    only_a = run(app, "pareto", *studies, "--study", "a", "--objectives", "top1", "--format", "csv")
     assert pd.read_csv(io.StringIO(only_a.stdout.split("front:")[0]))["top1"].tolist() == [80.0]
 
 
@@ -113,7 +113,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, app, studies) -> None:
                           "objective 'latency_ms' is not recorded for any selected row")
     assert_one_line_error(run(app, "leaderboard", *studies, "--where", "params_m < 0"), "no leaderboard rows match")
     assert_one_line_error(run(app, "pareto", *studies, "--where", "params_m < 0"), "no rows are selected")
-    assert_one_line_error(run(app, "pareto", *studies, "--studies", "zzz"), r"no study 'zzz'")
+    assert_one_line_error(run(app, "pareto", *studies, "--study", "zzz"), r"no study 'zzz'")
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     assert_one_line_error(run(app, "export", *studies, "--top-k", "1", "--out", blocker / "sub"),

@@ -58,7 +58,7 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
     assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
     assert (ray_folder(settings) / "tuner.pkl").exists()
 
-    result = CliRunner().invoke(app, ["pareto", "--studies", settings.study_name, "--run-dir", str(settings.run_dir),
+    result = CliRunner().invoke(app, ["pareto", "--study", settings.study_name, "--run-dir", str(settings.run_dir),
                                       "--results-dir", str(settings.run_dir), "--format", "csv"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

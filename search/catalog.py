@@ -44,10 +44,29 @@ def require_study_storage(study: str, *, run_dir: Path, storage: str | None = No
             f"--study {study!r}: no such study under {run_dir} (studies there: {', '.join(existing) or 'none'}); "
             "check --study, --storage and --run-dir"
         )
+    if storage is None:
+        check_journal(Path(run_dir) / study / JOURNAL_FILE)
     if storage is not None and storage.startswith("sqlite:///"):
         path = Path(storage.removeprefix("sqlite:///"))
         if str(path) != ":memory:" and not path.is_file():
             raise KeyError(f"--storage {storage}: {path} does not exist; check --storage")
+
+
+def check_journal(path: Path) -> None:
+    """Raise when the journal ``path`` is not text: Optuna would stop with a bare codec error.
+
+    Raises:
+        ValueError: names the file, the line and the byte offset of the first undecodable byte.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"study journal {path} is damaged: byte {error.start} (line {line}) is not UTF-8 text; restore it "
+            "from a copy or delete the study (refiner-nas search delete)"
+        ) from None
 
 
 def list_studies(run_dir: Path, storage: str | None = None) -> list[StudyEntry]:
@@ -62,6 +81,7 @@ def list_studies(run_dir: Path, storage: str | None = None) -> list[StudyEntry]:
     entries = []
     for name in journal_studies(run_dir):
         folder = Path(run_dir) / name
+        check_journal(folder / JOURNAL_FILE)
         entries += _entries(open_storage(None, folder), str(folder / JOURNAL_FILE))
     return entries
 

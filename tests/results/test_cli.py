@@ -96,6 +96,9 @@ def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, stud
     assert list(front["top1"]) == [85.0, 80.0, 60.0] and "hypervolume" in result.stdout
     assert "reference top1=0, params_m=1" in result.stdout
     assert png.read_bytes()[:4] == b"\x89PNG" and "plotly" in html.read_text()
+    # The page holds the data only; plotly's library is written once beside it (4.8 MB when embedded).
+    assert html.stat().st_size < 50_000 and html.read_text().count('src="plotly.min.js"') == 1
+    assert (html.parent / "plotly.min.js").stat().st_size > 1_000_000
     before = png.read_bytes()
     refused = run(app, "pareto", *studies, "--png", png)
     assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")

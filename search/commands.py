@@ -181,6 +181,29 @@ def delete(
 
 @search_app.command()
 @one_line_errors
+def plot(
+    study: Annotated[str, typer.Option(help="Study name.")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML pages (plotly.min.js is written once beside them).")],
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing pages.")] = False,
+) -> None:
+    """Optimisation history and parameter importance of every objective (Optuna's visualization)."""
+    from search.catalog import require_study_storage
+    from search.study import load_existing_study
+    from search.study_plots import write_study_plots
+
+    require_study_storage(study, run_dir=run_dir, storage=storage)
+    plots = write_study_plots(load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir)),
+                              out, force=force)
+    for note in plots.skipped:
+        typer.echo(f"note: no plot of {note}", err=True)
+    for path in plots.written:
+        typer.echo(f"wrote {path}")
+
+
+@search_app.command()
+@one_line_errors
 def resume(
     study: Annotated[str, typer.Option(help="Name of the interrupted Ray study.")],
     storage: StorageOption = None,

@@ -79,7 +79,7 @@ def runnable(line: str, files: dict[str, str]) -> list[str]:
     """The line without its optional [...] parts, with placeholders replaced by tiny real values."""
     required = re.sub(r"\[[^\]]*\]", " ", line)
     replacements = {"NAME": files["study"], "exported/NAME.yaml": files["config"], "FILE": files["config"],
-                    "DIR": "digits", "ACC": "50", "exported/": files["out"],
+                    "DIR": "digits", "ACC": "50", "exported/": files["out"], "plots/": files["plots"],
                     "MODEL|CHECKPOINT|CONFIG...": files["config"], "MODEL...": files["config"],
                     "MODEL|CONFIG.yaml...": files["config"]}
     return [replacements.get(word, word) for word in shlex.split(required)[1:]]
@@ -89,7 +89,7 @@ def tiny_options(words: list[str], tmp_path: Path, space: Path) -> list[str]:
     extras = {
         ("search", "launch"): ["--space", str(space), "--trials", "2", "--epochs", "1", "--no-progress",
                                "--device", "cpu", "--batch-size", "128"],
-        ("search", "status"): [], ("search", "list"): [], ("search", "delete"): ["--yes"],
+        ("search", "status"): [], ("search", "list"): [], ("search", "delete"): ["--yes"], ("search", "plot"): [],
         ("leaderboard",): ["--results-dir", str(tmp_path / "res")],
         ("leaderboard", "add"): ["--results-dir", str(tmp_path / "res"), "--dataset", "digits"],
         ("pareto",): ["--results-dir", str(tmp_path / "res")],
@@ -108,7 +108,7 @@ def tiny_options(words: list[str], tmp_path: Path, space: Path) -> list[str]:
 @pytest.mark.slow
 def test_every_readme_command_line_runs_with_tiny_sizes(small_space, tmp_path: Path) -> None:
     space = small_space()
-    files = {"study": space.stem, "out": str(tmp_path / "exported"), "config": ""}
+    files = {"study": space.stem, "out": str(tmp_path / "exported"), "plots": str(tmp_path / "plots"), "config": ""}
     runner = CliRunner()
     lines = [line for line in readme_lines() if not any(skip in line for skip in NOT_RUN)]
     # Searching first and deleting last: the other commands need a study and an export.
@@ -123,6 +123,6 @@ def test_every_readme_command_line_runs_with_tiny_sizes(small_space, tmp_path: P
         if words == ["export"]:
             files["config"] = sorted((tmp_path / "exported").glob("*.yaml"))[0].as_posix()
         ran.add(" ".join(words))
-    assert {"search launch", "search status", "search list", "search delete", "leaderboard", "leaderboard add",
-            "pareto", "export", "train", "analyze cka", "analyze attention", "analyze density",
+    assert {"search launch", "search status", "search list", "search plot", "search delete", "leaderboard",
+            "leaderboard add", "pareto", "export", "train", "analyze cka", "analyze attention", "analyze density",
             "bench flops"} <= ran

@@ -52,6 +52,19 @@ def require_study_storage(study: str, *, run_dir: Path, storage: str | None = No
             raise KeyError(f"--storage {storage}: {path} does not exist; check --storage")
 
 
+def open_study(name: str, *, run_dir: Path = Path("runs"), storage: str | None = None) -> optuna.Study:
+    """The existing study ``name``, opened without creating anything (``search status``'s view).
+
+    Raises:
+        KeyError: no such study; the message names the studies there.
+    """
+    from search.settings import SearchSettings
+    from search.study import load_existing_study
+
+    require_study_storage(name, run_dir=run_dir, storage=storage)
+    return load_existing_study(SearchSettings(study=name, storage=storage, run_dir=run_dir))
+
+
 def check_journal(path: Path) -> None:
     """Raise when the journal ``path`` is not text: Optuna would stop with a bare codec error.
 

@@ -136,12 +136,10 @@ def status(
     run_dir: RunDirOption = Path("runs"),
 ) -> None:
     """Trials by state, the best so far and the Pareto front of a study (reads only: writes nothing)."""
-    from search.catalog import require_study_storage
-    from search.study import load_existing_study
+    from search.catalog import open_study
     from search.summary import pareto_front, study_status
 
-    require_study_storage(study, run_dir=run_dir, storage=storage)
-    existing = load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir))
+    existing = open_study(study, run_dir=run_dir, storage=storage)
     _print_status(study_status(existing))
     _print_front(pareto_front(existing))
 
@@ -189,13 +187,10 @@ def plot(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing pages.")] = False,
 ) -> None:
     """Optimisation history and parameter importance of every objective (Optuna's visualization)."""
-    from search.catalog import require_study_storage
-    from search.study import load_existing_study
+    from search.catalog import open_study
     from search.study_plots import write_study_plots
 
-    require_study_storage(study, run_dir=run_dir, storage=storage)
-    plots = write_study_plots(load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir)),
-                              out, force=force)
+    plots = write_study_plots(open_study(study, run_dir=run_dir, storage=storage), out, force=force)
     for note in plots.skipped:
         typer.echo(f"note: no plot of {note}", err=True)
     for path in plots.written:

@@ -126,3 +126,14 @@ def test_every_readme_command_line_runs_with_tiny_sizes(small_space, tmp_path: P
     assert {"search launch", "search status", "search list", "search plot", "search delete", "leaderboard",
             "leaderboard add", "pareto", "export", "train", "analyze cka", "analyze attention", "analyze density",
             "bench flops"} <= ran
+
+
+@pytest.mark.slow
+def test_the_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pattern = r"```python\n(from pathlib import Path\nfrom search import api\n.*?)```"
+    (example,) = re.findall(pattern, README.read_text(), flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert len(namespace["paths"]) == 1 and namespace["paths"][0].is_file()
+    assert namespace["front"].hypervolume > 0 and (tmp_path / "runs" / "tiny" / "journal.log").is_file()

@@ -31,9 +31,10 @@ def journal_studies(run_dir: Path) -> list[str]:
     return sorted(path.parent.name for path in Path(run_dir).glob(f"*/{JOURNAL_FILE}"))
 
 
-def require_study_storage(study: str, *, run_dir: Path, storage: str | None = None) -> None:
+def require_study_storage(study: str, *, run_dir: Path, storage: str | None = None, readable: bool = True) -> None:
     """Raise when opening the storage of ``study`` would create it: no default journal
-    ``RUN_DIR/STUDY/journal.log``, or a SQLite URL whose file does not exist.
+    ``RUN_DIR/STUDY/journal.log``, or a SQLite URL whose file does not exist. With ``readable``, a
+    journal must also be text (see :func:`check_journal`); deleting a damaged one needs no reading.
 
     Raises:
         KeyError: the storage does not exist; the message names the studies that do.
@@ -44,7 +45,7 @@ def require_study_storage(study: str, *, run_dir: Path, storage: str | None = No
             f"--study {study!r}: no such study under {run_dir} (studies there: {', '.join(existing) or 'none'}); "
             "check --study, --storage and --run-dir"
         )
-    if storage is None:
+    if storage is None and readable:
         check_journal(Path(run_dir) / study / JOURNAL_FILE)
     if storage is not None and storage.startswith("sqlite:///"):
         path = Path(storage.removeprefix("sqlite:///"))
@@ -107,7 +108,7 @@ def delete_study(name: str, *, run_dir: Path, storage: str | None = None) -> str
         KeyError: no such study.
     """
     if storage is None:
-        require_study_storage(name, run_dir=run_dir)
+        require_study_storage(name, run_dir=run_dir, readable=False)
         folder = Path(run_dir) / name
         shutil.rmtree(folder)
         return f"{folder}/"

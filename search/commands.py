@@ -171,7 +171,7 @@ def delete(
     """Delete a study and its trials (the default journal: its whole run folder). Asks first unless --yes."""
     from search.catalog import delete_study, require_study_storage
 
-    require_study_storage(study, run_dir=run_dir, storage=storage)
+    require_study_storage(study, run_dir=run_dir, storage=storage, readable=False)
     if not yes and not typer.confirm(f"delete study {study!r} and all its trials?", default=False):
         raise fail("nothing deleted", code=1)
     typer.echo(f"deleted {delete_study(study, run_dir=run_dir, storage=storage)}")

@@ -100,3 +100,5 @@ def test_a_damaged_journal_is_named_with_its_position(recorded: Path) -> None:
                             r"UTF-8 text; restore it from a copy or delete the study \(refiner-nas search delete\)",
                             result.output.strip())
     assert snapshot(recorded) == before
+    deleted = runner.invoke(app, ["search", "delete", "--study", "damaged", "--run-dir", str(recorded), "--yes"])
+    assert deleted.exit_code == 0 and not damaged.exists()  # the way out the message names works

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from search.settings import SearchSettings
@@ -121,7 +121,7 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
         return plan
     step_s = _time_training_steps(config, settings, device, steps)
     label = f"{config.attention} depth {config.depth} width {config.embed_dim} at {config.img_hw[0]} px"
-    return LaunchPlan(**{**plan.__dict__, "step_s": step_s, "measured_on": label})
+    return replace(plan, step_s=step_s, measured_on=label)
 
 
 def _finished_trials(settings: SearchSettings) -> int:

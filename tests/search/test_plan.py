@@ -51,3 +51,11 @@ def test_warnings_name_upsampled_digits_long_runs_and_short_grids() -> None:
         "about 75 min of training on cpu; lower --trials or --epochs, or use a GPU (--device cuda)",
         "the grid has 5 architectures: the search stops after them although --trials is 16",
     ]
+
+
+def test_a_launch_prints_its_plan_before_any_trial(small_space, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "launch", "--space", str(small_space()), "--run-dir", str(tmp_path),
+                                 "--trials", "4", "--epochs", "1", "--workers", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "plan: study small: 4 trials to run (0 finished), 1 epochs each, 1438 training images" in result.stderr
+    assert "estimate:" not in result.output  # measured only by --dry-run

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from search.cli_errors import one_line_errors
+from search.tables import print_table
 
 if TYPE_CHECKING:
     from benchmarks.flops import Costs
@@ -54,20 +55,16 @@ AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table
 
 
 def resolve_model(spec: str, img_size: int | None = None) -> tuple[str, ModelConfig]:
-    """A registered name or a YAML configuration file, as (label, configuration).
+    """A registered name or a configuration YAML (ModelConfig or exported, as every command reads
+    them: :func:`refiner_space.analysis.sources.resolve_config`), as (label, configuration).
 
     Raises:
-        KeyError: an unknown name; ConfigError (ValueError): an unreadable or invalid file.
+        SourceError / ConfigError (ValueError): an unknown name, an unreadable or invalid file or size.
     """
-    from refiner_space import ModelConfig, named_config
+    from refiner_space.analysis.sources import resolve_config
 
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        config = ModelConfig.from_yaml(spec)
-        if img_size is not None:
-            config = config.replace(img_size=img_size)
-        return spec, config
-    overrides = {} if img_size is None else {"img_size": img_size}
-    return spec, named_config(spec, **overrides)
+    config = resolve_config(spec)
+    return spec, config if img_size is None else config.replace(img_size=img_size)
 
 
 def _check_format(as_json: bool, as_csv: bool) -> None:
@@ -83,22 +80,6 @@ def _print_csv(rows: Sequence[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     sys.stdout.write(buffer.getvalue())
-
-
-def _print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequence[str] = ()) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    if not rows:
-        Console().print(f"{title}: nothing to show")
-        return
-    for column in rows[0]:
-        text = column in text_columns
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row.values()))
-    Console(width=200).print(table)
 
 
 def _spread(stats: Stats, spec: str = ".2f") -> str:
@@ -177,16 +158,21 @@ def flops(
                     "flops_g": _giga(part.flops),
                     "share_of_flops": f"{part.flops / costs.flops:.1%}" if costs.flops else "",
                 })  # fmt: skip
+            rows.append({
+                "model": label, "part": "total", "params_m": f"{costs.params / 1e6:.3f}", "macs_g": _giga(costs.macs),
+                "elementwise_flops_g": _giga(costs.elementwise_flops), "flops_g": _giga(costs.flops),
+                "share_of_flops": "100.0%",
+            })  # fmt: skip
         if as_csv:
             _print_csv(rows)
         else:
-            _print_table("Costs per part (one image)", rows, ("model", "part"))
+            print_table("Costs per part (one image)", rows, ("model", "part"))
         return
     rows = [_cost_row(label, config, costs) for label, config, costs in counted]
     if as_csv:
         _print_csv(rows)
     else:
-        _print_table("Costs of one image's forward pass (G = 1e9)", rows, ("model", "config_hash"))
+        print_table("Costs of one image's forward pass (G = 1e9)", rows, ("model", "config_hash"))
 
 
 def _speed_rows(results: Sequence[SpeedResult]) -> list[dict[str, Any]]:
@@ -259,6 +245,7 @@ def throughput(
         max_batch=max_batch,
     )
     resolved = [resolve_model(spec, img_size) for spec in models]
+    progress = None if as_json or as_csv else lambda text: typer.echo(text, err=True)
     fixed_reference = None if reference in ("auto", "none") else resolve_model(reference, img_size)
     results = []
     for label, config in resolved:
@@ -266,7 +253,7 @@ def throughput(
             chosen = None
         else:
             chosen = fixed_reference or reference_for(config)
-        results.append(measure_speed((label, config), chosen, settings))
+        results.append(measure_speed((label, config), chosen, settings, progress=progress))
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_csv:
@@ -274,7 +261,7 @@ def throughput(
     else:
         threads_used = results[0].environment.get("torch_threads") if results else None
         title = f"Speed on {device} ({threads_used} threads), median of {iters} runs; ratio = images/s ÷ reference's"
-        _print_table(title, _speed_rows(results), ("model", "mode", "reference"))
+        print_table(title, _speed_rows(results), ("model", "mode", "reference"))
 
 
 @bench_app.command("fold")
@@ -340,7 +327,7 @@ def fold_command(
         f"{report.environment.get('torch_threads')} threads; median (IQR) of {report.iters} runs; "
         "ratios = throughput ÷ other's [q1-q3]; memory: peak RSS increase"
     )
-    _print_table(title, rows)
+    print_table(title, rows)
 
 
 @bench_app.command()
@@ -390,6 +377,6 @@ def regress(
                 {"model": c.model, "quantity": c.quantity, "baseline": c.baseline, "current": c.current, "note": c.note}
                 for c in report.failures
             ]
-            _print_table("Regressions", rows, ("model", "quantity", "note"))
+            print_table("Regressions", rows, ("model", "quantity", "note"))
     if not report.ok:
         raise typer.Exit(1)

@@ -5,14 +5,16 @@ memory, and optionally also in a JSON-lines file that several processes (search 
 A count that failed (an operator without a counting rule) is kept as a failure and raised again, not
 retried.
 
-File schema (one JSON object per line): ``{"schema_version": 1, "key": "<hash>:<h>x<w>:<fold>",
+File schema (one JSON object per line): ``{"schema_version": 1, "key": "<hash>:<h>x<w>:<fold>[:<counter version>]",
 "costs": {...Costs.to_dict()...}}`` or ``{"schema_version": 1, "key": ..., "error": "<message>"}``.
 Lines with another schema version are ignored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,20 +31,48 @@ class CachedCountError(ValueError):
     """An earlier count of this architecture failed; the message is that failure's."""
 
 
-class CostCache:
-    """Costs by (configuration hash, input size, refiner fold); ``path`` adds a shared JSON-lines file."""
+def counter_version() -> str:
+    """A short hash of what a count depends on besides the configuration: the counting and model code
+    and the torch and fvcore versions. A persistent cache keys on it, so a changed counter never reads
+    an old count (``bench regress`` keeps checking the code, not the cache)."""
+    from importlib.metadata import version
 
-    def __init__(self, *, path: str | Path | None = None) -> None:
+    digest = hashlib.sha256(f"torch {version('torch')} fvcore {version('fvcore')}".encode())
+    here = Path(__file__).parent
+    for path in sorted([*here.glob("*.py"), *(here.parent / "refiner_space").glob("**/*.py")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def user_cache_file() -> Path:
+    """``$REFINER_NAS_CACHE_DIR/costs.jsonl``, by default under ``$XDG_CACHE_HOME`` (``~/.cache``)."""
+    base = os.environ.get("REFINER_NAS_CACHE_DIR")
+    if base is None:
+        base = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "refiner-nas")
+    return Path(base) / "costs.jsonl"
+
+
+class CostCache:
+    """Costs by (configuration hash, input size, refiner fold); ``path`` adds a shared JSON-lines file,
+    whose keys also hold ``version`` (see :func:`counter_version`)."""
+
+    def __init__(self, *, path: str | Path | None = None, version: str = "") -> None:
         self.path = Path(path) if path is not None else None
+        self.version = version
         self._entries: dict[str, Costs | str] = {}
         self._lock = threading.Lock()
         self._file_size = 0
         self.counted = 0  # counts run by this cache (misses), for tests and reports
 
-    @staticmethod
-    def key(config: ModelConfig, refiner_fold: bool) -> str:
+    def persist(self, path: str | Path, version: str) -> None:
+        """Also keep the counts in ``path`` (read now and appended to), under counter ``version``."""
+        with self._lock:
+            self.path, self.version, self._file_size = Path(path), version, 0
+
+    def key(self, config: ModelConfig, refiner_fold: bool) -> str:
         height, width = config.img_hw
-        return f"{config.config_hash()}:{height}x{width}:{'folded' if refiner_fold else 'unfolded'}"
+        key = f"{config.config_hash()}:{height}x{width}:{'folded' if refiner_fold else 'unfolded'}"
+        return f"{key}:{self.version}" if self.version else key
 
     def __len__(self) -> int:
         return len(self._entries)

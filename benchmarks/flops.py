@@ -14,11 +14,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from fvcore.nn import parameter_count
-from fvcore.nn.jit_analysis import JitModelAnalysis
 from torch import nn
 
-from benchmarks import op_costs
+with warnings.catch_warnings():
+    # fvcore scripts its losses with torch.jit on import, which warns about its own deprecation once per
+    # process: every search worker would print it through the progress display.
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    from fvcore.nn import parameter_count
+    from fvcore.nn.jit_analysis import JitModelAnalysis
+
+    from benchmarks import op_costs
 from benchmarks.cost_cache import DEFAULT_CACHE, CostCache
 from refiner_space import ModelConfig, RefinedViT, build_model, set_refiner_fold
 from refiner_space.layers import (

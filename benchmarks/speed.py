@@ -223,8 +223,11 @@ def measure_speed(
     model: tuple[str, ModelConfig],
     reference: tuple[str, ModelConfig] | None,
     settings: SpeedSettings,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> SpeedResult:
-    """Measure ``model`` (a label and a configuration) and, taking turns with it, ``reference``.
+    """Measure ``model`` (a label and a configuration) and, taking turns with it, ``reference``;
+    ``progress`` is told what is measured next (a long measurement is not silent).
 
     A reference whose configuration equals the model's is not measured twice (no ratio is reported).
 
@@ -256,6 +259,9 @@ def measure_speed(
         for mode in sorted(settings.modes, key=lambda m: m != "train"):
             if settings.fold:
                 folded = _fold(candidate, training=mode == "train") or folded
+            if progress is not None:
+                against = f" against {reference[0]}" if reference is not None else ""
+                progress(f"measuring {label}: {mode}{against}, {settings.warmup} warm-up + {settings.iters} timed ...")
             results.append(_measure_mode(mode, candidate, other, config, settings))
         env = environment(device)  # inside: records the threads used
     return SpeedResult(

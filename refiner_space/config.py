@@ -202,7 +202,7 @@ class ModelConfig(BaseModel):
             if self.attention == "refiner_official" and "share_span" not in changes:
                 data.pop("share_span", None)
         data.update(changes)
-        return ModelConfig(**data)
+        return ModelConfig.from_dict(data)
 
     def config_hash(self) -> str:
         """Stable 16-hex-digit id of the architecture: a hash of its canonical JSON."""
@@ -235,13 +235,18 @@ class ModelConfig(BaseModel):
 
 def describe_validation_error(error: ValidationError) -> str:
     """One line per problem, each naming the field: pydantic's report without its boilerplate."""
-    parts = []
+    parts, unknown = [], []
     for problem in error.errors():
         field = ".".join(str(p) for p in problem["loc"]) or "config"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = f"unknown field {field!r}; allowed fields: {', '.join(ModelConfig.model_fields)}"
-        elif problem["loc"] and not message.startswith(field):
+            unknown.append(repr(field))
+            continue
+        if problem["loc"] and not message.startswith(field):
             message = f"{field}={problem.get('input')!r}: {message}"
         parts.append(message)
+    if unknown:  # one list of the allowed fields, however many unknown ones
+        plural = "s" if len(unknown) > 1 else ""
+        allowed = ", ".join(ModelConfig.model_fields)
+        parts.append(f"unknown field{plural} {', '.join(unknown)}; allowed fields: {allowed}")
     return "; ".join(parts)

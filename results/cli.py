@@ -31,9 +31,6 @@ leaderboard_app = typer.Typer(
 StudyOption = Annotated[
     list[str] | None, typer.Option("--study", help="Study to collect and show (repeatable; default: all).")
 ]
-StudiesOption = Annotated[
-    str | None, typer.Option(help="Comma-separated studies to collect and use (default: every collected one).")
-]
 StorageOption = Annotated[
     list[str] | None,
     typer.Option("--storage", help="Optuna storage URL to collect from (repeatable; default: RUN_DIR/STUDY journals)."),
@@ -65,10 +62,6 @@ def _collect(studies: list[str], storages: list[str], run_dir: Path, results_dir
         err=True,
     )
     return result.frame
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -> str | None:
@@ -115,14 +108,19 @@ def leaderboard(
     reported: Annotated[bool, typer.Option(help="Show the paper's Table 7 alongside.")] = True,
     output: Annotated[Path | None, typer.Option(help="Write the table to this file instead of printing it.")] = None,
     force: ForceOption = False,
+    all_rows: Annotated[bool, typer.Option("--all", help="Also show over-budget (never trained) and duplicate "
+                                                         "trials.")] = False,
 ) -> None:
     """Collect studies into the leaderboard and show it with the paper's Table 7 (labelled 'reported')."""
     if ctx.invoked_subcommand is not None:
         return
-    from results.leaderboard import choose_columns, leaderboard_table, render
+    from results.leaderboard import choose_columns, leaderboard_table, render, result_rows
 
     stored = _collect(study or [], storage or [], run_dir, results_dir, collect)
-    table = leaderboard_table(stored, studies=study or [], where=where, sort=sort, top=top, reported=reported)
+    shown = stored if all_rows else result_rows(stored)
+    if len(shown) < len(stored):
+        typer.echo(f"{len(stored) - len(shown)} over-budget or duplicate trials not shown (--all shows them)", err=True)
+    table = leaderboard_table(shown, studies=study or [], where=where, sort=sort, top=top, reported=reported)
     text = render(table, output_format, columns=choose_columns(columns), title="refiner-nas leaderboard")
     if output is None:
         typer.echo(text, nl=False)
@@ -157,13 +155,14 @@ def add(
         raise fail("give exactly one of --config FILE or --model NAME")
     if config is not None:
         exported = load_export(config)
-        architecture, default_name, proxy = exported.config, exported.name, exported.proxy
+        source, default_name, proxy = exported.config, exported.name, exported.proxy
     else:
-        architecture, default_name, proxy = named_config(model), model, {}  # type: ignore[arg-type]
+        source, default_name, proxy = named_config(model), model, {}  # type: ignore[arg-type]
     overrides = {"img_size": img_size, "num_classes": num_classes, "in_chans": in_chans}
-    architecture = architecture.replace(**{k: v for k, v in overrides.items() if v is not None})
+    architecture = source.replace(**{k: v for k, v in overrides.items() if v is not None})
     row = full_training_row(
-        config=architecture, top1=top1, dataset=dataset, epochs=epochs, recipe=recipe, name=name or default_name,
+        config=architecture, exported=source if config is not None else None, top1=top1, dataset=dataset,
+        epochs=epochs, recipe=recipe, name=name or default_name,
         seed=seed, study=proxy.get("study"), trial=proxy.get("trial"),
     )
     report = record_full_result(row, results_dir, force=force)
@@ -174,11 +173,12 @@ def add(
 def pareto_command(
     objectives: ObjectivesOption = "top1:max,params:min",
     where: WhereOption = None,
-    studies: StudiesOption = None,
+    study: StudyOption = None,
     dataset: Annotated[str | None, typer.Option(help="Budget filter: only results on this dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Budget filter: only results after this many epochs.")] = None,
     reference: Annotated[
-        str | None, typer.Option(help="Hypervolume reference, e.g. 'top1=0,params=50' (default: the worst values).")
+        str | None, typer.Option(help="Hypervolume reference, e.g. 'top1=0,params=50' (default: 0 for accuracy "
+                                      "and throughput, 110% of the worst candidate for costs).")
     ] = None,
     include_reported: Annotated[bool, typer.Option(help="Let Table 7's published models compete.")] = False,
     png: Annotated[Path | None, typer.Option(help="Write the front plot as a PNG here.")] = None,
@@ -202,7 +202,7 @@ def pareto_command(
     for path in (png, html):
         if path is not None:
             _check_writable(path, force)
-    names = _split(studies)
+    names = study or []
     stored = _collect(names, storage or [], run_dir, results_dir, collect)
     frame = with_reported(stored) if include_reported else stored
     kinds = ("proxy", "full", "reported") if include_reported else ("proxy", "full")
@@ -239,7 +239,7 @@ def export_command(
     top_k: Annotated[int, typer.Option(help="How many configurations (front first, then the next fronts).")] = 5,
     objectives: ObjectivesOption = "top1:max,params:min",
     where: WhereOption = None,
-    studies: StudiesOption = None,
+    study: StudyOption = None,
     storage: StorageOption = None,
     run_dir: RunDirOption = Path("runs"),
     results_dir: ResultsDirOption = Path("runs"),
@@ -252,7 +252,7 @@ def export_command(
     from results.pareto import parse_objectives
 
     chosen = parse_objectives(objectives)
-    names = _split(studies)
+    names = study or []
     stored = _collect(names, storage or [], run_dir, results_dir, collect)
     selected = select_rows(stored, studies=names, kinds=("proxy", "full"), where=where)
     paths = export_top_k(selected, chosen, k=top_k, out_dir=out, force=force)

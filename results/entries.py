@@ -25,6 +25,7 @@ class DuplicateResultError(ValueError):
 def full_training_row(
     *,
     config: ModelConfig,
+    exported: ModelConfig | None = None,
     top1: float,
     dataset: str,
     epochs: int | None,
@@ -38,7 +39,10 @@ def full_training_row(
     wall_time_s: float | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One row of kind ``full``; parameters, MACs and FLOPs are counted from ``config``.
+    """One row of kind ``full``; parameters, MACs and FLOPs are counted from ``config`` (as trained).
+
+    ``exported`` is the architecture the run started from (an export's): its hash keys the row, so the
+    full row matches its proxy row although the recipe's drop path or the data's classes changed ``config``.
 
     Raises:
         ValueError: a top-1 outside [0, 100] or non-positive epochs.
@@ -52,10 +56,11 @@ def full_training_row(
     costs = count_costs(config)
     data = config.to_dict()
     name = name or architecture_label(data)
+    config_hash = (exported or config).config_hash()
     return {
         "kind": "full",
         "model": name,
-        "config_hash": config.config_hash(),
+        "config_hash": config_hash,
         "params_m": costs.params / 1e6,
         "macs_g": costs.macs / 1e9,
         "flops_g": costs.flops / 1e9,
@@ -75,7 +80,7 @@ def full_training_row(
         "output": output,
         "config": json.dumps(data, sort_keys=True),
         "provenance": json.dumps(provenance, sort_keys=True) if provenance else None,
-        "row_key": row_key("full", name, config.config_hash(), dataset, str(recipe), str(epochs), str(seed),
+        "row_key": row_key("full", name, config_hash, dataset, str(recipe), str(epochs), str(seed),
                            str(output or "")),
     }
 

@@ -19,6 +19,8 @@ from results.schema import COLUMN_NAMES, DISPLAY_COLUMNS, KINDS
 Format = Literal["table", "markdown", "csv", "html"]
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "html")
 DEFAULT_SORT = "kind,-top1,-full_top1"
+# Record statuses of proxy trials that hold no result of their own (shown with --all).
+NOT_RESULTS = ("over_budget", "duplicate")
 CAPTION = (
     "proxy: search trials, top1 on the search's proxy budget (dataset, epochs); full: full trainings "
     "(full_top1); reported: published figures from the Refiner paper's Table 7 (ImageNet top-1, MACs = the "
@@ -69,6 +71,13 @@ def select_rows(
     if where:
         selected = selected[_where_mask(selected, where)]
     return selected.reset_index(drop=True)
+
+
+def result_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are results of their own: without proxy trials that were never trained because they
+    broke a budget (recorded with top-1 0) or that repeat an earlier trial (a copy of its result)."""
+    hidden = (frame["kind"] == "proxy") & frame["status"].isin(list(NOT_RESULTS))
+    return frame[~hidden.fillna(False).to_numpy(bool)].reset_index(drop=True)
 
 
 def _where_mask(frame: pd.DataFrame, where: str) -> pd.Series:

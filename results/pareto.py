@@ -213,12 +213,26 @@ def competing_rows(frame: pd.DataFrame, objectives: list[FrontObjective]) -> pd.
     return frame[keep.to_numpy(bool)].reset_index(drop=True)
 
 
+# The default reference of a cost lies this much beyond the worst candidate, so every front point
+# (even a single one) encloses some volume.
+COST_MARGIN = 1.1
+
+
+def default_reference(candidates: pd.DataFrame, objectives: list[FrontObjective]) -> dict[str, float]:
+    """A reference point every candidate improves on: 0 for maximised objectives (accuracy,
+    throughput), ``COST_MARGIN`` times the worst candidate for minimised ones (costs)."""
+    return {
+        o.column: 0.0 if o.direction == "max" else float(candidates[o.column].max()) * COST_MARGIN
+        for o in objectives
+    }
+
+
 def pareto_front(
     frame: pd.DataFrame, objectives: list[FrontObjective], *, reference: dict[str, float] | None = None
 ) -> ParetoResult:
     """The non-dominated rows of ``frame`` (already selected, e.g. by study and budget).
 
-    ``reference`` defaults to the worst value of each objective among the candidates.
+    ``reference`` defaults to :func:`default_reference`.
 
     Raises:
         ObjectiveError: an objective not recorded; EmptyResultError: no row can compete.
@@ -231,8 +245,7 @@ def pareto_front(
         )
     points = minimised(candidates, objectives)
     if reference is None:
-        worst = points.max(axis=0)
-        reference = {o.column: float(-w if o.direction == "max" else w) for o, w in zip(objectives, worst, strict=True)}
+        reference = default_reference(candidates, objectives)
     reference_point = minimised(pd.DataFrame([reference]), objectives)[0]
     ranks = nondominated_ranks(points)
     candidates = candidates.assign(pareto_rank=ranks, on_front=ranks == 0)

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from results.pareto import ParetoResult
 from results.reference import reported_rows
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.transforms import Bbox
 
 _LABELS = {
     "top1": "proxy top-1 (%)",
@@ -93,6 +98,29 @@ def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None
     return FrontPlotData(x, y, _LABELS.get(x, x), _LABELS.get(y, y), title, points, front, overlay, axis, x_log)
 
 
+# Label positions tried around a point, in points (x right, y up): near first, then further out.
+_LABEL_OFFSETS = [(3, 2), (3, -8), (-3, 2), (-3, -8), (3, 9), (-3, 9), (3, -15), (-3, -15), (10, 16), (-10, 16),
+                  (10, -22), (-10, -22)]
+
+
+def place_labels(axes: Axes, points: pd.DataFrame) -> int:
+    """Annotate each point (columns x, y, label) at the first offset where its label overlaps no label
+    placed before, top points first; a label with no free place is left out (the HTML plot shows every
+    label on hover). Returns how many labels were placed."""
+    renderer = axes.figure.canvas.get_renderer()
+    placed: list[Bbox] = []
+    for row in points.sort_values("y", ascending=False).itertuples(index=False):
+        for dx, dy in _LABEL_OFFSETS:
+            text = axes.annotate(row.label, (row.x, row.y), xytext=(dx, dy), textcoords="offset points", fontsize=6,
+                                 ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            text.remove()
+    return len(placed)
+
+
 def draw_png(data: FrontPlotData, path: Path) -> Path:
     """Draw ``data`` with matplotlib (no display needed) and save it as a PNG."""
     import matplotlib
@@ -113,22 +141,24 @@ def draw_png(data: FrontPlotData, path: Path) -> Path:
     if not data.reported.empty:
         target = axes if data.reported_axis == "same" else axes.twinx()
         marks = target.scatter(data.reported["x"], data.reported["y"], marker="^", s=30, color="tab:blue")
-        for row in data.reported.itertuples(index=False):
-            target.annotate(row.label, (row.x, row.y), fontsize=6, xytext=(3, 2), textcoords="offset points")
         if target is not axes:
             target.set_ylabel("reported ImageNet top-1 (%), Refiner paper Table 7")
         handles.append(marks)
         labels.append("reported (Table 7, not measured here)")
     axes.legend(handles, labels, loc="lower right", fontsize=8)
     axes.grid(alpha=0.3)
-    figure.tight_layout()
+    figure.tight_layout()  # before the labels: they are placed in the final layout's coordinates
+    if not data.reported.empty:
+        place_labels(target, data.reported)
     figure.savefig(path)
     plt.close(figure)
     return path
 
 
 def draw_html(data: FrontPlotData, path: Path) -> Path:
-    """Draw ``data`` with plotly as a self-contained interactive HTML page (works offline)."""
+    """Draw ``data`` with plotly as an interactive HTML page that works offline: plotly's library is
+    written once as ``plotly.min.js`` beside it (shared by every page in the folder), the page holds
+    only the data."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
@@ -153,5 +183,5 @@ def draw_html(data: FrontPlotData, path: Path) -> Path:
             layout["yaxis2"] = {"title": "reported ImageNet top-1 (%), Refiner paper Table 7", "overlaying": "y",
                                 "side": "right"}
     figure.update_layout(**layout)
-    figure.write_html(path, include_plotlyjs=True, full_html=True)
+    figure.write_html(path, include_plotlyjs="directory", full_html=True)
     return path

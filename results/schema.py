@@ -61,7 +61,7 @@ COLUMN_NAMES: tuple[str, ...] = tuple(COLUMNS)
 # What a table shows unless asked for other columns.
 DISPLAY_COLUMNS: tuple[str, ...] = (
     "kind", "model", "config_hash", "params_m", "macs_g", "flops_g", "img_size", "top1", "full_top1", "dataset",
-    "epochs", "recipe", "throughput", "study", "trial", "state",
+    "epochs", "recipe", "throughput", "study", "trial", "state", "status",
 )
 
 

@@ -154,8 +154,9 @@ def run_full_training(
             _write_yaml(output / RESULT_FILE, _result_document(result, settings))
             if results_dir is not None:
                 row = full_training_row(
-                    config=config, top1=result.final_top1, dataset=bundle.name, epochs=settings.epochs,
-                    recipe=chosen.name, name=exported.name, seed=seed, source="refiner-nas train",
+                    config=config, exported=exported.config, top1=result.final_top1, dataset=bundle.name,
+                    epochs=settings.epochs, recipe=chosen.name, name=exported.name, seed=seed,
+                    source="refiner-nas train",
                     output=str(output.resolve()), study=exported.proxy.get("study"),
                     trial=exported.proxy.get("trial"), wall_time_s=result.wall_time_s,
                     provenance=provenance(context.device),

@@ -16,6 +16,7 @@ from results.cli import export_command, leaderboard_app, pareto_command, train_c
 from search.analyze_commands import analyze_app
 from search.cli_errors import one_line_errors
 from search.commands import search_app
+from search.tables import print_table
 
 app = typer.Typer(
     name="refiner-nas",
@@ -26,17 +27,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    # Eager: answers before Click asks for a command.
+    if wanted:
+        from importlib.metadata import version as installed_version
+
+        typer.echo(f"refiner-nas {installed_version('refiner-nas')}")
+        raise typer.Exit()
+
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
 ) -> None:
     """Search, benchmark and analyse vision transformers with refined self-attention."""
-    if version:
-        from importlib.metadata import version as installed_version
+    from benchmarks.cost_cache import DEFAULT_CACHE, counter_version, user_cache_file
 
-        typer.echo(installed_version("refiner-nas"))
-        raise typer.Exit()
+    # Counts survive the process: `models` and `bench regress` do not recount unchanged architectures.
+    DEFAULT_CACHE.persist(user_cache_file(), counter_version())
 
 
 @app.command()
@@ -46,9 +56,6 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the registered models with their parameters and MACs."""
-    from rich.console import Console
-    from rich.table import Table
-
     from benchmarks.flops import count_costs
     from refiner_space import NAMED_CONFIGS, named_config
 
@@ -70,13 +77,8 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"Registered models at {img_size} px (MACs: multiply-accumulates, one image)")
-    for column in rows[0]:
-        text = column in ("model", "attention")
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
-    Console().print(table)
+    title = f"Registered models at {img_size} px (MACs: multiply-accumulates, one image)"
+    print_table(title, rows, ("model", "attention"))
 
 
 app.add_typer(search_app, name="search")

@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -17,6 +18,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# Settings fields whose option is not the field name with dashes.
+_OPTION_OF_FIELD = {"heartbeat_s": "--heartbeat"}
+
+
+def describe_option_errors(error: ValidationError) -> str:
+    """Pydantic's report on options as ``--option: value: what is allowed``, every problem on one line."""
+    parts = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ").removeprefix("Input ")
+        if not problem["loc"]:  # a check across options names them itself
+            parts.append(message)
+            continue
+        field = str(problem["loc"][0])
+        option = _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        parts.append(f"{option}: {problem['input']}: {message}")
+    return "; ".join(parts)
+
+
 def one_line_errors(command: Command) -> Command:
     """Turn the library's input errors, and the system's (a full disk, an unreachable storage, a worker
     process that failed), into one ``error:`` line and exit code 2."""
@@ -25,6 +44,8 @@ def one_line_errors(command: Command) -> Command:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except ValidationError as error:
+            raise fail(describe_option_errors(error)) from None
         except (ValueError, KeyError, OSError, ImportError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             raise fail(str(message).splitlines()[0] if str(message) else type(error).__name__) from None

@@ -9,6 +9,7 @@ import typer
 
 from search.cli_errors import fail, one_line_errors
 from search.settings import SearchSettings
+from search.tables import print_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,8 +72,12 @@ def launch(
     max_concurrent: Annotated[int, typer.Option(help="Ray: trials running at once.")] = 2,
     cpus_per_trial: Annotated[float, typer.Option(help="Ray: CPUs per trial.")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs per trial (fractions share a GPU).")] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything, measure a few training steps "
+                                                           "and print the plan with its time estimate; train "
+                                                           "nothing.")] = False,
 ) -> None:
-    """Run a search (or resume it: the same command continues the same study) and print its Pareto front."""
+    """Run a search (or resume it: the same command continues the same study) and print its Pareto front.
+    The plan (trials, epochs, images) and its warnings are printed first; --dry-run stops there."""
     import optuna
 
     from search.launch import interrupt_on_signals
@@ -107,19 +112,22 @@ def launch(
     )
     if backend not in ("optuna", "ray"):
         raise fail(f"--backend {backend!r} is not one of optuna, ray")
+    _print_plan(settings, dry_run=dry_run)
+    if dry_run:
+        return
     try:
         if backend == "ray":
             from search.ray_backend import RayOptions, launch_ray
 
             options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial)
-            finished = launch_ray(settings, options)
+            finished = launch_ray(settings, options, show_progress=progress)
         else:
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
         raise fail(
-            "interrupted: the trial in flight is recorded as failed and re-queued, completed trials are kept; "
-            "run the same command again to continue (it trains the interrupted architecture first)",
+            "interrupted: the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
+            "completed trials are kept; run the same command again to continue (it trains that architecture first)",
             code=130,
         ) from None
     _print_status(study_status(finished))
@@ -133,13 +141,66 @@ def status(
     storage: StorageOption = None,
     run_dir: RunDirOption = Path("runs"),
 ) -> None:
-    """Trials by state, the best so far and the Pareto front of a study."""
-    from search.study import load_existing_study
+    """Trials by state, the best so far and the Pareto front of a study (reads only: writes nothing)."""
+    from search.catalog import open_study
     from search.summary import pareto_front, study_status
 
-    existing = load_existing_study(SearchSettings(study=study, storage=storage, run_dir=run_dir))
+    existing = open_study(study, run_dir=run_dir, storage=storage)
     _print_status(study_status(existing))
     _print_front(pareto_front(existing))
+
+
+@search_app.command("list")
+@one_line_errors
+def list_command(storage: StorageOption = None, run_dir: RunDirOption = Path("runs")) -> None:
+    """The studies under RUN_DIR (or in --storage): trials by state and objectives."""
+    from search.catalog import list_studies
+
+    entries = list_studies(run_dir, storage)
+    if not entries:
+        typer.echo(f"no study in {storage or run_dir}; start one with refiner-nas search launch")
+        return
+    rows = [{"study": e.name, "trials": str(sum(e.trials.values())),
+             "states": ", ".join(f"{count} {state}" for state, count in e.trials.items()),
+             "objectives": e.objectives, "storage": e.location} for e in entries]
+    print_table("Studies", rows, ("study", "states", "objectives", "storage"))
+
+
+@search_app.command()
+@one_line_errors
+def delete(
+    study: Annotated[str, typer.Option(help="Name of the study to delete.")],
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+) -> None:
+    """Delete a study and its trials (the default journal: its whole run folder). Asks first unless --yes."""
+    from search.catalog import delete_study, require_study_storage
+
+    require_study_storage(study, run_dir=run_dir, storage=storage, readable=False)
+    if not yes and not typer.confirm(f"delete study {study!r} and all its trials?", default=False):
+        raise fail("nothing deleted", code=1)
+    typer.echo(f"deleted {delete_study(study, run_dir=run_dir, storage=storage)}")
+
+
+@search_app.command()
+@one_line_errors
+def plot(
+    study: Annotated[str, typer.Option(help="Study name.")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML pages (plotly.min.js is written once beside them).")],
+    storage: StorageOption = None,
+    run_dir: RunDirOption = Path("runs"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing pages.")] = False,
+) -> None:
+    """Optimisation history and parameter importance of every objective (Optuna's visualization)."""
+    from search.catalog import open_study
+    from search.study_plots import write_study_plots
+
+    plots = write_study_plots(open_study(study, run_dir=run_dir, storage=storage), out, force=force)
+    for note in plots.skipped:
+        typer.echo(f"note: no plot of {note}", err=True)
+    for path in plots.written:
+        typer.echo(f"wrote {path}")
 
 
 @search_app.command()
@@ -188,6 +249,18 @@ def worker(
     _print_status(study_status(load_existing_study(settings)))
 
 
+def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:
+    from search.plan import plan_launch
+
+    plan = plan_launch(settings, measure=dry_run)
+    for line in plan.lines():
+        typer.echo(line, err=not dry_run)
+    for warning in plan.warnings(settings):
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    if dry_run:
+        typer.echo("dry run: nothing was trained or recorded")
+
+
 def _print_status(status: StudyStatus) -> None:
     typer.echo(f"study {status.name} ({status.objectives})")
     typer.echo("  trials: " + ", ".join(f"{count} {state}" for state, count in sorted(status.states.items())))
@@ -200,20 +273,10 @@ _FRONT_COLUMNS = {"attention": "attention", "depth": "depth", "embed_dim": "dim"
 
 
 def _print_front(front: pd.DataFrame) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if front.empty:
         typer.echo("no completed feasible trial yet")
         return
     objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
-    table = Table(title="Pareto front (config_hash and full records: refiner-nas leaderboard)")
-    for header in ["trial", *objectives, "status", *_FRONT_COLUMNS.values()]:
-        table.add_column(header, no_wrap=True)
-    for _, row in front.iterrows():
-        cells = [row["trial"], *(row[o] for o in objectives), row["status"], *(row[c] for c in _FRONT_COLUMNS)]
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    console.print(table)
+    rows = [{"trial": row["trial"], **{o: f"{row[o]:.4g}" for o in objectives}, "status": row["status"],
+             **{header: row[field] for field, header in _FRONT_COLUMNS.items()}} for _, row in front.iterrows()]
+    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows, ("status", "attention"))

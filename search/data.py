@@ -614,4 +614,28 @@ def _scan_tree(root: Path, classes: Sequence[str] | None = None) -> tuple[list[s
             samples += [(os.path.join(folder, file), label) for file in sorted(files) if _is_image(file)]
     if not samples:
         raise DatasetError(f"image folder {root} holds no images; add images under {root}/<class>/")
+    if len(classes) < 2:
+        raise DatasetError(
+            f"image folder {root} has {len(classes)} class folder ({', '.join(classes)}); a classifier needs at "
+            f"least 2: add one folder of images per class under {root}/"
+        )
+    _check_decodable(samples, len(classes))
     return list(classes), samples
+
+
+def _check_decodable(samples: Sequence[tuple[str, int]], num_classes: int, per_class: int = 2) -> None:
+    """Decode the first ``per_class`` images of every class, so a folder of broken files fails before any
+    trial rather than inside one."""
+    from PIL import Image, UnidentifiedImageError
+
+    seen = [0] * num_classes
+    for path, label in samples:
+        if seen[label] >= per_class:
+            continue
+        seen[label] += 1
+        try:
+            with Image.open(path) as image:
+                image.convert("RGB")
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DatasetError(f"cannot decode image {path} ({reason}); remove or replace it") from None

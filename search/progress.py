@@ -1,32 +1,85 @@
-"""A live view of a running search, read from its study: done/total, the current epoch, best, ETA.
+"""A live view of a running search, read from its study: trials done, epochs in flight, the best, an ETA.
 
 It polls the storage from a background thread, so it shows the same thing whether the trials run in
-this process or in worker processes.
+this process, in worker processes or on Ray. Work is counted in epochs, so the bar and the ETA move
+inside a trial and inside an epoch (from the measured seconds per epoch), and trials that take no
+training (duplicates, over budget) do not distort the estimate.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from search.records import TrialRecord, count_evaluated
+from search.summary import pareto_front
+
+# An epoch in flight counts at most this share of its estimate: it is not done until it is recorded.
+_IN_EPOCH_CAP = 0.95
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """A trial in flight: its number, epochs recorded and seconds since its last recorded epoch."""
+
+    number: int
+    epochs_done: int
+    epoch_elapsed_s: float
+
+
+@dataclass(frozen=True)
+class WorkEstimate:
+    """Epochs of work done and in total (fractions inside an epoch), and seconds left (None: unknown)."""
+
+    done: float
+    total: float
+    eta_s: float | None
+
+
+def seconds_per_epoch(records: list[TrialRecord]) -> float | None:
+    """Training seconds per epoch measured so far (trained and running trials); None before the first epoch."""
+    timed = [r for r in records if r.epochs_run and r.train_time_s]
+    epochs = sum(r.epochs_run for r in timed)
+    return sum(r.train_time_s or 0.0 for r in timed) / epochs if epochs else None
+
+
+def estimate_work(*, total_trials: int, finished: int, running: list[RunningTrial], epochs: int,
+                  epoch_s: float | None) -> WorkEstimate:
+    """Work of a search counted in epochs: each finished trial is ``epochs``, a running one its recorded
+    epochs plus the elapsed share of the current one. The ETA assumes every trial still to start trains
+    all its epochs, and that the trials in flight run in parallel (as many as are running now)."""
+    in_epoch = [0.0 if epoch_s is None else min(t.epoch_elapsed_s / epoch_s, _IN_EPOCH_CAP) for t in running]
+    done = finished * epochs + sum(t.epochs_done + share for t, share in zip(running, in_epoch, strict=True))
+    total = max(total_trials, finished + len(running)) * epochs
+    if epoch_s is None:
+        return WorkEstimate(done=min(done, total), total=total, eta_s=None)
+    eta = max(total - done, 0.0) * epoch_s / max(len(running), 1)
+    return WorkEstimate(done=min(done, total), total=total, eta_s=eta)
 
 
 def describe_best(study: optuna.Study) -> str:
-    """'best top1 93.1 (trial 4)' for one objective, 'Pareto front: 5 trials' for several."""
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not completed:
+    """'best 93.1 (trial 4)' for one objective, 'Pareto front: 5 trials' for several: the same front as
+    the summary printed at the end (:func:`search.summary.pareto_front`, duplicates left out)."""
+    front = pareto_front(study)
+    if front.empty:
         return "no completed trial yet"
     if len(study.directions) == 1:
-        best = study.best_trial
-        return f"best {best.value:.4g} (trial {best.number})"
-    return f"Pareto front: {len(study.best_trials)} trials"
+        top = front.iloc[0]
+        return f"best {top.iloc[1]:.4g} (trial {top['trial']})"
+    return f"Pareto front: {len(front)} trials"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 class SearchProgress:
@@ -35,18 +88,18 @@ class SearchProgress:
     def __init__(self, study: optuna.Study, total: int, *, epochs: int, console: Console | None = None,
                  interval_s: float = 1.0) -> None:
         self.study, self.total, self.epochs, self.interval_s = study, total, epochs, interval_s
-        self.started = time.perf_counter()
-        self.finished_at_start = self._finished()
+        self._epoch_seen: dict[int, tuple[int, float]] = {}  # trial -> (epochs recorded, when first seen so)
         self.progress = Progress(
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("[bold]{task.fields[trials]}"), BarColumn(), TimeElapsedColumn(),
             TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[status]}"),
             console=console, transient=False,
         )
-        self.task = self.progress.add_task("trials", total=total, eta="?", status="")
+        self.task = self.progress.add_task("search", total=total * epochs, trials="", eta="?", status="")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> SearchProgress:
+        self.refresh()
         self.progress.start()
         self._thread.start()
         return self
@@ -58,9 +111,6 @@ class SearchProgress:
         self.refresh()
         self.progress.stop()
 
-    def _finished(self) -> int:
-        return count_evaluated(self.study.get_trials(deepcopy=False))
-
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
@@ -68,18 +118,34 @@ class SearchProgress:
             except Exception:  # a storage hiccup must not kill the display; the next poll retries
                 continue
 
+    def _running(self, trials: list[optuna.trial.FrozenTrial], now: float) -> list[RunningTrial]:
+        running = []
+        for trial in trials:
+            done = len(TrialRecord.from_trial(trial).top1_curve)
+            seen = self._epoch_seen.get(trial.number)
+            if seen is None or seen[0] != done:
+                seen = self._epoch_seen[trial.number] = (done, now)
+            running.append(RunningTrial(trial.number, done, now - seen[1]))
+        return running
+
     def refresh(self) -> None:
         """Read the study once and update the display."""
-        finished = self._finished()
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        now = time.monotonic()
+        trials = self.study.get_trials(deepcopy=False)
+        finished = count_evaluated(trials)  # what --trials counts: duplicates and failures do not
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        running = self._running([t for t in trials if t.state == TrialState.RUNNING], now)
+        epoch_s = seconds_per_epoch([TrialRecord.from_trial(t) for t in trials])
+        work = estimate_work(total_trials=self.total, finished=finished, running=running, epochs=self.epochs,
+                             epoch_s=epoch_s)
         current = ", ".join(
-            f"trial {t.number} epoch {len(TrialRecord.from_trial(t).top1_curve)}/{self.epochs}" for t in running
+            f"trial {t.number} epoch {min(t.epochs_done + 1, self.epochs)}/{self.epochs} ({_clock(t.epoch_elapsed_s)})"
+            for t in running
         )
-        done_here = finished - self.finished_at_start
-        elapsed = time.perf_counter() - self.started
-        remaining = max(self.total - finished, 0)
-        eta = time.strftime("%M:%S", time.gmtime(elapsed / done_here * remaining)) if done_here else "?"
-        failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         parts = [describe_best(self.study), f"{failed} failed" if failed else "", current]
-        status = " | ".join(part for part in parts if part)
-        self.progress.update(self.task, completed=min(finished, self.total), eta=eta, status=status)
+        eta = "?" if work.eta_s is None else _clock(work.eta_s)
+        if work.eta_s is None and running:
+            eta = "? (first epoch)"
+        self.progress.update(self.task, completed=work.done, total=work.total,
+                             trials=f"trials {min(finished, self.total)}/{self.total}", eta=eta,
+                             status=" | ".join(part for part in parts if part))

@@ -8,7 +8,9 @@ them alike. Single-objective runs stop unpromising trials with ASHA. Ray is impo
 from __future__ import annotations
 
 import json
+import logging
 import os
+from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search.evaluate import ArchitectureEvaluator
 from search.launch import make_evaluator, prepare_space
+from search.progress import SearchProgress
 from search.records import record_fields
 from search.settings import SearchSettings
 from search.storage import open_storage
@@ -124,10 +127,10 @@ def _start_ray(options: RayOptions) -> None:
     ray = _import_ray()
     address = options.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    else:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.ERROR)
+    else:  # Ray's own INFO lines would interleave with our progress display
         ray.init(num_cpus=options.num_cpus or os.cpu_count(), include_dashboard=False, ignore_reinit_error=True,
-                 log_to_driver=False)
+                 log_to_driver=False, logging_level=logging.ERROR)
 
 
 def ray_folder(settings: SearchSettings) -> Path:
@@ -135,8 +138,9 @@ def ray_folder(settings: SearchSettings) -> Path:
     return (settings.study_dir / RAY_FOLDER).resolve() / settings.study_name
 
 
-def launch_ray(settings: SearchSettings, options: RayOptions) -> optuna.Study:
-    """Run the search through Ray Tune (a local Ray instance, or the cluster at ``options.address``)."""
+def launch_ray(settings: SearchSettings, options: RayOptions, *, show_progress: bool = False) -> optuna.Study:
+    """Run the search through Ray Tune (a local Ray instance, or the cluster at ``options.address``),
+    with the same live progress display as Optuna launches when ``show_progress``."""
     settings = settings.with_absolute_paths()  # Ray runs trials in other working directories
     space = prepare_space(settings)
     study = open_study(settings, space)
@@ -156,7 +160,9 @@ def launch_ray(settings: SearchSettings, options: RayOptions) -> optuna.Study:
         run_config=tune.RunConfig(name=settings.study_name, storage_path=str(ray_folder(settings).parent),
                                   verbose=0),
     )
-    tuner.fit()
+    display = SearchProgress(study, settings.trials, epochs=settings.epochs) if show_progress else nullcontext()
+    with display:
+        tuner.fit()
     return study
 
 

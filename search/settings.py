@@ -41,13 +41,13 @@ class SearchSettings(BaseModel):
     seed: int = 0
     device: str = "auto"
     batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=5e-3, gt=0)
-    warmup_epochs: float = Field(default=0.5, ge=0)
+    lr: float = Field(default=5e-3, gt=0, allow_inf_nan=False)
+    warmup_epochs: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     mixup: float = Field(default=0.0, ge=0)
     cutmix: float = Field(default=0.0, ge=0)
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
-    crop_ratio: float = Field(default=1.0, gt=0)
+    crop_ratio: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     heartbeat_s: int = Field(default=20, ge=1)
 
     @field_validator("objectives")

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
+from search.dashboard import name_metrics
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.storage import open_storage, redact
@@ -93,6 +94,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, *, worker: str = "w
         # and the space definition itself.
         study.set_user_attr("settings", settings.model_dump(mode="json", exclude=_MACHINE_LOCAL))
         study.set_user_attr("space_yaml", Path(space.source).read_text())
+        name_metrics(study, settings.objective_list)
         return study
     differing = [f"--{key} {recorded.get(key)!r} (now {wanted[key]!r})" for key in _RESUME_KEYS
                  if recorded.get(key) != wanted[key]]
@@ -101,6 +103,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, *, worker: str = "w
             f"study {name!r} was created with {', '.join(differing)}; relaunch with the same options to "
             "resume it, or give a new --study name"
         )
+    name_metrics(study, settings.objective_list)
     return study
 
 

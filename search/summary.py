@@ -38,11 +38,12 @@ def study_status(study: optuna.Study) -> StudyStatus:
         best = "no completed trial yet"
     else:
         top = front.iloc[0]
-        best = ", ".join(f"{name} {top[name]:.4g}" for name in _objective_names(study)) + f" (trial {top['trial']})"
+        best = ", ".join(f"{name} {top[name]:.4g}" for name in objective_names(study)) + f" (trial {top['trial']})"
     return StudyStatus(study.study_name, objectives, dict(states), dict(statuses), best, len(front))
 
 
-def _objective_names(study: optuna.Study) -> list[str]:
+def objective_names(study: optuna.Study) -> list[str]:
+    """The study's objectives by name (from its launch options), or ``value_0``... for other studies."""
     text = study.user_attrs.get("objectives")
     if text:
         return [o.name for o in parse_objectives(text)]
@@ -52,7 +53,7 @@ def _objective_names(study: optuna.Study) -> list[str]:
 def pareto_front(study: optuna.Study) -> pd.DataFrame:
     """The non-dominated, feasible, completed trials (Optuna's ``best_trials``, without trials that only
     repeat an earlier one), best first by the first objective, with their values, status and architecture."""
-    names = _objective_names(study)
+    names = objective_names(study)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = [t for t in study.best_trials if t.user_attrs.get("status") != "duplicate"] if completed else []
     rows = []

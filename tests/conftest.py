@@ -3,8 +3,14 @@ tests run worker processes beside the test process, where more threads oversubsc
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
+
+# Commands keep counted costs on disk; tests must not read or fill the user's cache.
+os.environ["REFINER_NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="refiner-nas-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,23 @@ def test_models_lists_every_registered_model_with_params_and_macs() -> None:
     costs = count_costs(named_config("refined_vit_s", img_size=64))
     assert rows["refined_vit_s"]["params_m"] == round(costs.params / 1e6, 2)
     assert rows["refined_vit_s"]["macs_g"] == round(costs.macs / 1e9, 2)
+    # Counted once, on disk: a second command reads them; its table is complete although not on a terminal.
+    from benchmarks.cost_cache import user_cache_file
+
+    cached = user_cache_file().read_text().splitlines()
+    assert sum(":64x64:" in line for line in cached) >= len(NAMED_CONFIGS)
+    table = runner.invoke(app, ["models", "--img-size", "64"])
+    assert table.exit_code == 0 and "…" not in table.output
+    for row in rows.values():
+        assert any(row["model"] in line and f"{row['params_m']}" in line for line in table.output.splitlines())
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"refiner-nas {version('refiner-nas')}\n"
 
 
 def test_bad_option_gives_one_error_line() -> None:

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+# Attention figures: readable on a screen even for a one-block, one-head model (inches, dots per inch).
+MIN_ATTENTION_SIZE = (6.0, 3.5)
+ATTENTION_DPI = 150
+
+
 def _figure(width: float, height: float) -> Figure:
     try:
         from matplotlib.figure import Figure
@@ -104,11 +109,14 @@ def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: i
     """A figure like the Refiner paper's Figure 5: the image with the query marked, beside the
     :func:`attention_mosaic` of its maps (the class-token key is left out of the picture, kept in the CSV).
     One mosaic rather than an axes per cell keeps a 16-block, 12-head figure to about a second."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
 
     rows, cols = result.token_grid
     gap = 1
-    figure = _figure(1.6 + 0.8 * len(result.heads), 0.6 + 0.8 * len(result.panels))
+    figure = _figure(max(2.6 + 0.8 * len(result.heads), MIN_ATTENTION_SIZE[0]),
+                     max(0.6 + 0.8 * len(result.panels), MIN_ATTENTION_SIZE[1]))
     picture_axes, maps_axes = figure.subplots(1, 2, width_ratios=[1.4, 0.8 * len(result.heads)])
     picture = _displayable(image)
     picture_axes.imshow(picture, cmap="gray" if picture.shape[-1] == 1 else None)
@@ -121,6 +129,10 @@ def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: i
         picture_axes.add_patch(Rectangle(corner, patch_size, patch_size, fill=False, edgecolor="red", linewidth=1.5))
     picture_axes.set_title("query: class token" if patch < 0 else f"query: patch {divmod(patch, cols)}", fontsize=8)
     maps_axes.imshow(attention_mosaic(result, gap=gap), interpolation="nearest")
+    scale = ScalarMappable(Normalize(0.0, 1.0), cmap="viridis")
+    bar = figure.colorbar(scale, ax=maps_axes, shrink=0.8)
+    bar.set_label("weight (each map: min 0, max 1)", fontsize=8)
+    bar.ax.tick_params(labelsize=8)
     maps_axes.set_xticks(
         [c * (cols + gap) + (cols - 1) / 2 for c in range(len(result.heads))],
         [f"head {head}" for head in result.heads],
@@ -136,5 +148,5 @@ def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: i
     for spine in maps_axes.spines.values():
         spine.set_visible(False)
     figure.suptitle(title, fontsize=9)
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=ATTENTION_DPI)
     return path

@@ -43,9 +43,9 @@ class ModelSource:
 
 
 def resolve_config(text: str) -> ModelConfig:
-    """A registered model name or a YAML file: a ModelConfig mapping, ``model_name`` + ``model_kwargs``
-    (timm's name and keyword arguments, as ``refiner-nas export`` writes them), or either of those under
-    a top-level ``model`` key.
+    """A registered model name or a YAML file: a ModelConfig mapping, an exported configuration
+    (``timm: {model, kwargs}``, as ``refiner-nas export`` writes it), ``model_name`` + ``model_kwargs``
+    (timm's name and keyword arguments), or either of the last two under a top-level ``model`` key.
 
     Raises:
         SourceError: an unknown name, a missing or unreadable file, or a mapping of neither form.
@@ -71,6 +71,8 @@ def resolve_config(text: str) -> ModelConfig:
 
 
 def _config_from_mapping(data: Any) -> ModelConfig:
+    if isinstance(data, Mapping) and isinstance(data.get("timm"), Mapping):  # an export: timm rebuilds it
+        data = {"model_name": data["timm"].get("model"), "model_kwargs": data["timm"].get("kwargs")}
     if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
         data = data["model"]
     if not isinstance(data, Mapping):

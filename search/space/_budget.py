@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,8 @@ def _count(value: Any) -> int:
             raise ValueError(f"{value!r} is not a count; write a number with an optional K, M, G or T suffix, e.g. 30M")
         mantissa, exponent, suffix = match.groups()
         value = float(mantissa) * 10 ** int(exponent or 0) * _SUFFIXES[suffix.upper()]
-    if not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{value!r} must be a positive count such as 30M")
+    if not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{value!r} must be a positive, finite count such as 30M")
     return round(value)
 
 

@@ -74,9 +74,14 @@ def load_yaml(path: Path) -> tuple[Any, Locator]:
         SpaceError: unreadable file, invalid YAML or a key given twice in one mapping.
     """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpaceError(f"{path}: cannot read search space ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise SpaceError(
+            f"{path}: not a text (UTF-8) file: byte {error.start} is 0x{error.object[error.start]:02x}; "
+            "give a YAML search space"
+        ) from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

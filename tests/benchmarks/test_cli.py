@@ -46,6 +46,13 @@ def test_flops_table_breakdown_and_csv(tiny_yaml: Path) -> None:
     code, output = invoke("flops", str(tiny_yaml), "--breakdown", "--csv")
     rows = list(csv.DictReader(io.StringIO(output)))
     assert code == 0 and "refiner" in {row["part"] for row in rows}
+    costs = count_costs(ModelConfig(**TINY))
+    assert rows[-1] == {"model": str(tiny_yaml), "part": "total", "params_m": f"{costs.params / 1e6:.3f}",
+                        "macs_g": f"{costs.macs / 1e9:.4f}",
+                        "elementwise_flops_g": f"{costs.elementwise_flops / 1e9:.4f}",
+                        "flops_g": f"{costs.flops / 1e9:.4f}", "share_of_flops": "100.0%"}
+    parts_sum = sum(float(row["flops_g"]) for row in rows[:-1])
+    assert parts_sum == pytest.approx(float(rows[-1]["flops_g"]), abs=1e-3)
     code, output = invoke("flops", str(tiny_yaml), "--fold", "--json")
     assert code == 0 and json.loads(output)[0]["refiner_fold"] is True
 
@@ -53,8 +60,8 @@ def test_flops_table_breakdown_and_csv(tiny_yaml: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("flops", "nope"), "error: unknown model 'nope'; registered models: refined_vit_s"),
-        (("flops", "missing.yaml"), "error: missing.yaml: cannot read model configuration"),
+        (("flops", "nope"), "error: unknown model 'nope': neither a registered name (refined_vit_s"),
+        (("flops", "missing.yaml"), "error: configuration file missing.yaml does not exist"),
         (("flops", "vit_16b_384", "--img-size", "100"), "error: img_size=100 is not a multiple of patch_size=16"),
         (("flops", "vit_16b_384", "--json", "--csv"), "error: choose one of --json and --csv"),
         (("flops", "vit_16b_384", "--img-size", "32", "--fold"), "error: nothing to fold"),
@@ -82,6 +89,7 @@ def test_throughput_json_and_table(tiny_yaml: Path) -> None:
     assert result["modes"][0]["ratio_to_reference"]["n"] == 10
     code, output = invoke("throughput", str(tiny_yaml), *common, "--reference", "none", "--mode", "latency")
     assert code == 0 and "(itself)" in output and "latency" in output
+    assert f"measuring {tiny_yaml}: latency, 1 warm-up + 10 timed ..." in output  # progress on stderr
 
 
 def test_regress_exit_codes(tmp_path: Path) -> None:

@@ -204,3 +204,23 @@ def test_einsum_costs(equation: str, shapes: list[tuple[int, ...]], expected: tu
     from benchmarks.op_costs import einsum_costs
 
     assert einsum_costs(equation, shapes) == expected
+
+
+def test_a_persisted_cache_is_keyed_by_the_counter_version(tmp_path) -> None:
+    from benchmarks.cost_cache import counter_version
+
+    config = ModelConfig(img_size=16, in_chans=1, num_classes=10, patch_size=4, depth=1, embed_dim=8, num_heads=2)
+    path = tmp_path / "costs.jsonl"
+    version = counter_version()
+    assert len(version) == 12 and version == counter_version()
+    first = CostCache()
+    first.persist(path, version)
+    counted = count_costs(config, cache=first)
+    assert first.counted == 1 and version in path.read_text()
+    again = CostCache()
+    again.persist(path, version)
+    assert count_costs(config, cache=again) == counted and again.counted == 0  # read from disk, not recounted
+    other = CostCache()
+    other.persist(path, "another")
+    count_costs(config, cache=other)
+    assert other.counted == 1  # a changed counter never reads an old count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from results.cli import export_command, leaderboard_app, pareto_command, train_command
@@ -94,12 +96,15 @@ def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, stud
     assert list(front["top1"]) == [85.0, 80.0, 60.0] and "hypervolume" in result.stdout
     assert "reference top1=0, params_m=1" in result.stdout
     assert png.read_bytes()[:4] == b"\x89PNG" and "plotly" in html.read_text()
+    # The page holds the data only; plotly's library is written once beside it (4.8 MB when embedded).
+    assert html.stat().st_size < 50_000 and html.read_text().count('src="plotly.min.js"') == 1
+    assert (html.parent / "plotly.min.js").stat().st_size > 1_000_000
     before = png.read_bytes()
     refused = run(app, "pareto", *studies, "--png", png)
     assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")
     assert png.read_bytes() == before
     assert run(app, "pareto", *studies, "--png", png, "--force").exit_code == 0
-    only_a = run(app, "pareto", *studies, "--studies", "a", "--objectives", "top1", "--format", "csv")
+    only_a = run(app, "pareto", *studies, "--study", "a", "--objectives", "top1", "--format", "csv")
     assert pd.read_csv(io.StringIO(only_a.stdout.split("front:")[0]))["top1"].tolist() == [80.0]
 
 
@@ -111,7 +116,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, app, studies) -> None:
                           "objective 'latency_ms' is not recorded for any selected row")
     assert_one_line_error(run(app, "leaderboard", *studies, "--where", "params_m < 0"), "no leaderboard rows match")
     assert_one_line_error(run(app, "pareto", *studies, "--where", "params_m < 0"), "no rows are selected")
-    assert_one_line_error(run(app, "pareto", *studies, "--studies", "zzz"), r"no study 'zzz'")
+    assert_one_line_error(run(app, "pareto", *studies, "--study", "zzz"), r"no study 'zzz'")
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     assert_one_line_error(run(app, "export", *studies, "--top-k", "1", "--out", blocker / "sub"),
@@ -137,4 +142,37 @@ def test_train_runs_an_export_and_records_it(tmp_path: Path, app, studies) -> No
                 "csv", "--where", "kind == 'full'")
     table = pd.read_csv(io.StringIO(shown.stdout))
     assert list(table["recipe"]) == ["standard"] and list(table["dataset"]) == ["digits"]
+    # The recipe's drop path changes the trained model, not the architecture: the rows match by hash.
+    exported_hash = yaml.safe_load(config.read_text())["config_hash"]
+    assert list(table["config_hash"]) == [exported_hash]
+    both = run(app, "leaderboard", "--results-dir", tmp_path / "res", "--no-collect", "--no-reported", "--format",
+               "csv", "--where", f"config_hash == '{exported_hash}'")
+    assert sorted(pd.read_csv(io.StringIO(both.stdout))["kind"]) == ["full", "proxy"]
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "result.yaml").is_file()
+
+
+def test_every_command_reads_an_exported_file(tmp_path: Path, app, studies) -> None:
+    from search.cli import app as root
+
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out").exit_code == 0
+    config = sorted((tmp_path / "out").glob("*.yaml"))[0]
+    exported_hash = yaml.safe_load(config.read_text())["config_hash"]
+    flops = run(root, "bench", "flops", config, "--json")
+    assert flops.exit_code == 0, flops.output
+    assert json.loads(flops.stdout)[0]["config_hash"] == exported_hash
+    density = run(root, "analyze", "density", config, "--out", tmp_path / "an", "--batches", "1")
+    assert density.exit_code == 0, density.output
+    assert pd.read_csv(tmp_path / "an" / "density.csv")["block"].tolist() == [0]
+
+
+def test_over_budget_and_duplicate_trials_only_with_all(tmp_path: Path, app, make_study, tiny_config) -> None:
+    make_study("c", [(tiny_config(), 80.0, {}), (tiny_config(), 80.0, {"status": "duplicate", "duplicate_of": 0}),
+                     (tiny_config(depth=2), 0.0, {"status": "over_budget"})])
+    options = ["--run-dir", tmp_path / "runs", "--results-dir", tmp_path / "res", "--no-reported", "--format", "csv"]
+    default = run(app, "leaderboard", *options)
+    assert default.exit_code == 0, default.output
+    assert "2 over-budget or duplicate trials not shown (--all shows them)" in default.stderr
+    shown = pd.read_csv(io.StringIO(default.stdout))
+    assert list(shown["status"]) == ["trained"] and list(shown["top1"]) == [80.0]
+    everything = pd.read_csv(io.StringIO(run(app, "leaderboard", *options, "--all").stdout))
+    assert sorted(everything["status"]) == ["duplicate", "over_budget", "trained"]

@@ -122,10 +122,13 @@ def test_a_front_spans_studies_and_counts_ties_but_not_duplicates(two_studies: p
     dominated = result.candidates.set_index(["study", "trial"]).loc[("a", 2)]
     assert not dominated["on_front"] and dominated["pareto_rank"] == 1
     points = np.column_stack([-front["top1"], front["params_m"]])
-    worst = (60.0, result.candidates["params_m"].max())
-    assert result.reference == {"top1": worst[0], "params_m": worst[1]}
-    assert result.hypervolume == pytest.approx(hypervolume(points, np.array([-worst[0], worst[1]])))
+    worst_params = result.candidates["params_m"].max() * 1.1  # accuracy 0 and 110% of the worst cost
+    assert result.reference == {"top1": 0.0, "params_m": pytest.approx(worst_params)}
+    assert result.hypervolume == pytest.approx(hypervolume(points, np.array([0.0, worst_params])))
     assert result.hypervolume > 0 and result.budgets == 1
+    alone = pareto_front(select_rows(two_studies, studies=["b"], where="top1 == 90"), objectives)
+    params = float(alone.front["params_m"].iloc[0])
+    assert alone.hypervolume == pytest.approx(90.0 * params * 0.1)  # one candidate still encloses a volume
 
     only_a = pareto_front(select_rows(two_studies, studies=["a"]), objectives, reference={"top1": 0, "params_m": 1})
     assert list(only_a.front["top1"]) == [80.0, 60.0]

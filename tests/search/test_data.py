@@ -310,12 +310,12 @@ def test_image_folder_train_val_layout(tmp_path: Path) -> None:
 
 
 def test_image_folder_val_with_unknown_class_is_an_error(tmp_path: Path) -> None:
-    _image_tree(tmp_path / "train", {"a": 2})
+    _image_tree(tmp_path / "train", {"a": 2, "b": 2})
     _image_tree(tmp_path / "val", {"a": 1, "z": 1})
     with pytest.raises(DatasetError, match="class folders that .* lacks \\(z\\)"):
         load_data(str(tmp_path), val_source="official", num_workers=0)
     with pytest.raises(DatasetError, match="no val/ folder"):
-        load_data(str(_image_tree(tmp_path / "solo" / "train", {"a": 2}).parent), val_source="official")
+        load_data(str(_image_tree(tmp_path / "solo" / "train", {"a": 2, "b": 2}).parent), val_source="official")
 
 
 def test_image_folder_augmentation_in_workers_is_a_function_of_seed_and_epoch(tmp_path: Path) -> None:

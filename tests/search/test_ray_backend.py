@@ -43,9 +43,12 @@ def settings_for(tmp_path: Path, small_space):
 
 
 @pytest.mark.slow
-def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_for, ray_shutdown) -> None:
+def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_for, ray_shutdown, capfd) -> None:
     settings = settings_for()
-    study = launch_ray(settings, OPTIONS)
+    study = launch_ray(settings, OPTIONS, show_progress=True)
+    shown = capfd.readouterr()
+    assert "trials 3/3" in shown.out  # our progress display, as for Optuna launches
+    assert "Started a local Ray instance" not in shown.out + shown.err  # not Ray's INFO lines
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
     for trial in trials:
@@ -58,7 +61,7 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
     assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
     assert (ray_folder(settings) / "tuner.pkl").exists()
 
-    result = CliRunner().invoke(app, ["pareto", "--studies", settings.study_name, "--run-dir", str(settings.run_dir),
+    result = CliRunner().invoke(app, ["pareto", "--study", settings.study_name, "--run-dir", str(settings.run_dir),
                                       "--results-dir", str(settings.run_dir), "--format", "csv"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -78,6 +78,17 @@ def test_attention_writes_a_grid_per_model_image_and_query(models, tmp_path) -> 
     )
     for picture in pictures:
         assert_png(out / picture)
+    from matplotlib.image import imread
+
+    # One block, one head still gives a readable figure (at least 6 x 3.5 inches at 150 dpi)...
+    height, width = imread(out / pictures[0]).shape[:2]
+    assert width >= 900 and height >= 525
+    # ... with a colour bar: a column right of the maps running through viridis from bottom to top.
+    pixels = imread(out / pictures[0])[:, :, :3]
+    column = pixels[:, int(width * 0.9):].reshape(-1, 3)
+    yellow, purple = (column[:, 0] > 0.8) & (column[:, 1] > 0.8) & (column[:, 2] < 0.3), \
+        (column[:, 0] > 0.2) & (column[:, 0] < 0.35) & (column[:, 1] < 0.1) & (column[:, 2] > 0.3)
+    assert yellow.sum() > 50 and purple.sum() > 50
     table = pd.read_csv(out / "attention.csv")
     counts = table.groupby(["model", "stage"]).size().to_dict()
     # images x queries x blocks x heads x keys; the plain model's maps are unrefined: one stage

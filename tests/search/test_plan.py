@@ -1,0 +1,61 @@
+"""``search launch --dry-run`` and the plan printed before a launch: numbers, warnings, nothing written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.plan import LaunchPlan
+from search.settings import SearchSettings
+
+runner = CliRunner()
+
+
+def test_dry_run_validates_measures_and_writes_nothing(small_space, tmp_path: Path) -> None:
+    space = small_space()
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["search", "launch", "--space", str(space), "--run-dir", str(runs), "--trials", "3",
+                                 "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("plan: study small: 3 trials to run (0 finished), 2 epochs each, 1438 training images at "
+                        f"16 px ({math.ceil(1438 / 64)} steps per epoch) on cpu")
+    assert lines[1].startswith("estimate: ") and "ms per training step measured on " in lines[1]
+    assert lines[-1] == "dry run: nothing was trained or recorded"
+    assert not runs.exists()
+
+
+def test_bad_options_fail_the_dry_run(small_space, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "launch", "--space", str(tmp_path / "none.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+
+
+def plan(**changes: object) -> LaunchPlan:
+    fields = dict(study="s", trials_to_run=5, finished=0, epochs=5, architectures=None, img_size=32,
+                  train_images=1438, steps_per_epoch=45, device="cpu")
+    return LaunchPlan(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_warnings_name_upsampled_digits_long_runs_and_short_grids() -> None:
+    settings = SearchSettings(space="table1", sampler="grid", trials=16)
+    assert plan().warnings(settings) == []
+    long = plan(img_size=224, architectures=5, step_s=4.0)
+    assert long.estimate_s == pytest.approx(5 * 5 * 45 * 4.0)
+    assert long.warnings(settings) == [
+        "the digits are 8x8 images upsampled to 224 px here, which costs 49x the tokens of 32 px and adds no "
+        "detail; use a real dataset (--dataset imagefolder:DIR) for this space",
+        "about 75 min of training on cpu; lower --trials or --epochs, or use a GPU (--device cuda)",
+        "the grid has 5 architectures: the search stops after them although --trials is 16",
+    ]
+
+
+def test_a_launch_prints_its_plan_before_any_trial(small_space, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "launch", "--space", str(small_space()), "--run-dir", str(tmp_path),
+                                 "--trials", "4", "--epochs", "1", "--workers", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "plan: study small: 4 trials to run (0 finished), 1 epochs each, 1438 training images" in result.stderr
+    assert "estimate:" not in result.output  # measured only by --dry-run

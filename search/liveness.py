@@ -18,13 +18,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from search.periodic import Periodic
 from search.records import record_fields
 
 HEARTBEAT_KEY = "refiner_nas:heartbeat"
@@ -40,7 +40,7 @@ class TrialTakenOver(RuntimeError):
     """This worker's trial was declared dead while it was cut off, and re-queued; it stops here."""
 
 
-class Heartbeat:
+class Heartbeat(Periodic):
     """Context manager: beats for ``trial_id`` now and every ``interval_s`` until exit.
 
     A beat that fails for a passing storage fault is tried again at the next interval (the thread never
@@ -48,33 +48,18 @@ class Heartbeat:
     """
 
     def __init__(self, storage: BaseStorage, trial_id: int, interval_s: float) -> None:
-        self.storage, self.trial_id, self.interval_s = storage, trial_id, interval_s
+        super().__init__(self.beat, interval_s, name=f"heartbeat-{trial_id}")
+        self.storage, self.trial_id = storage, trial_id
         self.taken_over = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def beat(self) -> None:
         try:
             self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_KEY, time.time())
         except UpdateFinishedTrialError:
             self.taken_over.set()
-            self._stop.set()
+            self.stopped.set()
         except Exception as error:  # the next beat tries again; a long outage is the storage's to report
             _logger.warning("heartbeat of trial id %s not recorded (%s)", self.trial_id, type(error).__name__)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.beat()
 
 
 @dataclass(frozen=True)

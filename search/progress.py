@@ -8,7 +8,6 @@ training (duplicates, over budget) do not distort the estimate.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,6 +17,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from search.periodic import Periodic
 from search.records import TrialRecord, count_evaluated
 from search.summary import pareto_front
 
@@ -95,28 +95,23 @@ class SearchProgress:
             console=console, transient=False,
         )
         self.task = self.progress.add_task("search", total=total * epochs, trials="", eta="?", status="")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._poller = Periodic(self._poll, interval_s, name="search-progress", final=True)
 
     def __enter__(self) -> SearchProgress:
-        self.refresh()
         self.progress.start()
-        self._thread.start()
+        self._poller.__enter__()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.refresh()
+        self._poller.__exit__(kind, error, traceback)
         self.progress.stop()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.refresh()
-            except Exception:  # a storage hiccup must not kill the display; the next poll retries
-                continue
+        try:
+            self.refresh()
+        except Exception:  # a storage hiccup must not kill the display; the next poll retries
+            pass
 
     def _running(self, trials: list[optuna.trial.FrozenTrial], now: float) -> list[RunningTrial]:
         running = []

@@ -57,7 +57,7 @@ def find_studies(*, studies: Sequence[str] = (), storages: Sequence[str] = (), r
     if not storages:
         found = []
         for name, path in _journals(studies, run_dir).items():
-            storage = open_storage(None, path.parent)
+            storage = open_storage(None, path.parent, create=False)
             available = optuna.get_all_study_names(storage)
             if studies and name not in available:
                 raise StudyNotFoundError(
@@ -70,7 +70,7 @@ def find_studies(*, studies: Sequence[str] = (), storages: Sequence[str] = (), r
     missing = set(studies)
     for url in storages:
         path = _local_file(url)
-        storage = open_storage(url, run_dir)
+        storage = open_storage(url, run_dir, create=False)
         available = optuna.get_all_study_names(storage)
         wanted = [name for name in studies if name in available] if studies else available
         missing -= set(wanted)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 
+from search.journal import check_journal
 from search.storage import JOURNAL_FILE, open_storage, redact
 
 
@@ -66,23 +67,6 @@ def open_study(name: str, *, run_dir: Path = Path("runs"), storage: str | None =
     return load_existing_study(SearchSettings(study=name, storage=storage, run_dir=run_dir))
 
 
-def check_journal(path: Path) -> None:
-    """Raise when the journal ``path`` is not text: Optuna would stop with a bare codec error.
-
-    Raises:
-        ValueError: names the file, the line and the byte offset of the first undecodable byte.
-    """
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(
-            f"study journal {path} is damaged: byte {error.start} (line {line}) is not UTF-8 text; restore it "
-            "from a copy or delete the study (refiner-nas search delete)"
-        ) from None
-
-
 def list_studies(run_dir: Path, storage: str | None = None) -> list[StudyEntry]:
     """Every study in ``storage`` (a URL), or in the journals under ``run_dir`` when it is None.
 
@@ -91,12 +75,12 @@ def list_studies(run_dir: Path, storage: str | None = None) -> list[StudyEntry]:
     """
     if storage is not None:
         require_study_storage("", run_dir=run_dir, storage=storage)
-        return _entries(open_storage(storage, Path(run_dir)), redact(storage))
+        return _entries(open_storage(storage, Path(run_dir), create=False), redact(storage))
     entries = []
     for name in journal_studies(run_dir):
         folder = Path(run_dir) / name
         check_journal(folder / JOURNAL_FILE)
-        entries += _entries(open_storage(None, folder), str(folder / JOURNAL_FILE))
+        entries += _entries(open_storage(None, folder, create=False), str(folder / JOURNAL_FILE))
     return entries
 
 

@@ -41,10 +41,15 @@ class TornJournalWarning(UserWarning):
 class SafeJournalFileBackend(JournalFileBackend):
     """Optuna's journal file whose failed appends are undone and whose read errors name the file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, repair: bool = True) -> None:
+        """Open the journal ``path``; with ``repair``, set aside an incomplete last record, else (queries,
+        which never write) only check it: Optuna's reader skips such a record."""
         self.path = path
         lock = JournalFileOpenLock(str(path))
         super().__init__(str(path), lock_obj=lock)
+        if not repair:
+            check_journal(path)
+            return
         with get_lock_file(lock):  # no writer can be half-way through a record while we look
             repair_torn_tail(path)
 
@@ -77,28 +82,40 @@ class SafeJournalFileBackend(JournalFileBackend):
             ) from None
 
 
-def repair_torn_tail(path: Path) -> Path | None:
-    """Check every record of the journal ``path``; move an incomplete last record to a backup file.
-
-    Returns the backup file, or None when the journal was whole. Call under the journal's lock.
+def check_journal(path: Path) -> int | None:
+    """Check every complete record of the journal ``path`` without changing it; returns the byte offset of
+    an incomplete last record (a write cut short), or None when the journal ends whole.
 
     Raises:
-        JournalDamagedError: a record before the last one does not decode; nothing is changed.
+        JournalDamagedError: a complete record does not decode (names the file, the line and the byte).
     """
     data = path.read_bytes()
     offset = 0
     lines = data.split(b"\n")
     for number, line in enumerate(lines[:-1], start=1):
-        if not _is_record(line):
+        problem = _record_problem(line)
+        if problem is not None:
             raise JournalDamagedError(
-                f"study journal {path} is damaged at line {number} (byte {offset}): not a journal record; it was "
-                "left as it is: restore it from a backup, or use a new --study or --run-dir"
+                f"study journal {path} is damaged at line {number} (byte {offset}): {problem}; it was left as it "
+                "is: restore it from a copy, or delete the study (refiner-nas search delete)"
             )
         offset += len(line) + 1
-    tail = lines[-1]
-    if not tail:
+    return offset if lines[-1] else None
+
+
+def repair_torn_tail(path: Path) -> Path | None:
+    """Check the journal ``path`` (:func:`check_journal`) and move an incomplete last record to a backup
+    file. Returns the backup file, or None when the journal was whole. Call under the journal's lock.
+
+    Raises:
+        JournalDamagedError: a record before the last one does not decode; nothing is changed.
+        JournalWriteError: the backup cannot be written (a full disk); nothing is changed.
+    """
+    offset = check_journal(path)
+    if offset is None:
         return None
-    if _is_record(tail):  # whole, only its newline was cut: keep it
+    tail = path.read_bytes()[offset:]
+    if _record_problem(tail) is None:  # whole, only its newline was cut: keep it
         with open(path, "ab") as journal:
             journal.write(b"\n")
             os.fsync(journal.fileno())
@@ -124,8 +141,13 @@ def repair_torn_tail(path: Path) -> Path | None:
     return backup
 
 
-def _is_record(line: bytes) -> bool:
+def _record_problem(line: bytes) -> str | None:
+    """What is wrong with one journal line, or None for a record."""
     try:
-        return isinstance(json.loads(line), dict)
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"byte 0x{line[error.start]:02x} at {error.start} in the line is not UTF-8 text"
+    try:
+        return None if isinstance(json.loads(text), dict) else "not a journal record"
     except ValueError:
-        return False
+        return "not a journal record"

@@ -86,19 +86,6 @@ def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study
     work_on_study(study, runner, trials=settings.trials, heartbeat_s=settings.heartbeat_s)
 
 
-def refuse_concurrent_sqlite(settings: SearchSettings, workers: int) -> None:
-    """SQLite locks the whole database on writes: several workers fail each other's trials.
-
-    Raises:
-        ValueError: ``workers`` > 1 on a SQLite storage.
-    """
-    if workers > 1 and settings.storage is not None and settings.storage.startswith("sqlite"):
-        raise ValueError(
-            f"--storage {settings.storage}: SQLite does not take several workers (--workers {workers}); use the "
-            "default journal file (leave out --storage) or postgresql://user:password@host/db"
-        )
-
-
 def _worker(settings_json: str, threads: int, index: int) -> None:
     """A local worker process: its own sampler stream, Ctrl-C and SIGTERM stop it cleanly, and input or
     storage errors end it with one line (exit code 2) for the launch to report."""
@@ -132,9 +119,8 @@ def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.St
     every trial in flight is recorded as interrupted and re-queued.
 
     Raises:
-        ValueError: bad options, a study created with other options, SQLite with several workers.
+        ValueError: bad options, a study created with other options.
     """
-    refuse_concurrent_sqlite(settings, settings.workers)
     space = prepare_space(settings)
     study = open_study(settings, space)
     if settings.workers == 0:

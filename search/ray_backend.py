@@ -112,7 +112,7 @@ def _searcher(settings: SearchSettings, study: optuna.Study) -> Any:
         mode=[o.direction[:3] for o in objectives] if several else objectives[0].direction[:3],
         sampler=make_sampler(settings, prepare_space(settings)),
         study_name=study.study_name,
-        storage=open_storage(settings.storage, settings.study_dir, heartbeat_s=settings.heartbeat_s),
+        storage=open_storage(settings.storage, settings.study_dir),
     )
 
 

@@ -21,6 +21,19 @@ _BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "lab
                   "val_fraction", "crop_ratio", "seed"}
 
 
+def refuse_concurrent_sqlite(storage: str | None, workers: int) -> None:
+    """SQLite locks the whole database on each write: several workers fail each other's trials.
+
+    Raises:
+        ValueError: ``workers`` > 1 on a SQLite storage.
+    """
+    if workers > 1 and storage is not None and storage.startswith("sqlite"):
+        raise ValueError(
+            f"--storage {storage}: SQLite does not take several workers (--workers {workers}); use the default "
+            "journal file (leave out --storage) or postgresql://user:password@host/db"
+        )
+
+
 class SearchSettings(BaseModel):
     """A launch's options; the defaults are the quick start's search (tiny space, digits, CPU or GPU)."""
 
@@ -66,6 +79,11 @@ class SearchSettings(BaseModel):
     @property
     def study_dir(self) -> Path:
         return self.run_dir / self.study_name
+
+    @model_validator(mode="after")
+    def _no_concurrent_sqlite(self) -> SearchSettings:
+        refuse_concurrent_sqlite(self.storage, self.workers)
+        return self
 
     @model_validator(mode="after")
     def _warmup_within_epochs(self) -> SearchSettings:

@@ -48,7 +48,7 @@ def open_storage(url: str | None, run_dir: Path, *, create: bool = True) -> Base
             raise StorageError(
                 f"cannot write the study journal {path}: {error.strerror}; choose another --run-dir"
             ) from None
-        return JournalStorage(SafeJournalFileBackend(path))
+        return JournalStorage(SafeJournalFileBackend(path, repair=create))
     if not re.match(r"^[a-z0-9+]+://", url):
         raise StorageError(
             f"storage {url!r} is not a URL; use e.g. sqlite:///runs/study.db, "

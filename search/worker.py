@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.launch import prepare_space, refuse_concurrent_sqlite, run_trials
+from search.launch import prepare_space, run_trials
 from search.liveness import this_worker
-from search.settings import SearchSettings
+from search.settings import SearchSettings, refuse_concurrent_sqlite
 from search.study import join_study, load_existing_study
 
 
@@ -33,6 +33,6 @@ def worker_settings(*, study: str, storage: str | None, run_dir: Path, device: s
 def run_worker(settings: SearchSettings) -> None:
     """Run trials of the existing study until it holds its requested number of evaluated architectures
     and none is running (a worker joins others, so SQLite is refused)."""
-    refuse_concurrent_sqlite(settings, workers=2)
+    refuse_concurrent_sqlite(settings.storage, workers=2)
     space = prepare_space(settings)
     run_trials(settings, space, join_study(settings, space, worker=this_worker()))

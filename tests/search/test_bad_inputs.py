@@ -96,9 +96,9 @@ def test_a_damaged_journal_is_named_with_its_position(recorded: Path) -> None:
     for args in (["search", "status", "--study", "damaged"], ["search", "list"]):
         result = runner.invoke(app, [*args, "--run-dir", str(recorded)])
         assert result.exit_code == 2
-        assert re.fullmatch(r"error: study journal .*damaged/journal.log is damaged: byte \d+ \(line \d+\) is not "
-                            r"UTF-8 text; restore it from a copy or delete the study \(refiner-nas search delete\)",
-                            result.output.strip())
+        assert re.fullmatch(r"error: study journal .*damaged/journal.log is damaged at line \d+ \(byte \d+\): byte "
+                            r"0x89 at 0 in the line is not UTF-8 text; it was left as it is: restore it from a copy, "
+                            r"or delete the study \(refiner-nas search delete\)", result.output.strip())
     assert snapshot(recorded) == before
     deleted = runner.invoke(app, ["search", "delete", "--study", "damaged", "--run-dir", str(recorded), "--yes"])
     assert deleted.exit_code == 0 and not damaged.exists()  # the way out the message names works

@@ -393,3 +393,12 @@ def regress(
             _print_table("Regressions", rows, ("model", "quantity", "note"))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _add_subcommands() -> None:
+    from benchmarks.table_cli import table_app
+
+    bench_app.add_typer(table_app, name="table")
+
+
+_add_subcommands()

@@ -31,6 +31,8 @@ def make_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.sampler
         return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=population)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
+    if settings.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=settings.seed, warn_independent_sampling=False)
     return optuna.samplers.GridSampler(space.grid(), seed=settings.seed)
 
 

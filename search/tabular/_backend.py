@@ -71,6 +71,16 @@ def table_settings(table: BenchmarkTable, path: str | Path, **options: Any) -> S
     return SearchSettings(**{**budget, "device": "cpu", **options, "table": Path(path)})
 
 
+def simulated_launch_settings(settings: SearchSettings, table_path: Path) -> SearchSettings:
+    """A launch's settings turned simulated: the table's space (written to the study folder) and
+    budget, the launch's own search options (objectives, trials, sampler, stopping, seed, storage)."""
+    table = cached_table(str(table_path))
+    budget = set(table.provenance["budget"]) - _FREE_BUDGET_FIELDS
+    options = {key: value for key, value in settings.model_dump().items() if key not in budget | {"table", "space"}}
+    study_dir = settings.run_dir / (settings.study or table.provenance["space"])
+    return table_settings(table, table_path, **options, space=str(write_space(table, study_dir)))
+
+
 class TableTrainer:
     """Costs and curves of a table's architectures, for one simulated study.
 

@@ -34,7 +34,7 @@ def synflow(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> flo
     model.zero_grad()
     output = model(torch.ones_like(images[:1]))
     output.sum().backward()
-    score = sum(float((p * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
+    score = sum(float((p.detach() * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
     with torch.no_grad():
         for name, p in model.state_dict().items():
             p.mul_(signs[name])

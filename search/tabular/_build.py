@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +46,9 @@ def enumerate_space(space: SearchSpace) -> list[tuple[dict[str, Any], ModelConfi
         return 0.0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
+    with warnings.catch_warnings():  # marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
     study.optimize(visit)
     return found
 

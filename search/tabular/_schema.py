@@ -112,8 +112,8 @@ def write_table(rows: pd.DataFrame, provenance: dict[str, Any], path: str | Path
     missing = [key for key in _PROVENANCE_KEYS if key not in provenance]
     if missing:
         raise TableSchemaError(f"table provenance lacks {missing}")
+    validate_rows(rows, int(provenance["epochs"]))
     ordered = rows[list(COLUMNS)].sort_values(["arch_id", "seed"]).reset_index(drop=True)
-    validate_rows(ordered, int(provenance["epochs"]))
     table = pa.Table.from_pandas(ordered, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            METADATA_KEY: json.dumps(provenance, sort_keys=True).encode()})

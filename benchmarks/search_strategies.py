@@ -23,7 +23,11 @@ BASELINE = "random+none"
 
 
 def _one_search(task: tuple[str, str, str, int]) -> pd.DataFrame:
+    import optuna
+
     from search.tabular import Strategy, simulate_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # thousands of trials: the summary says it all
 
     table_path, strategy, cost, seed = task
     trace = simulate_search(table_path, Strategy.parse(strategy), seed=seed, objectives=f"top1:max,{cost}:min")

@@ -50,9 +50,10 @@ def launch(
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
         DEFAULTS.pruner
     ),
-    early_stop: Annotated[bool, typer.Option(help="Stop dominated trials early (multi-objective studies).")] = True,
-    stopper: Annotated[str, typer.Option(help="mo_asha (successive halving) or dominance: how multi-objective "
-                                              "trials stop early.")] = DEFAULTS.stopper,
+    early_stop: Annotated[bool, typer.Option(help="Stop trials early with --stopper (multi-objective studies).")] = (
+        DEFAULTS.early_stop),
+    stopper: Annotated[str, typer.Option(help="dominance or mo_asha (successive halving): how multi-objective "
+                                              "trials stop early with --early-stop.")] = DEFAULTS.stopper,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DEFAULTS.batch_size,

@@ -137,3 +137,32 @@ def test_zero_cost_scores_are_finite_and_leave_weights_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     synflow(model, images, labels)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "search", "--table", str(random_table()), "--strategies",
+                                      "random+none,tpe+mo_asha", "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["strategy"]) == {"random+none", "tpe+mo_asha"} and len(summary) == 6
+    assert (out / "hypervolume.png").stat().st_size > 0 and "random+none" in result.output
+
+
+@pytest.mark.slow
+def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
+    from search.tabular import build_table, partial_path
+
+    settings = SearchSettings(space=str(small_space()), epochs=1, warmup_epochs=0.0, batch_size=64, device="cpu")
+    out = tmp_path / "table.parquet"
+    assert build_table(settings, seeds=[0], out=out, limit=1) is None
+    assert len(partial_path(out).read_text().splitlines()) == 1
+    table = build_table(settings, seeds=[0], out=out)
+    assert table is not None and not partial_path(out).exists()
+    again = read_table(out)
+    assert len(again.architectures) == 4 and again.provenance["epochs"] == 1
+    assert again.rows["top1_curve"].map(len).eq(1).all() and (again.rows["params"] > 0).all()

@@ -380,3 +380,14 @@ def regress(
             print_table("Regressions", rows, ("model", "quantity", "note"))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _add_subcommands() -> None:
+    from benchmarks.table_cli import proxies_command, search_command, table_app
+
+    bench_app.add_typer(table_app, name="table")
+    bench_app.command("search")(one_line_errors(search_command))
+    bench_app.command("proxies")(one_line_errors(proxies_command))
+
+
+_add_subcommands()

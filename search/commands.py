@@ -54,7 +54,10 @@ def launch(
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
         DEFAULTS.pruner
     ),
-    early_stop: Annotated[bool, typer.Option(help="Stop dominated trials early (multi-objective studies).")] = True,
+    early_stop: Annotated[bool, typer.Option(help="Stop trials early with --stopper (multi-objective studies).")] = (
+        DEFAULTS.early_stop),
+    stopper: Annotated[str, typer.Option(help="dominance or mo_asha (successive halving): how multi-objective "
+                                              "trials stop early with --early-stop.")] = DEFAULTS.stopper,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DEFAULTS.batch_size,
@@ -66,7 +69,8 @@ def launch(
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
     heartbeat: Annotated[int, typer.Option(help="Heartbeat of trials in database storages, in seconds; a trial "
                                                 "silent for 3 beats is retried by another worker.")] = 20,
-    backend: Annotated[str, typer.Option(help="optuna (this machine's processes) or ray (Ray Tune).")] = "optuna",
+    backend: Annotated[str, typer.Option(help="optuna (this machine's processes), ray (Ray Tune) or table:FILE "
+                                              "(simulated: curves read from a benchmark table).")] = "optuna",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (or RAY_ADDRESS); default: "
                                                          "start Ray here.")] = None,
     max_concurrent: Annotated[int, typer.Option(help="Ray: trials running at once.")] = 2,
@@ -102,6 +106,7 @@ def launch(
         sampler=sampler,
         pruner=pruner,
         early_stop=early_stop,
+        stopper=stopper,
         seed=seed,
         device=device,
         batch_size=batch_size,
@@ -110,8 +115,12 @@ def launch(
         crop_ratio=crop_ratio,
         heartbeat_s=heartbeat,
     )
+    if backend.startswith("table:"):
+        from search.tabular import simulated_launch_settings
+
+        settings, backend = simulated_launch_settings(settings, Path(backend.removeprefix("table:"))), "optuna"
     if backend not in ("optuna", "ray"):
-        raise fail(f"--backend {backend!r} is not one of optuna, ray")
+        raise fail(f"--backend {backend!r} is not one of optuna, ray, table:FILE")
     _print_plan(settings, dry_run=dry_run)
     if dry_run:
         return

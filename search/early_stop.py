@@ -14,15 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.objectives import Objective
 from search.records import TrialRecord
-
-
-class DominatedTrial(optuna.TrialPruned):
-    """Raised to stop a trial that a completed trial dominates at the same epoch."""
 
 
 @dataclass(frozen=True)

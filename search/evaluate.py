@@ -28,6 +28,8 @@ class RecordSink(Protocol):
 
 
 EpochCallback = Callable[[int, float, list[float]], None]
+# report(epoch, top1, seconds of training so far) after each epoch; returns the reported top-1 curve.
+TrainStep = Callable[[ModelConfig, DataBundle, Callable[[int, float, float], None]], list[float]]
 
 
 class ArchitectureEvaluator:
@@ -38,6 +40,7 @@ class ArchitectureEvaluator:
         count_costs: parameters, MACs and FLOPs of a configuration.
         measure_speed: (batch-1 latency in ms, images/s) on the search device; only called when an
             objective or the budget needs it.
+        train: the training step; default :meth:`train_proxy` (a table backend reads curves instead).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ArchitectureEvaluator:
         load_data: Callable[[int | tuple[int, int]], DataBundle],
         count_costs: Callable[[ModelConfig], Any],
         measure_speed: Callable[[ModelConfig], tuple[float, float]],
+        train: TrainStep | None = None,
     ) -> None:
         self.settings = settings
         self.space = space
@@ -55,6 +59,7 @@ class ArchitectureEvaluator:
         self.load_data = load_data
         self.count_costs = count_costs
         self.measure_speed = measure_speed
+        self.train = train or self.train_proxy
         self.device = str(resolve_device(settings.device))
         self.budget, self.budget_key = settings.budget(), settings.budget_key()
         self.train_settings = settings.train_settings()
@@ -96,26 +101,35 @@ class ArchitectureEvaluator:
             sink.write(status="over_budget", top1=0.0, wall_time_s=time.perf_counter() - started)
             return self.values(top1=0.0, measured=measured)
 
+        curve: list[float] = []
+        train_time_s = 0.0
+
+        def report(epoch: int, top1: float, elapsed_s: float) -> None:
+            # Time inside the training loop so far: a trial stopped after this epoch keeps it too.
+            nonlocal train_time_s
+            curve.append(top1)
+            train_time_s = elapsed_s
+            sink.write(top1_curve=curve, epochs_run=len(curve), train_time_s=elapsed_s)
+            on_epoch(epoch, top1, curve)
+
+        reported = self.train(config, data, report)
+        sink.write(status="trained", top1=reported[-1], top1_curve=list(reported), epochs_run=len(reported),
+                   train_time_s=train_time_s, wall_time_s=time.perf_counter() - started)
+        return self.values(top1=reported[-1], measured=measured)
+
+    def train_proxy(self, config: ModelConfig, data: DataBundle,
+                    report: Callable[[int, float, float], None]) -> list[float]:
+        """Build and train ``config`` with the launch's recipe; its reported top-1 curve."""
         seed_everything(self.settings.seed)
         model = build_model(config)
         if config.attention == "refiner" and config.attention_reduction:
             # The same function and gradients, computed as one dense k×k convolution: several times
             # faster in training, and the r·H expanded maps are never stored.
             set_refiner_fold(model, True)
-        curve: list[float] = []
-        training_started = time.perf_counter()
-
-        def report(epoch: int, top1: float) -> None:
-            # Time inside the training loop so far: a trial stopped after this epoch keeps it too.
-            curve.append(top1)
-            sink.write(top1_curve=curve, epochs_run=len(curve), train_time_s=time.perf_counter() - training_started)
-            on_epoch(epoch, top1, curve)
-
-        result = train_model(model, data, self.train_settings, report=report)
-        sink.write(status="trained", top1=result.final_top1, top1_curve=list(result.reported_curve),
-                   epochs_run=result.epochs_run, train_time_s=time.perf_counter() - training_started,
-                   wall_time_s=time.perf_counter() - started)
-        return self.values(top1=result.final_top1, measured=measured)
+        started = time.perf_counter()
+        result = train_model(model, data, self.train_settings,
+                             report=lambda epoch, top1: report(epoch, top1, time.perf_counter() - started))
+        return list(result.reported_curve)
 
     def cost_values(self, sink_fields: dict[str, Any]) -> dict[str, float]:
         """The cost objectives (params in M, MACs in G, latency, throughput) from written record fields."""

@@ -61,6 +61,10 @@ def data_loader(settings: SearchSettings) -> Callable[[int | tuple[int, int]], D
 
 
 def make_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
+    if settings.table is not None:  # the simulated backend: curves come from a benchmark table
+        from search.tabular import table_evaluator
+
+        return table_evaluator(settings, space)
     from benchmarks.flops import count_costs
 
     device = str(resolve_device(settings.device))  # 'auto' becomes the device trials train on

@@ -14,8 +14,9 @@ from search.objectives import Objective, format_objectives, parse_objectives
 if TYPE_CHECKING:
     from search.training import TrainSettings
 
-Sampler = Literal["tpe", "nsga2", "random", "grid"]
+Sampler = Literal["tpe", "nsga2", "random", "grid", "gp"]
 Pruner = Literal["median", "hyperband", "none"]
+Stopper = Literal["dominance", "mo_asha"]  # how multi-objective trials stop early (search.stoppers)
 # The options a proxy result depends on: results are comparable (and reusable) only when they agree.
 _BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",
                   "val_fraction", "crop_ratio", "seed"}
@@ -50,7 +51,9 @@ class SearchSettings(BaseModel):
     workers: int = Field(default=1, ge=0)  # 0: create (or check) the study and run no trial
     sampler: Sampler = "tpe"
     pruner: Pruner = "median"
-    early_stop: bool = True
+    # Off: on the shipped table (README, "Search efficiency") stopping loses front members for good.
+    early_stop: bool = False
+    stopper: Stopper = "dominance"
     seed: int = 0
     device: str = "auto"
     batch_size: int = Field(default=32, ge=1)
@@ -62,6 +65,7 @@ class SearchSettings(BaseModel):
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     crop_ratio: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     heartbeat_s: int = Field(default=20, ge=1)
+    table: Path | None = None  # a benchmark table to read curves from instead of training (search.tabular)
 
     @field_validator("objectives")
     @classmethod
@@ -101,7 +105,9 @@ class SearchSettings(BaseModel):
         spec = DataSpec.parse(self.dataset)
         dataset = self.dataset if spec.path is None else f"{spec.kind}:{spec.path.resolve()}"
         space = str(Path(self.space).resolve()) if Path(self.space).exists() else self.space
-        return self.model_copy(update={"run_dir": self.run_dir.resolve(), "space": space, "dataset": dataset})
+        table = None if self.table is None else self.table.resolve()
+        return self.model_copy(update={"run_dir": self.run_dir.resolve(), "space": space, "dataset": dataset,
+                                       "table": table})
 
     def train_settings(self) -> TrainSettings:
         """The proxy-training recipe of every trial."""

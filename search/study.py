@@ -45,6 +45,8 @@ def make_sampler(
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
 
 

@@ -14,10 +14,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search.early_stop import DominanceEarlyStop, DominatedTrial
 from search.evaluate import ArchitectureEvaluator, EpochCallback
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
 from search.records import TrialRecord, record_fields
+from search.stoppers import EarlyStoppedTrial, make_stopper
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
 
@@ -75,7 +75,9 @@ class TrialRunner:
         self.evaluator = evaluator
         self.objectives = evaluator.objectives
         self.budget_key = evaluator.budget_key
-        self.early_stop = DominanceEarlyStop(self.objectives) if evaluator.settings.early_stop else None
+        settings = evaluator.settings
+        self.early_stop = (make_stopper(settings.stopper, self.objectives, settings.epochs) if settings.early_stop
+                           else None)
         self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float]:
@@ -135,13 +137,12 @@ class TrialRunner:
                     sink.write(status="pruned", stop_reason=reason)
                     raise optuna.TrialPruned(reason)
             elif self.early_stop is not None:
-                costs = self.evaluator.cost_values(sink.fields)
-                completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                dominator = self.early_stop.dominating_trial(completed, len(curve), top1, costs, self.budget_key)
-                if dominator is not None:
-                    reason = f"dominated at epoch {len(curve)} by trial {dominator}"
+                reason = self.early_stop.stop_reason(
+                    trial.study.get_trials(deepcopy=False), number=trial.number, epoch=len(curve), top1=top1,
+                    costs=self.evaluator.cost_values(sink.fields), budget_key=self.budget_key)
+                if reason is not None:
                     sink.write(status="early_stopped", stop_reason=reason)
-                    raise DominatedTrial(reason)
+                    raise EarlyStoppedTrial(reason)
 
         return on_epoch
 

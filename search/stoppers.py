@@ -1,0 +1,150 @@
+"""Early stopping of multi-objective trials, chosen by the ``stopper`` setting.
+
+- ``dominance``: :class:`search.early_stop.DominanceEarlyStop` (a completed trial dominates this one at
+  the same epoch).
+- ``mo_asha``: multi-objective asynchronous successive halving. Rungs sit at ``min_epoch * eta**k``
+  epochs below the budget. A trial reaching a rung goes on only if it ranks in the best ``ceil(n / eta)``
+  of the ``n`` trials that reached that rung so far (itself included), ranked by non-dominated sorting of
+  (top-1 at the rung, cost objectives), ties within a front broken by crowding distance (boundary
+  points first), as MO-ASHA (Schmucker et al., 2021) promotes. Asynchronous: no trial waits for others,
+  the first trials at a rung always go on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from results.pareto import nondominated_ranks
+from search.early_stop import DominanceEarlyStop
+from search.objectives import Objective
+from search.records import TrialRecord
+from search.settings import Stopper
+
+_NOT_COMPETING = ("duplicate", "failed", "over_budget")
+
+
+class EarlyStoppedTrial(optuna.TrialPruned):
+    """Raised to stop a multi-objective trial; the message is the stop reason."""
+
+
+class EarlyStopper(Protocol):
+    """Decides after each epoch whether a running multi-objective trial stops."""
+
+    def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
+                    costs: dict[str, float], budget_key: str) -> str | None:
+        """Why trial ``number`` (``top1`` after ``epoch``, counting from 1) stops, or None to go on.
+        ``trials``: the study's trials; ``costs``: its cost objectives (params in M, MACs in G, ...)."""
+
+
+def record_costs(record: TrialRecord) -> dict[str, float]:
+    """Cost objectives from a record, in the units objectives use (params in M, MACs in G)."""
+    return {"params": (record.params or 0) / 1e6, "macs": (record.macs or 0) / 1e9,
+            "latency": record.latency_ms or 0.0, "throughput": record.throughput or 0.0}
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row of ``points`` (one front, minimised): boundary rows inf."""
+    count, objectives = points.shape
+    distance = np.zeros(count)
+    if count <= 2:
+        return np.full(count, np.inf)
+    for column in range(objectives):
+        order = np.argsort(points[:, column], kind="stable")
+        values = points[order, column]
+        span = values[-1] - values[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
+    return distance
+
+
+def promotion_order(points: np.ndarray) -> np.ndarray:
+    """Row indices of ``points`` (n, m), all minimised, best first: by non-dominated front, then by
+    crowding distance within the front (larger first), then by row index."""
+    points = np.asarray(points, dtype=float)
+    ranks = nondominated_ranks(points)
+    crowding = np.zeros(len(points))
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        crowding[members] = crowding_distance(points[members])
+    return np.lexsort((np.arange(len(points)), -crowding, ranks))
+
+
+def is_promoted(points: np.ndarray, index: int, reduction_factor: int) -> bool:
+    """Whether row ``index`` is among the best ``ceil(n / reduction_factor)`` rows of ``points``."""
+    keep = math.ceil(len(points) / reduction_factor)
+    return index in promotion_order(points)[:keep]
+
+
+@dataclass(frozen=True)
+class DominanceStopper:
+    """Today's rule (:mod:`search.early_stop`) behind the :class:`EarlyStopper` interface."""
+
+    rule: DominanceEarlyStop
+
+    def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
+                    costs: dict[str, float], budget_key: str) -> str | None:
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        dominator = self.rule.dominating_trial(completed, epoch, top1, costs, budget_key)
+        return None if dominator is None else f"dominated at epoch {epoch} by trial {dominator}"
+
+
+@dataclass(frozen=True)
+class MultiObjectiveASHA:
+    """The ``mo_asha`` rule above, for a study's objectives (top-1 and costs known before training)."""
+
+    objectives: Sequence[Objective]
+    max_epoch: int
+    reduction_factor: int = 3
+    min_epoch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.reduction_factor < 2:
+            raise ValueError(f"reduction_factor={self.reduction_factor} must be at least 2")
+        if self.min_epoch < 1:
+            raise ValueError(f"min_epoch={self.min_epoch} must be at least 1")
+
+    @property
+    def rungs(self) -> list[int]:
+        """Epochs after which trials are compared: ``min_epoch * eta**k`` below ``max_epoch``."""
+        rungs, epoch = [], self.min_epoch
+        while epoch < self.max_epoch:
+            rungs.append(epoch)
+            epoch *= self.reduction_factor
+        return rungs
+
+    def minimised(self, top1: float, costs: dict[str, float]) -> list[float]:
+        """A trial's point at a rung, every coordinate to be minimised."""
+        cost_objectives = [o for o in self.objectives if o.before_training]
+        return [-top1, *(costs[o.name] if o.direction == "minimize" else -costs[o.name] for o in cost_objectives)]
+
+    def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
+                    costs: dict[str, float], budget_key: str) -> str | None:
+        if epoch not in self.rungs:
+            return None
+        points = [self.minimised(top1, costs)]
+        for trial in trials:
+            if trial.number == number:
+                continue
+            record = TrialRecord.from_trial(trial)
+            if record.status in _NOT_COMPETING or record.budget_key != budget_key or len(record.top1_curve) < epoch:
+                continue
+            points.append(self.minimised(record.top1_curve[epoch - 1], record_costs(record)))
+        if is_promoted(np.array(points), 0, self.reduction_factor):
+            return None
+        keep = math.ceil(len(points) / self.reduction_factor)
+        return f"not in the best {keep} of {len(points)} trials at the epoch-{epoch} rung (MO-ASHA)"
+
+
+def make_stopper(name: Stopper, objectives: Sequence[Objective], max_epoch: int) -> EarlyStopper:
+    """The stopper ``name`` for a study's objectives and epoch budget."""
+    if name == "mo_asha":
+        return MultiObjectiveASHA(objectives, max_epoch=max_epoch)
+    return DominanceStopper(DominanceEarlyStop(objectives))

@@ -1,0 +1,161 @@
+"""The simulated backend: trials read their costs and learning curve from a benchmark table.
+
+Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and
+records. Only :class:`search.evaluate.ArchitectureEvaluator`'s training step (and its cost counter) is
+swapped, so a search over the table's space takes seconds. Time is simulated: a trial's
+``train_time_s`` is the table's training time for the epochs it ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from refiner_space import ModelConfig
+from search.data import DataBundle, load_data
+from search.evaluate import ArchitectureEvaluator
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.tabular._schema import BenchmarkTable, read_table
+
+# Budget fields a simulated launch may set freely: the sampler's seed does not change the table.
+_FREE_BUDGET_FIELDS = {"seed"}
+
+
+class TableLookupError(KeyError):
+    """An architecture or budget the table does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TableCosts:
+    """The cost counts :class:`ArchitectureEvaluator` reads, from a table row."""
+
+    params: int
+    macs: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@cache
+def cached_table(path: str) -> BenchmarkTable:
+    """A table file read once per process."""
+    return read_table(path)
+
+
+def write_space(table: BenchmarkTable, folder: str | Path) -> Path:
+    """Write the space the table was built from (its YAML travels in the provenance) to ``folder``."""
+    path = Path(folder) / f"{table.provenance['space']}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table.provenance["space_yaml"])
+    return path
+
+
+def table_space(table: BenchmarkTable) -> SearchSpace:
+    """The space the table was built from, read through the space loader (YAML 1.2, validated)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return SearchSpace.from_yaml(write_space(table, folder))
+
+
+def table_settings(table: BenchmarkTable, path: str | Path, **options: Any) -> SearchSettings:
+    """Launch settings with the table's budget (data, epochs, recipe) reading curves from ``path``."""
+    budget = {key: value for key, value in table.provenance["budget"].items() if key not in _FREE_BUDGET_FIELDS}
+    return SearchSettings(**{**budget, "device": "cpu", **options, "table": Path(path)})
+
+
+def simulated_launch_settings(settings: SearchSettings, table_path: Path) -> SearchSettings:
+    """A launch's settings turned simulated: the table's space (written to the study folder) and
+    budget, the launch's own search options (objectives, trials, sampler, stopping, seed, storage)."""
+    table = cached_table(str(table_path))
+    budget = set(table.provenance["budget"]) - _FREE_BUDGET_FIELDS
+    options = {key: value for key, value in settings.model_dump().items() if key not in budget | {"table", "space"}}
+    study_dir = settings.run_dir / (settings.study or table.provenance["space"])
+    return table_settings(table, table_path, **options, space=str(write_space(table, study_dir)))
+
+
+class TableTrainer:
+    """Costs and curves of a table's architectures, for one simulated study.
+
+    Each architecture's curve comes from one of the table's seeds, drawn from the study's seed and the
+    architecture, so repetitions see different (real) noise and a repeated trial sees the same curve.
+    """
+
+    def __init__(self, table: BenchmarkTable, *, seed: int) -> None:
+        self.table, self.seed = table, seed
+        # Plain dicts: a simulated trial looks rows up a few times and must cost microseconds.
+        self.arch = table.architectures[["params", "macs", "latency_ms"]].to_dict("index")
+        self.runs: dict[str, list[tuple[list[float], float]]] = {}
+        for row in table.rows.sort_values("seed").itertuples():
+            epoch_s = float(row.train_time_s) / table.epochs
+            self.runs.setdefault(str(row.arch_id), []).append(([float(v) for v in row.top1_curve], epoch_s))
+
+    def _arch_id(self, config: ModelConfig) -> str:
+        arch_id = config.config_hash()
+        if arch_id not in self.arch:
+            raise TableLookupError(
+                f"architecture {arch_id} is not in the table (space {self.table.provenance['space']!r}); "
+                "search the table's own space"
+            )
+        return arch_id
+
+    def costs(self, config: ModelConfig) -> TableCosts:
+        row = self.arch[self._arch_id(config)]
+        return TableCosts(params=int(row["params"]), macs=int(row["macs"]))
+
+    def speed(self, config: ModelConfig) -> tuple[float, float]:
+        latency_ms = float(self.arch[self._arch_id(config)]["latency_ms"])
+        return latency_ms, 1000.0 / latency_ms
+
+    def curve(self, config: ModelConfig) -> tuple[list[float], float]:
+        """The curve this study sees for ``config`` and the table's training seconds per epoch."""
+        arch_id = self._arch_id(config)
+        runs = self.runs[arch_id]
+        digest = hashlib.sha256(f"{self.seed}:{arch_id}".encode()).digest()
+        return runs[int.from_bytes(digest[:4], "little") % len(runs)]
+
+    def train(self, config: ModelConfig, data: DataBundle, report: Any) -> list[float]:
+        """The training step: report each epoch of the table's curve with simulated time."""
+        curve, epoch_s = self.curve(config)
+        for epoch, top1 in enumerate(curve):
+            report(epoch, top1, epoch_s * (epoch + 1))
+        return list(curve)
+
+
+@cache
+def _table_data(dataset: str, img_size: int | tuple[int, int], val_fraction: float, split_seed: int) -> DataBundle:
+    # Only the shape of the data matters (channels, classes); it is loaded once per process.
+    return load_data(dataset, img_size=img_size, val_fraction=val_fraction, split_seed=split_seed)
+
+
+def table_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
+    """An evaluator that reads ``settings.table`` instead of training.
+
+    Raises:
+        TableLookupError: settings whose budget differs from the table's (their results would not be
+            the table's); FileNotFoundError / TableSchemaError: an unreadable table.
+    """
+    if settings.table is None:
+        raise ValueError("settings.table is not set: give the benchmark table to read (--backend table:FILE)")
+    table = cached_table(str(settings.table))
+    budget = table.provenance["budget"]
+    differing = [f"{key}={value!r} (table: {budget[key]!r})" for key, value in settings.budget().items()
+                 if key not in _FREE_BUDGET_FIELDS and budget.get(key) != value]
+    if differing:
+        raise TableLookupError(f"the launch's budget differs from table {settings.table}: {', '.join(differing)}")
+    trainer = TableTrainer(table, seed=settings.seed)
+    split_seed = int(budget["seed"])
+
+    def data_for(img_size: int | tuple[int, int]) -> DataBundle:
+        size = tuple(img_size) if isinstance(img_size, list) else img_size
+        return _table_data(settings.dataset, size, settings.val_fraction, split_seed)
+
+    return ArchitectureEvaluator(settings=settings, space=space, load_data=data_for, count_costs=trainer.costs,
+                                 measure_speed=trainer.speed, train=trainer.train)

@@ -1,0 +1,168 @@
+"""The benchmark table: schema, the shipped file, the simulated backend and the strategy comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
+from results.pareto import hypervolume
+from search.launch import launch
+from search.records import TrialRecord
+from search.settings import SearchSettings
+from search.space import SearchSpace
+from search.tabular import (
+    SHIPPED_TABLE,
+    HypervolumeTracker,
+    Strategy,
+    TableSchemaError,
+    enumerate_space,
+    read_table,
+    simulate_search,
+    simulated_launch_settings,
+    write_table,
+)
+
+
+def test_table_round_trips_and_rejects_broken_files(random_table, tmp_path):
+    table = read_table(random_table())
+    assert len(table.architectures) == 48 and table.epochs == 5 and set(table.rows["seed"]) == {0, 1}
+    assert table.curves[table.architectures.index[0]].shape == (2, 5)
+    broken = {
+        "missing": table.rows.drop(columns="macs"),
+        "short curve": table.rows.assign(top1_curve=table.rows["top1_curve"].map(lambda c: c[:-1])),
+        "twice": pd.concat([table.rows, table.rows.iloc[:1]]),
+        "top1": table.rows.assign(top1=table.rows["top1"] + 1),
+    }
+    for name, rows in broken.items():
+        with pytest.raises(TableSchemaError):
+            write_table(rows, table.provenance, tmp_path / f"{name}.parquet")
+    with pytest.raises(TableSchemaError, match="lacks"):
+        write_table(table.rows, {"epochs": 5}, tmp_path / "no_provenance.parquet")
+    table.rows.to_parquet(tmp_path / "plain.parquet")
+    with pytest.raises(TableSchemaError, match="not a benchmark table"):
+        read_table(tmp_path / "plain.parquet")
+
+
+def test_shipped_table_holds_every_architecture_of_its_space_with_two_seeds():
+    table = read_table(SHIPPED_TABLE)
+    space = SearchSpace.load(table.provenance["space"])
+    assert set(table.architectures.index) == {config.config_hash() for _, config in enumerate_space(space)}
+    assert (table.architectures["seeds"] >= 2).all()
+    assert table.provenance["epochs"] == 5 and table.provenance["build_seconds"] > 0
+    assert (table.rows["top1"] > 10).all()  # every model learned something (10 classes)
+
+
+def test_hypervolume_tracker_reaches_one_with_the_true_front(random_table):
+    table = read_table(random_table())
+    tracker = HypervolumeTracker(table)
+    points = -table.architectures["top1"].to_numpy()
+    params = table.architectures["params"].to_numpy()
+    order = np.argsort(points)  # best top-1 first
+    for arch in table.architectures.index[order[:3]]:
+        tracker.add(arch)
+    chosen = np.column_stack([points, params])[order[:3]]
+    reference = np.array([points.max(), params.max()])
+    full = hypervolume(np.column_stack([points, params]), reference)
+    assert tracker.ratios["params"] == pytest.approx(hypervolume(chosen, reference) / full)
+    for arch in table.architectures.index:
+        tracker.add(arch)
+    assert tracker.ratios == {"params": pytest.approx(1.0), "macs": pytest.approx(1.0)}
+
+
+def test_simulated_search_reads_curves_and_spends_epochs_as_recorded(random_table):
+    path = random_table()
+    table = read_table(path)
+    trace = simulate_search(path, Strategy.parse("random+mo_asha"), seed=3, max_trials=40)
+    again = simulate_search(path, Strategy.parse("random+mo_asha"), seed=3, max_trials=40)
+    pd.testing.assert_frame_equal(trace, again)
+    assert (np.diff(trace["epochs"]) >= 0).all() and trace["hv_params"].between(0, 1).all()
+    assert {"trained", "early_stopped"} <= set(trace["status"])
+    plain = simulate_search(path, Strategy.parse("random+none"), seed=3, max_trials=40)
+    trained = (plain["status"] == "trained").sum()
+    assert plain["epochs"].iloc[-1] == trained * table.epochs
+
+
+def test_launch_with_a_table_records_the_tables_curves(random_table, tmp_path):
+    path = random_table()
+    table = read_table(path)
+    settings = simulated_launch_settings(
+        SearchSettings(trials=6, sampler="random", stopper="mo_asha", run_dir=tmp_path / "runs"), path)
+    study = launch(settings, show_progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    assert len(records) == 6
+    for record in records:
+        runs = table.curves[record.config_hash]
+        assert any(np.allclose(record.top1_curve, run[: record.epochs_run]) for run in runs)
+        assert record.params == table.architectures.loc[record.config_hash, "params"]
+
+
+def test_comparison_summary_on_a_few_repetitions(random_table):
+    path = random_table()
+    traces = run_comparison(path, ["random+none", "random+mo_asha", "tpe+dominance"], seeds=range(2))
+    reach = epochs_to_reach(traces)
+    summary = summarise(reach)
+    assert set(summary["strategy"]) == {"random+none", "random+mo_asha", "tpe+dominance"}
+    assert set(summary["fraction"]) == {0.9, 0.95, 0.99}
+    baseline = summary[summary["strategy"] == "random+none"]
+    assert (baseline["vs_random"] == 1.0).all()
+    first = reach[(reach["strategy"] == "random+none") & (reach["seed"] == 0) & (reach["fraction"] == 0.9)]
+    run = traces[(traces["strategy"] == "random+none") & (traces["seed"] == 0)]
+    assert first["epochs"].item() == run.loc[run["hv"] >= 0.9, "epochs"].iloc[0]
+
+
+def test_strategy_names_are_checked():
+    assert Strategy.parse("nsga2+dominance") == Strategy("nsga2", "dominance")
+    with pytest.raises(ValueError, match="SAMPLER\\+STOPPER"):
+        Strategy.parse("bogus+none")
+
+
+def test_zero_cost_scores_are_finite_and_leave_weights_alone():
+    import torch
+
+    from refiner_space import build_model
+    from search.zero_cost import PROXIES, score, synflow
+
+    config = json.loads(json.dumps({"img_size": 16, "in_chans": 1, "num_classes": 10, "patch_size": 4, "depth": 1,
+                                    "embed_dim": 16, "num_heads": 2, "attention": "refiner"}))
+    images, labels = torch.randn(8, 1, 16, 16), torch.arange(8) % 10
+    from refiner_space import ModelConfig
+
+    scores = score(ModelConfig.from_dict(config), images, labels)
+    assert set(scores) == set(PROXIES) and all(np.isfinite(v) for v in scores.values())
+    model = build_model(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    synflow(model, images, labels)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "search", "--table", str(random_table()), "--strategies",
+                                      "random+none,tpe+mo_asha", "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["strategy"]) == {"random+none", "tpe+mo_asha"} and len(summary) == 6
+    assert (out / "hypervolume.png").stat().st_size > 0 and "random+none" in result.output
+
+
+@pytest.mark.slow
+def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
+    from search.tabular import build_table, partial_path
+
+    settings = SearchSettings(space=str(small_space()), epochs=1, warmup_epochs=0.0, batch_size=64, device="cpu")
+    out = tmp_path / "table.parquet"
+    assert build_table(settings, seeds=[0], out=out, limit=1) is None
+    assert len(partial_path(out).read_text().splitlines()) == 1
+    table = build_table(settings, seeds=[0], out=out)
+    assert table is not None and not partial_path(out).exists()
+    again = read_table(out)
+    assert len(again.architectures) == 4 and again.provenance["epochs"] == 1
+    assert again.rows["top1_curve"].map(len).eq(1).all() and (again.rows["params"] > 0).all()

@@ -28,7 +28,7 @@ from benchmarks.timing import (
     peak_memory,
     time_interleaved,
 )
-from refiner_space import FoldError, ModelConfig, build_model, fold_batchnorms, set_refiner_fold
+from refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold
 
 Mode = Literal["inference", "train", "latency"]
 Amp = Literal["off", "bf16", "fp16"]
@@ -50,8 +50,8 @@ class SpeedSettings:
         threads: CPU threads (``torch.set_num_threads``) for the whole measurement; None uses every core
             this process may run on.
         modes: which of ``inference``, ``train``, ``latency`` to measure.
-        fold: apply the folds that keep outputs equal: the paper refiner's dense kernel (training and
-            inference) and the released variant's BatchNorms (inference only).
+        fold: fold the paper refiners into one dense kernel (training and inference); the released
+            variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
     """
 
@@ -250,13 +250,11 @@ def measure_speed(
         if settings.channels_last:
             candidate = candidate.to(memory_format=torch.channels_last)
             other = other.to(memory_format=torch.channels_last) if other is not None else None
-        folded = False
-        results = []
-        # Training first: folding the released variant's BatchNorms is for inference and cannot be undone.
-        for mode in sorted(settings.modes, key=lambda m: m != "train"):
-            if settings.fold:
-                folded = _fold(candidate, training=mode == "train") or folded
-            results.append(_measure_mode(mode, candidate, other, config, settings))
+        folded = settings.fold and _fold(candidate)
+        results = [
+            _measure_mode(mode, candidate, other, config, settings)
+            for mode in sorted(settings.modes, key=lambda m: m != "train")
+        ]
         env = environment(device)  # inside: records the threads used
     return SpeedResult(
         model=label,
@@ -270,20 +268,13 @@ def measure_speed(
     )
 
 
-def _fold(model: nn.Module, *, training: bool) -> bool:
-    """Apply the folds that keep outputs equal; False when the model has nothing to fold."""
+def _fold(model: nn.Module) -> bool:
+    """Fold the paper refiners; False when the model has none (the released variant folds by itself)."""
     try:
         set_refiner_fold(model, True)
-        return True
-    except FoldError:
-        pass
-    if training:
-        return False
-    try:
-        fold_batchnorms(model.eval())
-        return True
     except FoldError:
         return False
+    return True
 
 
 def _measure_mode(

@@ -23,6 +23,7 @@ import typer
 from search.cli_errors import one_line_errors
 
 if TYPE_CHECKING:
+    from benchmarks.bandwidth import Bandwidth
     from benchmarks.flops import Costs
     from benchmarks.speed import SpeedResult
     from benchmarks.timing import Stats
@@ -211,6 +212,15 @@ def _speed_rows(results: Sequence[SpeedResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def _bandwidth_line(model: str, bandwidth: Bandwidth) -> str:
+    return (
+        f"{model}: refiner alone {_spread(bandwidth.refiner_ms, '.1f')} ms per batch, "
+        f"{_spread(bandwidth.refiner_gb_per_s)} GB/s moving {bandwidth.refiner_bytes / 1e6:.1f} MB "
+        f"(maps read + written once); copy {_spread(bandwidth.copy_gb_per_s)} GB/s "
+        f"({bandwidth.fraction_of_copy:.0%} of copy)"
+    )
+
+
 @bench_app.command()
 @one_line_errors
 def throughput(
@@ -236,11 +246,15 @@ def throughput(
     warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 3,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
     max_batch: Annotated[bool, typer.Option("--max-batch", help="CUDA: find the largest batch that fits.")] = False,
+    bandwidth: Annotated[
+        bool, typer.Option("--bandwidth/--no-bandwidth", help="Refiner alone: GB/s next to a large copy's.")
+    ] = True,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
     """Images/s for inference and training steps, batch-1 latency and peak memory, each against a
-    reference model measured in the same process (ratio > 1: faster than the reference)."""
+    reference model measured in the same process (ratio > 1: faster than the reference), and the
+    refiner's achieved memory bandwidth next to the machine's copy bandwidth."""
     from benchmarks.speed import SpeedSettings, measure_speed, reference_for
 
     _check_format(as_json, as_csv)
@@ -257,6 +271,7 @@ def throughput(
         modes=tuple(m.value for m in mode) if mode else ("inference", "train", "latency"),  # type: ignore[arg-type]
         fold=fold,
         max_batch=max_batch,
+        bandwidth=bandwidth,
     )
     resolved = [resolve_model(spec, img_size) for spec in models]
     fixed_reference = None if reference in ("auto", "none") else resolve_model(reference, img_size)
@@ -275,6 +290,9 @@ def throughput(
         threads_used = results[0].environment.get("torch_threads") if results else None
         title = f"Speed on {device} ({threads_used} threads), median of {iters} runs; ratio = images/s ÷ reference's"
         _print_table(title, _speed_rows(results), ("model", "mode", "reference"))
+        for result in results:
+            if result.bandwidth is not None:
+                typer.echo(_bandwidth_line(result.model, result.bandwidth))
 
 
 @bench_app.command("fold")

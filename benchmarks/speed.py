@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.bandwidth import Bandwidth, refiner_bandwidth
 from benchmarks.environment import environment
 from benchmarks.timing import (
     MemoryPeak,
@@ -53,6 +54,7 @@ class SpeedSettings:
         fold: fold the paper refiners into one dense kernel (training and inference); the released
             variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
+        bandwidth: also time the model's refiner alone and a large copy (:mod:`benchmarks.bandwidth`).
     """
 
     batch_size: int = 8
@@ -67,6 +69,7 @@ class SpeedSettings:
     modes: tuple[Mode, ...] = MODES
     fold: bool = False
     max_batch: bool = False
+    bandwidth: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -152,6 +155,7 @@ class SpeedResult:
     settings: SpeedSettings
     modes: tuple[ModeResult, ...]
     folded: bool = False
+    bandwidth: Bandwidth | None = None  # with settings.bandwidth, for models with a refiner
     environment: dict[str, Any] = field(default_factory=dict)
 
     def mode(self, mode: Mode) -> ModeResult:
@@ -169,6 +173,7 @@ class SpeedResult:
             "folded": self.folded,
             "settings": self.settings.to_dict(),
             "modes": [m.to_dict() for m in self.modes],
+            "bandwidth": None if self.bandwidth is None else self.bandwidth.to_dict(),
             "environment": self.environment,
         }
 
@@ -255,6 +260,13 @@ def measure_speed(
             _measure_mode(mode, candidate, other, config, settings)
             for mode in sorted(settings.modes, key=lambda m: m != "train")
         ]
+        bandwidth = (
+            refiner_bandwidth(
+                candidate, config, batch_size=settings.batch_size, warmup=settings.warmup, iters=settings.iters
+            )
+            if settings.bandwidth
+            else None
+        )
         env = environment(device)  # inside: records the threads used
     return SpeedResult(
         model=label,
@@ -264,6 +276,7 @@ def measure_speed(
         settings=settings,
         modes=tuple(results),
         folded=folded,
+        bandwidth=bandwidth,
         environment=env,
     )
 

@@ -1,10 +1,11 @@
-"""The released-code refiner chain with its BatchNorms folded, computed in strips of map rows.
+"""The released-code refiner chain with its BatchNorms folded, computed one image and strip of map rows
+at a time.
 
 Every step of the chain is at most k rows wide, so a strip of output rows needs only the expanded maps of
 those rows and a halo of k // 2 rows either side. One image's strip of expanded maps (3H × ~34 rows × N)
 stays in cache between the expansion, the depthwise convolution and the reduction, where the whole-batch
-chain writes and re-reads tensors of tens of MB per step (and, above glibc's mmap threshold, pays page
-faults for every fresh allocation).
+chain writes and re-reads tensors of tens of MB per step and, above glibc's 32 MiB mmap threshold, pays
+a page fault per 4 KiB of every fresh allocation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-STRIP_ROWS = 32  # 36 maps × 34 rows × 197 floats ≈ 1 MB: fits a 1 MiB L2 with the strip's output
+# A whole 224-px image per strip (36 × 197² floats ≈ 5.6 MB, inside a 32 MiB L3). On 1 thread 32-row strips
+# (≈ 1 MB, L2-sized) ran no faster; on 2 contended threads they ran 2.6× slower: every op is a parallel
+# region, and more, smaller ops wait more often for a descheduled thread.
+STRIP_ROWS = 200
 
 
 class FoldedChain(NamedTuple):

@@ -1,9 +1,9 @@
 """``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
 
 Every command is a thin shell over a library function (:mod:`benchmarks.flops`,
-:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.regress`). Heavy imports happen
-inside the commands so that ``--help`` answers at once. Tables by default; ``--json`` or ``--csv`` for
-scripts.
+:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.official`, :mod:`benchmarks.regress`).
+Heavy imports happen inside the commands so that ``--help`` answers at once. Tables by default;
+``--json`` or ``--csv`` for scripts.
 """
 
 from __future__ import annotations
@@ -359,6 +359,59 @@ def fold_command(
         "ratios = throughput ÷ other's [q1-q3]; memory: peak RSS increase"
     )
     _print_table(title, rows)
+
+
+@bench_app.command("official")
+@one_line_errors
+def official_command(
+    model: Annotated[
+        list[str] | None, typer.Option(help="Released-code models (repeat; default refined_vit_s and _m).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass (and maps per chain step).")] = 8,
+    img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 224,
+    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+) -> None:
+    """Released-code models against a plain reference built as the released code is (same weights), on
+    CPU in one process: inference of the whole model and the refiner chain alone in training."""
+    from benchmarks.official import DEFAULT_MODELS, measure_official
+
+    _check_format(as_json, as_csv)
+    report = measure_official(
+        models=[resolve_model(spec) for spec in model or DEFAULT_MODELS],
+        batch_size=batch_size,
+        img_size=img_size,
+        iters=iters,
+        warmup=warmup,
+        threads=threads,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    if as_csv:
+        _print_csv([_flat(row.to_dict()) for row in report.rows])
+        return
+    rows = [
+        {
+            "model": row.model,
+            "infer_ms ours/ref": f"{row.inference_ms.median:.0f}/{row.reference_inference_ms.median:.0f}",
+            "infer_ratio [q1-q3]": _spread(row.inference_ratio, ".3f"),
+            "train_chain_ms ours/ref": f"{row.train_chain_ms.median:.0f}/{row.reference_train_chain_ms.median:.0f}",
+            "train_chain_ratio [q1-q3]": _spread(row.train_chain_ratio, ".3f"),
+            "infer_err": f"{row.inference_error:.1e}",
+            "train_err": f"{row.train_error:.1e}",
+        }
+        for row in report.rows
+    ]
+    title = (
+        f"Released-code variant vs plain reference on CPU, {report.img_size} px, batch {report.batch_size}, "
+        f"{report.environment.get('torch_threads')} threads; median of {report.iters} runs; "
+        "ratio = reference time ÷ ours"
+    )
+    _print_table(title, rows, ("model",))
 
 
 @bench_app.command()

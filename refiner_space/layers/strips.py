@@ -2,7 +2,7 @@
 at a time.
 
 Every step of the chain is at most k rows wide, so a strip of output rows needs only the expanded maps of
-those rows and a halo of k // 2 rows either side. One image's strip of expanded maps (3H × ~34 rows × N)
+those rows and a halo of k // 2 rows either side. One image's strip of expanded maps (3H × rows × N)
 stays in cache between the expansion, the depthwise convolution and the reduction, where the whole-batch
 chain writes and re-reads tensors of tens of MB per step and, above glibc's 32 MiB mmap threshold, pays
 a page fault per 4 KiB of every fresh allocation.

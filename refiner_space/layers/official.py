@@ -8,9 +8,11 @@ weights only its own V with the refined map, and passes the unrefined map on.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refiner_space.layers.attention import MapAttention, mix_heads
+from refiner_space.layers.linear_norm import normalised_mix
 from refiner_space.layers.strips import FoldedChain, refine_in_strips
 
 
@@ -43,8 +45,9 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    in strips of map rows (:mod:`refiner_space.layers.strips`). Training, gradients, and tracing by the
-    cost counters run the explicit chain. Parameters, buffers and state_dict keys are the released code's.
+    in strips of map rows (:mod:`refiner_space.layers.strips`). With autograd (training, or eval with
+    gradients) :meth:`differentiable` runs; tracing by the cost counters runs :meth:`explicit`.
+    Parameters, buffers and state_dict keys are the released code's in every path.
     """
 
     def __init__(self, num_heads: int, *, head_dim: int, expansion_ratio: int = 3, kernel_size: int = 3) -> None:
@@ -61,9 +64,18 @@ class OfficialMapRefiner(nn.Module):
         self.act = nn.ReLU6()
 
     def forward(self, maps: Tensor) -> Tensor:
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing():
+        if torch.jit.is_tracing():  # the cost counters count the chain as the released code runs it
             return self.explicit(maps)
+        if self.training or torch.is_grad_enabled():
+            return self.differentiable(maps)
         return refine_in_strips(maps, self.folded_chain())
+
+    def differentiable(self, maps: Tensor) -> Tensor:
+        """The chain for autograd: BN1 folded into the expansion (:mod:`~refiner_space.layers.linear_norm`)
+        and the ReLU6s in place, so fewer full-size expanded tensors are written and kept for backward."""
+        expanded = F.relu6(normalised_mix(maps, self.expand, self.bn1), inplace=True)
+        local = F.relu6(self.bn2(self.dla(expanded)), inplace=True)
+        return self.scale * self.adapt_bn(maps + self.bn3(mix_heads(local, self.reduce)))
 
     def explicit(self, maps: Tensor) -> Tensor:
         """The chain step by step, BatchNorms as modules (batch statistics in training)."""

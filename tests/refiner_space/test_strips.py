@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -48,3 +50,30 @@ def test_eval_without_autograd_takes_the_strips_and_training_the_explicit_chain(
     assert all(p.grad is not None for p in refiner.parameters())
     with torch.no_grad():
         assert relative_error(refiner(maps), fast) > 1e-3  # batch statistics, not the running ones
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_training_chain_equals_the_explicit_chain_with_gradients_and_running_statistics(
+    momentum: float | None,
+) -> None:
+    fast = randomised(OfficialMapRefiner(4, head_dim=8)).train()
+    for module in fast.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = momentum
+    plain = copy.deepcopy(fast)
+    maps = torch.rand(3, 4, 19, 19).softmax(-1)
+    upstream = torch.randn(3, 4, 19, 19)
+    results = []
+    for refiner, run in ((fast, fast.differentiable), (plain, plain.explicit)):
+        inputs = maps.clone().requires_grad_()
+        for _ in range(2):  # twice: the running statistics compound
+            out = run(inputs)
+        out.backward(upstream)
+        grads = torch.cat([p.grad.flatten() for p in refiner.parameters()])
+        results.append((out, inputs.grad, grads, refiner.state_dict()))
+    (out, maps_grad, grads, state), (ref_out, ref_maps_grad, ref_grads, ref_state) = results
+    assert relative_error(out, ref_out) < 1e-5
+    assert relative_error(maps_grad, ref_maps_grad) < 1e-5
+    assert relative_error(grads, ref_grads) < 1e-5
+    for key, value in ref_state.items():
+        assert relative_error(state[key].float(), value.float()) < 1e-5, key

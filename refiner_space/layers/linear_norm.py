@@ -24,10 +24,10 @@ def normalised_mix(maps: Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tenso
     flat = maps.reshape(batch, heads, height * width)
     if norm.training:
         count = batch * height * width
-        rows = flat.transpose(0, 1).reshape(heads, count)
-        mean = rows.mean(dim=1)
-        centred = rows - mean[:, None]
-        covariance = centred @ centred.T / count
+        mean = flat.mean(dim=(0, 2))
+        centred = flat - mean[:, None]
+        # Batched products over (B, H, N·M) as stored: no transposed copy of the maps.
+        covariance = (centred @ centred.transpose(1, 2)).sum(dim=0) / count
         out_mean = weight @ mean
         out_var = ((weight @ covariance) * weight).sum(dim=1)
         _record(norm, out_mean.detach(), out_var.detach() * count / max(count - 1, 1))

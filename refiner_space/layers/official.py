@@ -71,11 +71,15 @@ class OfficialMapRefiner(nn.Module):
         return refine_in_strips(maps, self.folded_chain())
 
     def differentiable(self, maps: Tensor) -> Tensor:
-        """The chain for autograd: BN1 folded into the expansion (:mod:`~refiner_space.layers.linear_norm`)
-        and the ReLU6s in place, so fewer full-size expanded tensors are written and kept for backward."""
-        expanded = F.relu6(normalised_mix(maps, self.expand, self.bn1), inplace=True)
-        local = F.relu6(self.bn2(self.dla(expanded)), inplace=True)
-        return self.scale * self.adapt_bn(maps + self.bn3(mix_heads(local, self.reduce)))
+        """The chain for autograd: BN1 folded into the expansion (:mod:`~refiner_space.layers.linear_norm`),
+        so the expanded maps are written and kept for backward once, not twice, and the reduction as a
+        bmm on (B, 3H, N·N) as stored (einsum's and broadcasting matmul's backwards copy transposes).
+        ReLU6 stays out of place: in place it measured 35% slower on CPU (extra full-size copies)."""
+        expanded = F.relu6(normalised_mix(maps, self.expand, self.bn1))
+        local = F.relu6(self.bn2(self.dla(expanded))).flatten(2)
+        weight = self.reduce.weight[:, :, 0, 0].expand(len(maps), -1, -1)
+        reduced = torch.bmm(weight, local).view_as(maps)
+        return self.scale * self.adapt_bn(maps + self.bn3(reduced))
 
     def explicit(self, maps: Tensor) -> Tensor:
         """The chain step by step, BatchNorms as modules (batch statistics in training)."""

@@ -27,7 +27,7 @@ def test_report_measures_inference_and_the_training_chain_at_equal_outputs() -> 
     (row,) = report.rows
     assert row.inference_ratio.n == 10 and row.inference_ratio.median > 0
     assert row.train_chain_ratio.n == 10 and row.train_chain_ms.median > 0
-    assert row.inference_error < 1e-5 and row.train_error < 1e-5
+    assert row.inference_error < 1e-5 and row.train_error < 1e-5 and row.reference_train_error < 1e-5
     assert report.to_dict()["rows"][0]["train_chain_ratio"]["n"] == 10
 
 

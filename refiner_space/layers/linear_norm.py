@@ -42,6 +42,7 @@ def normalised_mix(maps: Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tenso
 @torch.no_grad()
 def _record(norm: nn.BatchNorm2d, mean: Tensor, unbiased_var: Tensor) -> None:
     """Update running statistics the way ``nn.BatchNorm2d`` does in training."""
+    mean, unbiased_var = mean.to(norm.running_mean.dtype), unbiased_var.to(norm.running_var.dtype)  # autocast
     norm.num_batches_tracked.add_(1)
     momentum = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
     norm.running_mean.lerp_(mean, momentum)

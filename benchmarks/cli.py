@@ -1,9 +1,9 @@
 """``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
 
 Every command is a thin shell over a library function (:mod:`benchmarks.flops`,
-:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.regress`). Heavy imports happen
-inside the commands so that ``--help`` answers at once. Tables by default; ``--json`` or ``--csv`` for
-scripts.
+:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.official`, :mod:`benchmarks.regress`).
+Heavy imports happen inside the commands so that ``--help`` answers at once. Tables by default;
+``--json`` or ``--csv`` for scripts.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from search.cli_errors import one_line_errors
 from search.tables import print_table
 
 if TYPE_CHECKING:
+    from benchmarks.bandwidth import Bandwidth
     from benchmarks.flops import Costs
     from benchmarks.speed import SpeedResult
     from benchmarks.timing import Stats
@@ -197,6 +198,15 @@ def _speed_rows(results: Sequence[SpeedResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def _bandwidth_line(model: str, bandwidth: Bandwidth) -> str:
+    return (
+        f"{model}: refiner alone {_spread(bandwidth.refiner_ms, '.1f')} ms per batch, "
+        f"{_spread(bandwidth.refiner_gb_per_s)} GB/s moving {bandwidth.refiner_bytes / 1e6:.1f} MB "
+        f"(maps read + written once); copy {_spread(bandwidth.copy_gb_per_s)} GB/s "
+        f"({bandwidth.fraction_of_copy:.0%} of copy)"
+    )
+
+
 @bench_app.command()
 @one_line_errors
 def throughput(
@@ -222,11 +232,15 @@ def throughput(
     warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 3,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
     max_batch: Annotated[bool, typer.Option("--max-batch", help="CUDA: find the largest batch that fits.")] = False,
+    bandwidth: Annotated[
+        bool, typer.Option("--bandwidth/--no-bandwidth", help="Refiner alone: GB/s next to a large copy's.")
+    ] = True,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
     """Images/s for inference and training steps, batch-1 latency and peak memory, each against a
-    reference model measured in the same process (ratio > 1: faster than the reference)."""
+    reference model measured in the same process (ratio > 1: faster than the reference), and the
+    refiner's achieved memory bandwidth next to the machine's copy bandwidth."""
     from benchmarks.speed import SpeedSettings, measure_speed, reference_for
 
     _check_format(as_json, as_csv)
@@ -243,6 +257,7 @@ def throughput(
         modes=tuple(m.value for m in mode) if mode else ("inference", "train", "latency"),  # type: ignore[arg-type]
         fold=fold,
         max_batch=max_batch,
+        bandwidth=bandwidth,
     )
     resolved = [resolve_model(spec, img_size) for spec in models]
     progress = None if as_json or as_csv else lambda text: typer.echo(text, err=True)
@@ -262,6 +277,9 @@ def throughput(
         threads_used = results[0].environment.get("torch_threads") if results else None
         title = f"Speed on {device} ({threads_used} threads), median of {iters} runs; ratio = images/s ÷ reference's"
         print_table(title, _speed_rows(results), ("model", "mode", "reference"))
+        for result in results:
+            if result.bandwidth is not None:
+                typer.echo(_bandwidth_line(result.model, result.bandwidth))
 
 
 @bench_app.command("fold")
@@ -328,6 +346,59 @@ def fold_command(
         "ratios = throughput ÷ other's [q1-q3]; memory: peak RSS increase"
     )
     print_table(title, rows)
+
+
+@bench_app.command("official")
+@one_line_errors
+def official_command(
+    model: Annotated[
+        list[str] | None, typer.Option(help="Released-code models (repeat; default refined_vit_s and _m).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass (and maps per chain step).")] = 8,
+    img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 224,
+    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+) -> None:
+    """Released-code models against a plain reference built as the released code is (same weights), on
+    CPU in one process: inference of the whole model and the refiner chain alone in training."""
+    from benchmarks.official import DEFAULT_MODELS, measure_official
+
+    _check_format(as_json, as_csv)
+    report = measure_official(
+        models=[resolve_model(spec) for spec in model or DEFAULT_MODELS],
+        batch_size=batch_size,
+        img_size=img_size,
+        iters=iters,
+        warmup=warmup,
+        threads=threads,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    if as_csv:
+        _print_csv([_flat(row.to_dict()) for row in report.rows])
+        return
+    rows = [
+        {
+            "model": row.model,
+            "infer_ms ours/ref": f"{row.inference_ms.median:.0f}/{row.reference_inference_ms.median:.0f}",
+            "infer_ratio [q1-q3]": _spread(row.inference_ratio, ".3f"),
+            "train_chain_ms ours/ref": f"{row.train_chain_ms.median:.0f}/{row.reference_train_chain_ms.median:.0f}",
+            "train_chain_ratio [q1-q3]": _spread(row.train_chain_ratio, ".3f"),
+            "infer_err": f"{row.inference_error:.1e}",
+            "train_err ours/ref vs fp64": f"{row.train_error:.1e}/{row.reference_train_error:.1e}",
+        }
+        for row in report.rows
+    ]
+    title = (
+        f"Released-code variant vs plain reference on CPU, {report.img_size} px, batch {report.batch_size}, "
+        f"{report.environment.get('torch_threads')} threads; median of {report.iters} runs; "
+        "ratio = reference time ÷ ours"
+    )
+    print_table(title, rows, ("model",))
 
 
 @bench_app.command()

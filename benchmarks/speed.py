@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.bandwidth import Bandwidth, refiner_bandwidth
 from benchmarks.environment import environment
 from benchmarks.timing import (
     MemoryPeak,
@@ -28,7 +29,7 @@ from benchmarks.timing import (
     peak_memory,
     time_interleaved,
 )
-from refiner_space import FoldError, ModelConfig, build_model, fold_batchnorms, set_refiner_fold
+from refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold
 
 Mode = Literal["inference", "train", "latency"]
 Amp = Literal["off", "bf16", "fp16"]
@@ -50,9 +51,10 @@ class SpeedSettings:
         threads: CPU threads (``torch.set_num_threads``) for the whole measurement; None uses every core
             this process may run on.
         modes: which of ``inference``, ``train``, ``latency`` to measure.
-        fold: apply the folds that keep outputs equal: the paper refiner's dense kernel (training and
-            inference) and the released variant's BatchNorms (inference only).
+        fold: fold the paper refiners into one dense kernel (training and inference); the released
+            variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
+        bandwidth: also time the model's refiner alone and a large copy (:mod:`benchmarks.bandwidth`).
     """
 
     batch_size: int = 8
@@ -67,6 +69,7 @@ class SpeedSettings:
     modes: tuple[Mode, ...] = MODES
     fold: bool = False
     max_batch: bool = False
+    bandwidth: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -152,6 +155,7 @@ class SpeedResult:
     settings: SpeedSettings
     modes: tuple[ModeResult, ...]
     folded: bool = False
+    bandwidth: Bandwidth | None = None  # with settings.bandwidth, for models with a refiner
     environment: dict[str, Any] = field(default_factory=dict)
 
     def mode(self, mode: Mode) -> ModeResult:
@@ -169,6 +173,7 @@ class SpeedResult:
             "folded": self.folded,
             "settings": self.settings.to_dict(),
             "modes": [m.to_dict() for m in self.modes],
+            "bandwidth": None if self.bandwidth is None else self.bandwidth.to_dict(),
             "environment": self.environment,
         }
 
@@ -253,16 +258,20 @@ def measure_speed(
         if settings.channels_last:
             candidate = candidate.to(memory_format=torch.channels_last)
             other = other.to(memory_format=torch.channels_last) if other is not None else None
-        folded = False
+        folded = settings.fold and _fold(candidate)
         results = []
-        # Training first: folding the released variant's BatchNorms is for inference and cannot be undone.
         for mode in sorted(settings.modes, key=lambda m: m != "train"):
-            if settings.fold:
-                folded = _fold(candidate, training=mode == "train") or folded
             if progress is not None:
                 against = f" against {reference[0]}" if reference is not None else ""
                 progress(f"measuring {label}: {mode}{against}, {settings.warmup} warm-up + {settings.iters} timed ...")
             results.append(_measure_mode(mode, candidate, other, config, settings))
+        bandwidth = (
+            refiner_bandwidth(
+                candidate, config, batch_size=settings.batch_size, warmup=settings.warmup, iters=settings.iters
+            )
+            if settings.bandwidth
+            else None
+        )
         env = environment(device)  # inside: records the threads used
     return SpeedResult(
         model=label,
@@ -272,24 +281,18 @@ def measure_speed(
         settings=settings,
         modes=tuple(results),
         folded=folded,
+        bandwidth=bandwidth,
         environment=env,
     )
 
 
-def _fold(model: nn.Module, *, training: bool) -> bool:
-    """Apply the folds that keep outputs equal; False when the model has nothing to fold."""
+def _fold(model: nn.Module) -> bool:
+    """Fold the paper refiners; False when the model has none (the released variant folds by itself)."""
     try:
         set_refiner_fold(model, True)
-        return True
-    except FoldError:
-        pass
-    if training:
-        return False
-    try:
-        fold_batchnorms(model.eval())
-        return True
     except FoldError:
         return False
+    return True
 
 
 def _measure_mode(

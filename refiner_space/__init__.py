@@ -10,7 +10,7 @@ from refiner_space.checkpoint import (  # noqa: E402
     load_released_checkpoint,
 )
 from refiner_space.config import ConfigError, ModelConfig  # noqa: E402
-from refiner_space.folding import fold_batchnorms, set_refiner_fold  # noqa: E402
+from refiner_space.folding import set_refiner_fold  # noqa: E402
 from refiner_space.layers.refiner import FoldError  # noqa: E402
 from refiner_space.maps import attention_maps  # noqa: E402
 from refiner_space.model import RefinedViT, build_model  # noqa: E402
@@ -26,7 +26,6 @@ __all__ = [
     "attention_maps",
     "build_model",
     "convert_released_state_dict",
-    "fold_batchnorms",
     "load_released_checkpoint",
     "named_config",
     "set_refiner_fold",

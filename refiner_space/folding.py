@@ -1,5 +1,5 @@
-"""Model-wide switches for the two folds: the paper refiner's dense kernel and the released code's
-BatchNorms."""
+"""Model-wide switch for the paper refiner's fold into one dense kernel (the released code's refiner
+folds its BatchNorms by itself in eval mode)."""
 
 from __future__ import annotations
 
@@ -24,26 +24,11 @@ def set_refiner_fold(model: nn.Module, folded: bool = True) -> int:
         released = any(isinstance(m, OfficialMapRefiner) for m in model.modules())
         hint = (
             "the released-code refiner is not linear (ReLU6 between its convolutions); "
-            "fold its BatchNorms with fold_batchnorms(model) instead"
+            "its BatchNorms fold by themselves in eval mode"
             if released
             else "only attention='refiner' models have a foldable refiner"
         )
         raise FoldError(f"nothing to fold: {hint}")
     for refiner in refiners:
         refiner.set_folded(folded)
-    return len(refiners)
-
-
-def fold_batchnorms(model: nn.Module) -> int:
-    """Fold the BatchNorms of every released-code refiner into its convolutions (eval only, in place).
-
-    Returns the number of refiners folded.
-    """
-    if model.training:
-        raise RuntimeError("BatchNorm folding is for inference: call model.eval() first")
-    refiners = [m for m in model.modules() if isinstance(m, OfficialMapRefiner)]
-    if not refiners:
-        raise FoldError("nothing to fold: only attention='refiner_official' models have refiner BatchNorms")
-    for refiner in refiners:
-        refiner.fold_batchnorm()
     return len(refiners)

@@ -63,12 +63,12 @@ def test_a_model_that_is_its_own_reference_is_measured_once() -> None:
     assert result.reference is None and result.modes[0].ratio is None
 
 
-@pytest.mark.parametrize("attention", ["refiner", "refiner_official"])
-def test_fold_option_folds_what_can_be_folded(attention: str) -> None:
+@pytest.mark.parametrize(("attention", "folded"), [("refiner", True), ("refiner_official", False)])
+def test_fold_option_folds_what_can_be_folded(attention: str, folded: bool) -> None:
     config = ModelConfig(**TINY, attention=attention, share_span=2)
     settings = SpeedSettings(**FAST, fold=True, amp="bf16", channels_last=True, modes=("train", "inference"))
     result = measure_speed(("tiny", config), None, settings)
-    assert result.folded and result.reference is None
+    assert result.folded is folded and result.reference is None
 
 
 def test_fold_report_on_a_tiny_refiner() -> None:

@@ -10,7 +10,6 @@ from refiner_space import (
     ModelConfig,
     attention_maps,
     build_model,
-    fold_batchnorms,
     set_refiner_fold,
 )
 from refiner_space.layers import AttentionRefiner
@@ -81,13 +80,9 @@ def test_fold_is_refused_where_it_is_not_defined() -> None:
                                        attention="refiner_official"))
     with pytest.raises(FoldError, match="not linear"):
         set_refiner_fold(official)
-    with pytest.raises(RuntimeError, match="model.eval"):
-        fold_batchnorms(official)
-    with pytest.raises(FoldError, match="only attention='refiner_official'"):
-        fold_batchnorms(vanilla.eval())
 
 
-def test_official_batchnorms_fold_exactly_at_eval() -> None:
+def test_official_refiner_folds_its_batchnorms_in_eval_and_only_there() -> None:
     config = ModelConfig(img_size=32, patch_size=8, depth=4, embed_dim=24, num_heads=3, num_classes=4,
                          attention="refiner_official", stem="conv4")
     model = build_model(config)
@@ -99,11 +94,24 @@ def test_official_batchnorms_fold_exactly_at_eval() -> None:
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.3, 0.3)
     model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(2, 3, 32, 32)
-    before, maps_before = attention_maps(model, images)
-    assert fold_batchnorms(model) == 2
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.blocks.modules())
-    after, maps_after = attention_maps(model, images)
-    assert relative_error(after, before) < 1e-5
+    explicit, maps_explicit = attention_maps(model, images)  # autograd on: the explicit chain
+    with torch.no_grad():
+        folded, maps_folded = attention_maps(model, images)
+    assert relative_error(folded, explicit) < 1e-5
     for share_block in (1, 3):
-        assert relative_error(maps_after[share_block].refined, maps_before[share_block].refined) < 1e-5
+        assert relative_error(maps_folded[share_block].refined, maps_explicit[share_block].refined) < 1e-5
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+    model.train()  # batch statistics again: the running statistics move, the eval output changes with them
+    with torch.no_grad():
+        model(images)
+    refiner = model.blocks[1].attn.refine
+    assert not torch.equal(refiner.bn1.running_mean, state["blocks.1.attn.refine.bn1.running_mean"])
+    model.eval()
+    with torch.no_grad():
+        after_training = model(images)
+    assert relative_error(after_training, model(images)) < 1e-5
+    assert relative_error(after_training, folded) > 1e-3

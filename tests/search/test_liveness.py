@@ -106,3 +106,40 @@ def test_each_worker_draws_from_its_own_reproducible_stream() -> None:
                                     sampler=make_sampler(settings, space, seed=sampler_seed(0, worker, 0)))
         first_draws.append(space.suggest(study.ask()).config_hash())
     assert len(set(first_draws)) == 3
+
+
+def test_a_training_finished_after_a_takeover_is_kept_and_its_retry_reuses_it() -> None:
+    """A worker cut off until its trial was re-queued, whose training then completes: the result is saved
+    as a trial of its own, and the re-queued copy reuses it instead of training again."""
+    from search.scheduling import run_one_trial
+    from search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from search.trial import TrialRunner
+
+    table = cached_table(str(SHIPPED_TABLE))
+    settings = table_settings(table, SHIPPED_TABLE, sampler="random", trials=1)
+    space = table_space(table)
+    study = optuna.create_study(directions=[o.direction for o in settings.objective_list],
+                                sampler=make_sampler(settings, space))
+    evaluator = table_evaluator(settings, space)
+    train = evaluator.train
+
+    def train_then_get_cut_off(config, data, report):
+        curve = train(config, data, report)
+        running = study.get_trials(states=(TrialState.RUNNING,))[0]
+        assert fail_and_requeue(study, running, "its worker sent no heartbeat for 61 s")  # another worker's view
+        return curve
+
+    evaluator.train = train_then_get_cut_off
+    runner = TrialRunner(evaluator)
+    assert run_one_trial(study, runner) == "failed"  # the cut-off worker goes on without an error
+    taken, retry, kept = study.get_trials()  # re-queued by the other worker, then the result kept
+    assert taken.state == TrialState.FAIL and taken.user_attrs["requeued"]
+    assert kept.state == TrialState.COMPLETE and kept.user_attrs["status"] == "trained"
+    assert kept.params == taken.params and kept.user_attrs["config_hash"] == taken.user_attrs["config_hash"]
+    assert retry.state == TrialState.WAITING
+
+    evaluator.train = train
+    assert run_one_trial(study, runner) == "duplicate"
+    reused = study.get_trials()[retry.number]
+    assert reused.user_attrs["duplicate_of"] == kept.number and reused.values == kept.values
+    assert reused.user_attrs["retry_of"] == taken.number

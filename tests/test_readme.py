@@ -14,13 +14,14 @@ import typer
 from typer.testing import CliRunner
 
 from search.cli import app
+from search.tabular import SHIPPED_TABLE
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ROOT = typer.main.get_command(app)  # Typer's own Click-like groups: duck-typed below
 # Lines that need a service this test does not start (a PostgreSQL server, Ray) or minutes of full-size
 # models: their commands and options are still checked against the CLI.
 NOT_RUN = ("postgresql://", "--backend ray", "search resume", "search worker", "bench regress", "bench fold",
-           "bench throughput")
+           "bench throughput", "bench table build", "bench official")
 
 
 def readme_lines() -> list[str]:
@@ -81,11 +82,13 @@ def runnable(line: str, files: dict[str, str]) -> list[str]:
     replacements = {"NAME": files["study"], "exported/NAME.yaml": files["config"], "FILE": files["config"],
                     "DIR": "digits", "ACC": "50", "exported/": files["out"], "plots/": files["plots"],
                     "MODEL|CHECKPOINT|CONFIG...": files["config"], "MODEL...": files["config"],
-                    "MODEL|CONFIG.yaml...": files["config"]}
+                    "MODEL|CONFIG.yaml...": files["config"], "table:FILE.parquet": f"table:{SHIPPED_TABLE}"}
     return [replacements.get(word, word) for word in shlex.split(required)[1:]]
 
 
-def tiny_options(words: list[str], tmp_path: Path, space: Path) -> list[str]:
+def tiny_options(words: list[str], tmp_path: Path, space: Path, line: str) -> list[str]:
+    if "--backend table:" in line:  # the table's own space and budget; only the number of trials is ours
+        return ["--trials", "2", "--no-progress", "--run-dir", str(tmp_path / "table-runs")]
     extras = {
         ("search", "launch"): ["--space", str(space), "--trials", "2", "--epochs", "1", "--no-progress",
                                "--device", "cpu", "--batch-size", "128"],
@@ -100,6 +103,8 @@ def tiny_options(words: list[str], tmp_path: Path, space: Path) -> list[str]:
         ("analyze", "attention"): ["--out", str(tmp_path / "attention")],
         ("analyze", "density"): ["--out", str(tmp_path / "density"), "--batches", "1"],
         ("bench", "flops"): [],
+        ("bench", "search"): ["--seeds", "2", "--strategies", "random+none", "--out", str(tmp_path / "bench_search")],
+        ("bench", "proxies"): ["--out", str(tmp_path / "proxies.csv")],
     }[tuple(words)]
     uses_run_dir = words[0] in ("search", "leaderboard", "pareto", "export") and words != ["leaderboard", "add"]
     return extras + (["--run-dir", str(tmp_path / "runs")] if uses_run_dir else [])
@@ -117,7 +122,7 @@ def test_every_readme_command_line_runs_with_tiny_sizes(small_space, tmp_path: P
     ran = set()
     for line in lines:
         words, _ = command_of(line)
-        args = [*words, *runnable(line, files)[len(words):], *tiny_options(words, tmp_path, space)]
+        args = [*words, *runnable(line, files)[len(words):], *tiny_options(words, tmp_path, space, line)]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"README line failed: {line}\nran: {args}\n{result.output}"
         if words == ["export"]:

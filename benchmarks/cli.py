@@ -73,6 +73,15 @@ def _check_format(as_json: bool, as_csv: bool) -> None:
         raise ValueError("choose one of --json and --csv")
 
 
+def _printed_as_data(report: Any, *, as_json: bool, as_csv: bool) -> bool:
+    """Print a report (``to_dict()`` and ``rows``) as JSON or as CSV rows when asked; True when printed."""
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    elif as_csv:
+        _print_csv([_flat(row.to_dict()) for row in report.rows])
+    return as_json or as_csv
+
+
 def _print_csv(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
@@ -315,11 +324,7 @@ def fold_command(
         warmup=warmup,
         threads=threads,
     )
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    if as_csv:
-        _print_csv([_flat(row.to_dict()) for row in report.rows])
+    if _printed_as_data(report, as_json=as_json, as_csv=as_csv):
         return
 
     def mib(peak: Any) -> str:
@@ -375,11 +380,7 @@ def official_command(
         warmup=warmup,
         threads=threads,
     )
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    if as_csv:
-        _print_csv([_flat(row.to_dict()) for row in report.rows])
+    if _printed_as_data(report, as_json=as_json, as_csv=as_csv):
         return
     rows = [
         {

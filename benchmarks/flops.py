@@ -19,7 +19,7 @@ from torch import nn
 with warnings.catch_warnings():
     # fvcore scripts its losses with torch.jit on import, which warns about its own deprecation once per
     # process: every search worker would print it through the progress display.
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
     from fvcore.nn import parameter_count
     from fvcore.nn.jit_analysis import JitModelAnalysis
 

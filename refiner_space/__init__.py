@@ -1,8 +1,16 @@
 """refiner_space: the Refined-ViT model family (SPEC.md), registered in timm."""
 
+import warnings
+
 from refiner_space._compat import check_torchvision
 
 check_torchvision()
+
+with warnings.catch_warnings():
+    # timm 1.0.12 calls torch.jit.interface at import, which torch 2.14 reports as deprecated: every
+    # search worker would print it through the progress display.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+    import timm  # noqa: E402, F401
 
 from refiner_space.checkpoint import (  # noqa: E402
     CheckpointMismatchError,

@@ -51,6 +51,9 @@ class ModeChoice(str, Enum):
     latency = "latency"
 
 
+ItersOption = Annotated[int, typer.Option(help="Timed iterations (at least 10).")]
+WarmupOption = Annotated[int, typer.Option(help="Untimed warm-up iterations.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
 
@@ -237,9 +240,9 @@ def throughput(
     mode: Annotated[
         list[ModeChoice] | None, typer.Option(help="inference, train, latency (repeat; default all).")
     ] = None,
-    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
+    iters: ItersOption = 10,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 3,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    threads: ThreadsOption = None,
     max_batch: Annotated[bool, typer.Option("--max-batch", help="CUDA: find the largest batch that fits.")] = False,
     bandwidth: Annotated[
         bool, typer.Option("--bandwidth/--no-bandwidth", help="Refiner alone: GB/s next to a large copy's.")
@@ -301,9 +304,9 @@ def fold_command(
     kernel_size: Annotated[int, typer.Option(help="DLA kernel size.")] = 3,
     img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 224,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
-    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
-    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    iters: ItersOption = 10,
+    warmup: WarmupOption = 2,
+    threads: ThreadsOption = None,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
@@ -361,9 +364,9 @@ def official_command(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass (and maps per chain step).")] = 8,
     img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 224,
-    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 10,
-    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 2,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every available core).")] = None,
+    iters: ItersOption = 10,
+    warmup: WarmupOption = 2,
+    threads: ThreadsOption = None,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:

@@ -16,6 +16,8 @@ import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
 
+from search.storage_proxy import StorageProxy
+
 _logger = logging.getLogger("refiner_nas.storage")
 # What a server restart or a dropped connection raises: Optuna wraps SQLAlchemy's errors in
 # StorageInternalError; a few calls let SQLAlchemy's own through.
@@ -27,10 +29,13 @@ class StorageUnavailableError(ConnectionError):
     """The storage stayed unreachable for longer than the patience."""
 
 
-class _RetryingStorageBase(BaseStorage):
+class RetryingStorage(StorageProxy):  # type: ignore[misc, valid-type]
+    """A storage whose operations are retried through transient database errors."""
+
     def __init__(self, inner: BaseStorage, *, where: str, patience_s: float = STORAGE_PATIENCE_S,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.inner, self.where, self.patience_s, self._sleep = inner, where, patience_s, sleep
+        super().__init__(inner)
+        self.where, self.patience_s, self._sleep = where, patience_s, sleep
         self.recovered_at = 0.0  # wall time at which the storage last came back after an outage
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -54,29 +59,10 @@ class _RetryingStorageBase(BaseStorage):
                 self._sleep(pause)
                 pause = min(2 * pause, 8.0)
 
-    def remove_session(self) -> None:
-        self.inner.remove_session()
-
 
 def recovered_at(storage: BaseStorage) -> float:
-    """When ``storage`` last came back after an outage (0 if it never failed): heartbeats missed during an
-    outage this worker saw too are no evidence that their workers died."""
+    """When ``storage`` (or the storage it wraps) last came back after an outage (0 if it never failed):
+    heartbeats missed during an outage this worker saw too are no evidence that their workers died."""
+    while not isinstance(storage, RetryingStorage) and isinstance(storage, StorageProxy):
+        storage = storage.inner
     return getattr(storage, "recovered_at", 0.0)
-
-
-def _retried(name: str) -> Callable[..., Any]:
-    def method(self: _RetryingStorageBase, *args: Any, **kwargs: Any) -> Any:
-        return self._call(name, *args, **kwargs)
-
-    method.__name__ = name
-    return method
-
-
-# Every storage operation Optuna calls, the abstract ones and those with default implementations.
-_OPERATIONS = [name for name in dir(BaseStorage) if not name.startswith("_") and name != "remove_session"]
-RetryingStorage = type(
-    "RetryingStorage",
-    (_RetryingStorageBase,),
-    {"__doc__": "A storage whose operations are retried through transient database errors.",
-     **{name: _retried(name) for name in _OPERATIONS}},
-)

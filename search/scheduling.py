@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 
 from search.journal import JournalWriteError
 from search.liveness import dead_trials, fail_and_requeue
-from search.records import count_evaluated
 from search.storage_retry import StorageUnavailableError, recovered_at
+from search.study_index import StudyIndex
 from search.trial import TrialRunner
 
 _logger = logging.getLogger("refiner_nas.search")
@@ -35,19 +35,16 @@ class StudyProgress:
     waiting: int
 
 
-def study_progress(study: optuna.Study) -> StudyProgress:
-    trials = study.get_trials(deepcopy=False)
-    return StudyProgress(
-        evaluated=count_evaluated(trials),
-        running=sum(t.state == TrialState.RUNNING for t in trials),
-        waiting=sum(t.state == TrialState.WAITING for t in trials),
-    )
+def study_progress(index: StudyIndex) -> StudyProgress:
+    """The counts of a refreshed index."""
+    return StudyProgress(evaluated=index.evaluated, running=index.count(TrialState.RUNNING),
+                         waiting=index.count(TrialState.WAITING))
 
 
-def requeue_dead_trials(study: optuna.Study, *, heartbeat_s: float) -> int:
-    """Fail and re-queue the running trials of dead workers; returns how many this worker claimed."""
-    dead = dead_trials(study.get_trials(deepcopy=False), interval_s=heartbeat_s,
-                       seen_since=recovered_at(study._storage))
+def requeue_dead_trials(study: optuna.Study, index: StudyIndex, *, heartbeat_s: float) -> int:
+    """Fail and re-queue the running trials of dead workers (of a refreshed ``index`` of ``study``);
+    returns how many this worker claimed."""
+    dead = dead_trials(index.running(), interval_s=heartbeat_s, seen_since=recovered_at(study._storage))
     return sum(fail_and_requeue(study, trial.trial, trial.reason) for trial in dead)
 
 
@@ -55,9 +52,11 @@ def work_on_study(study: optuna.Study, runner: TrialRunner, *, trials: int, hear
                   poll_s: float = 1.0) -> None:
     """Run trials of ``study`` until it holds ``trials`` evaluated architectures and none is running."""
     repeated_draws = 0
+    index = runner.index
     while True:
-        requeue_dead_trials(study, heartbeat_s=heartbeat_s)
-        progress = study_progress(study)
+        if requeue_dead_trials(study, index.refresh(study), heartbeat_s=heartbeat_s):
+            index.refresh(study)
+        progress = study_progress(index)
         if not progress.waiting and progress.evaluated + progress.running >= trials:
             if not progress.running:
                 return

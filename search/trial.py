@@ -18,8 +18,12 @@ from search.evaluate import ArchitectureEvaluator, EpochCallback
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
 from search.records import TrialRecord, record_fields
 from search.stoppers import EarlyStoppedTrial, make_stopper
+from search.study_index import StudyIndex
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
+
+
+_UNSET = object()
 
 
 class DuplicateOfFailedTrial(RuntimeError):
@@ -44,10 +48,14 @@ class OptunaSink:
         self.taken_over = False
 
     def write(self, **fields: Any) -> None:
+        """Validate ``fields`` and store those that change the record: a value this trial already holds,
+        or None for a field never set (which reads as None), costs no storage write."""
         validated = record_fields(**fields)
+        changed = {key: value for key, value in validated.items()
+                   if self.fields.get(key, _UNSET) != value and not (value is None and key not in self.fields)}
         self.fields.update(validated)
         try:
-            for key, value in validated.items():
+            for key, value in changed.items():
                 self.trial.set_user_attr(key, value)
         except UpdateFinishedTrialError:
             self._taken_over(final=validated.get("status") == "trained")
@@ -79,6 +87,7 @@ class TrialRunner:
         self.early_stop = (make_stopper(settings.stopper, self.objectives, settings.epochs) if settings.early_stop
                            else None)
         self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
+        self.index = StudyIndex()  # of the study this runner's trials belong to
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float]:
         """Evaluate the trial's architecture; ``self.last`` then says what became of it."""
@@ -147,9 +156,8 @@ class TrialRunner:
         return on_epoch
 
     def _same_architecture(self, study: optuna.Study, config_hash: str, number: int) -> list[FrozenTrial]:
-        return [t for t in study.get_trials(deepcopy=False) if t.number != number
-                and t.user_attrs.get("config_hash") == config_hash
-                and t.user_attrs.get("budget_key") == self.budget_key]
+        return [t for t in self.index.refresh(study).same_architecture(config_hash, self.budget_key)
+                if t.number != number]
 
     def _running_elsewhere(self, study: optuna.Study, config_hash: str, number: int) -> int | None:
         """An earlier-numbered running trial of the same architecture and budget. Each worker writes its

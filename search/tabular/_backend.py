@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,10 +88,15 @@ class TableTrainer:
 
     Each architecture's curve comes from one of the table's seeds, drawn from the study's seed and the
     architecture, so repetitions see different (real) noise and a repeated trial sees the same curve.
+    ``replay_fields``: model fields the table does not vary, looked up at their default (a space larger
+    than the table, for load tests, replays the curve of the table's architecture).
+    ``time_scale``: a trial sleeps this share of the table's training time per epoch (0: no sleep).
     """
 
-    def __init__(self, table: BenchmarkTable, *, seed: int) -> None:
-        self.table, self.seed = table, seed
+    def __init__(self, table: BenchmarkTable, *, seed: int, replay_fields: Sequence[str] = (),
+                 time_scale: float = 0.0) -> None:
+        self.table, self.seed, self.time_scale = table, seed, time_scale
+        self.defaults = {name: ModelConfig.model_fields[name].default for name in replay_fields}
         # Plain dicts: a simulated trial looks rows up a few times and must cost microseconds.
         self.arch = table.architectures[["params", "macs", "latency_ms"]].to_dict("index")
         self.runs: dict[str, list[tuple[list[float], float]]] = {}
@@ -98,7 +105,7 @@ class TableTrainer:
             self.runs.setdefault(str(row.arch_id), []).append(([float(v) for v in row.top1_curve], epoch_s))
 
     def _arch_id(self, config: ModelConfig) -> str:
-        arch_id = config.config_hash()
+        arch_id = config.model_copy(update=self.defaults).config_hash() if self.defaults else config.config_hash()
         if arch_id not in self.arch:
             raise TableLookupError(
                 f"architecture {arch_id} is not in the table (space {self.table.provenance['space']!r}); "
@@ -125,6 +132,8 @@ class TableTrainer:
         """The training step: report each epoch of the table's curve with simulated time."""
         curve, epoch_s = self.curve(config)
         for epoch, top1 in enumerate(curve):
+            if self.time_scale:
+                time.sleep(epoch_s * self.time_scale)
             report(epoch, top1, epoch_s * (epoch + 1))
         return list(curve)
 
@@ -135,8 +144,10 @@ def _table_data(dataset: str, img_size: int | tuple[int, int], val_fraction: flo
     return load_data(dataset, img_size=img_size, val_fraction=val_fraction, split_seed=split_seed)
 
 
-def table_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
-    """An evaluator that reads ``settings.table`` instead of training.
+def table_evaluator(settings: SearchSettings, space: SearchSpace, *, replay_fields: Sequence[str] = (),
+                    time_scale: float = 0.0) -> ArchitectureEvaluator:
+    """An evaluator that reads ``settings.table`` instead of training (``replay_fields``, ``time_scale``:
+    :class:`TableTrainer`'s).
 
     Raises:
         TableLookupError: settings whose budget differs from the table's (their results would not be
@@ -150,7 +161,7 @@ def table_evaluator(settings: SearchSettings, space: SearchSpace) -> Architectur
                  if key not in _FREE_BUDGET_FIELDS and budget.get(key) != value]
     if differing:
         raise TableLookupError(f"the launch's budget differs from table {settings.table}: {', '.join(differing)}")
-    trainer = TableTrainer(table, seed=settings.seed)
+    trainer = TableTrainer(table, seed=settings.seed, replay_fields=replay_fields, time_scale=time_scale)
     split_seed = int(budget["seed"])
 
     def data_for(img_size: int | tuple[int, int]) -> DataBundle:

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks.postgres_server import postgres_server as control_server
 from search.launch import prepare_space
 from search.records import TrialRecord
 from search.settings import SearchSettings
@@ -135,15 +136,7 @@ def test_unreachable_database_fails_before_any_trial(tmp_path: Path) -> None:
 
 def postgres_server(action: str) -> None:
     """Stop or start the test server (``.ci/postgres start`` exports its data folder)."""
-    data = os.environ["REFINER_NAS_PGDATA"]
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
-    port = POSTGRES_URL.rsplit(":", 1)[1].split("/", 1)[0]
-    if action == "stop":
-        command = f"{binaries}/pg_ctl -D {data} -m fast -w stop"
-    else:
-        command = (f"{binaries}/pg_ctl -D {data} -l {data}/server.log -w "
-                   f"-o '-c listen_addresses=127.0.0.1 -p {port} -k /tmp' start")
-    subprocess.run(["su", "postgres", "-c", command], check=True, capture_output=True)
+    control_server(os.environ["REFINER_NAS_PGDATA"], POSTGRES_URL, action)
 
 
 @pytest.mark.slow

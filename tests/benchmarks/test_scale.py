@@ -1,0 +1,68 @@
+"""The scale benchmark's fault run, short: real worker processes on one study, kill -9 of a worker (and a
+PostgreSQL restart), then the final study is checked trial by trial against the table."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.scale import Ledger, ScalePlan, fault_schedule, run_scale
+
+POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
+PGDATA = os.environ.get("REFINER_NAS_PGDATA")
+
+
+def assert_nothing_lost(result, plan: ScalePlan) -> None:
+    assert result.left_unfinished == 0, result.states
+    assert result.fail_without_reason == 0
+    assert result.evaluated == plan.trials  # exactly: no worker overshoots --trials
+    assert result.killed == len([e for e in fault_schedule(plan) if e.action == "kill"])
+    assert result.orphaned_trials >= result.killed  # each kill hit a trial in training
+    assert result.orphaned_not_finished == 0
+    assert result.values_differing_from_table == 0
+    assert result.front_matches
+    assert result.distinct / result.trials > 0.9
+    assert len(result.iterations.wall) > plan.trials / 2
+
+
+@pytest.mark.slow
+def test_journal_fault_run_loses_nothing(tmp_path: Path) -> None:
+    plan = ScalePlan(storage=None, run_dir=tmp_path, workers=4, trials=200, faults=True, seed=1)
+    result = run_scale(plan)
+    assert_nothing_lost(result, plan)
+    assert set(result.states) <= {"COMPLETE", "PRUNED", "FAIL"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(POSTGRES_URL is None or PGDATA is None,
+                    reason="needs the server of .ci/postgres (REFINER_NAS_POSTGRES_URL, REFINER_NAS_PGDATA)")
+def test_postgresql_fault_run_with_a_server_restart_loses_nothing(tmp_path: Path) -> None:
+    plan = ScalePlan(storage=POSTGRES_URL, run_dir=tmp_path, workers=4, trials=150, faults=True, pgdata=PGDATA,
+                     seed=2)
+    assert [e.action for e in fault_schedule(plan)] == ["kill", "restart-postgres"]
+    result = run_scale(plan)
+    assert_nothing_lost(result, plan)
+
+
+def test_ten_percent_of_the_workers_are_killed_and_postgresql_restarts_only_when_it_can() -> None:
+    plan = ScalePlan(storage=None, run_dir=Path("."), workers=64, trials=400, faults=True)
+    kills = fault_schedule(plan)
+    assert [e.action for e in kills] == ["kill"] * 7
+    assert 0.2 * 400 <= kills[0].at_trials < kills[-1].at_trials <= 0.7 * 400
+    with_server = ScalePlan(storage="postgresql://u:p@127.0.0.1:5/db", run_dir=Path("."), workers=4, trials=100,
+                            faults=True, pgdata="/data")
+    assert sorted(e.action for e in fault_schedule(with_server)) == ["kill", "restart-postgres"]
+    assert fault_schedule(ScalePlan(storage=None, run_dir=Path("."), workers=4, trials=100)) == []
+
+
+def test_the_ledger_charges_nested_time_once() -> None:
+    ledger = Ledger()
+    with ledger.charge("sampler"):
+        time.sleep(0.05)
+        with ledger.charge("storage"):
+            time.sleep(0.1)
+    assert 0.1 <= ledger.totals["storage"] < 0.15
+    assert 0.05 <= ledger.totals["sampler"] < 0.1

@@ -24,15 +24,17 @@ BASELINE = "random+none"
 
 def _one_search(task: tuple[str, str, str, int]) -> pd.DataFrame:
     import optuna
+    import torch
 
     from search.tabular import Strategy, simulate_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # thousands of trials: the summary says it all
+    torch.set_num_threads(1)  # GP fits and proxies are tiny; searches run one per process
 
     table_path, strategy, cost, seed = task
     trace = simulate_search(table_path, Strategy.parse(strategy), seed=seed, objectives=f"top1:max,{cost}:min")
     return trace.assign(strategy=strategy, cost=cost, seed=seed, hv=trace[f"hv_{cost}"])[
-        ["strategy", "cost", "seed", "trial", "status", "epochs", "hv"]]
+        ["strategy", "cost", "seed", "trial", "status", "epochs", "prescreen_s", "hv"]]
 
 
 def run_comparison(

@@ -58,8 +58,9 @@ def _table_path(table: Path | None) -> Path:
 
 def search_command(
     table: TableOption = None,
-    strategies: Annotated[str, typer.Option(help="SAMPLER+STOPPER,... (samplers random, tpe, nsga2, gp; "
-                                                 "stoppers none, dominance, mo_asha).")] = (
+    strategies: Annotated[str, typer.Option(help="SAMPLER+STOPPER[+PROXY:K],... (samplers random, tpe, nsga2, "
+                                                 "gp; stoppers none, dominance, mo_asha; optional pre-screening "
+                                                 "of K candidates by synflow, naswot, grad_norm or params).")] = (
         "random+none,random+dominance,random+mo_asha,tpe+none,tpe+dominance,tpe+mo_asha,"
         "nsga2+none,nsga2+dominance,nsga2+mo_asha"),
     seeds: Annotated[int, typer.Option(help="Repetitions (seeds 0..N-1) per strategy.")] = 30,

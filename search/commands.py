@@ -50,7 +50,7 @@ def launch(
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
     workers: Annotated[int, typer.Option(help="Local worker processes sharing the study (0: create it only).")] = 1,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random or grid.")] = DEFAULTS.sampler,
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random, gp or grid.")] = DEFAULTS.sampler,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
         DEFAULTS.pruner
     ),
@@ -58,6 +58,11 @@ def launch(
         DEFAULTS.early_stop),
     stopper: Annotated[str, typer.Option(help="dominance or mo_asha (successive halving): how multi-objective "
                                               "trials stop early with --early-stop.")] = DEFAULTS.stopper,
+    prescreen: Annotated[int, typer.Option(help="Before each trial, score this many candidates proposed by the "
+                                                "sampler with --proxy at initialisation and train the best "
+                                                "(0: off).")] = DEFAULTS.prescreen,
+    proxy: Annotated[str, typer.Option(help="synflow, naswot, grad_norm or params: what --prescreen ranks "
+                                            "candidates by.")] = DEFAULTS.proxy,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DEFAULTS.batch_size,
@@ -107,6 +112,8 @@ def launch(
         pruner=pruner,
         early_stop=early_stop,
         stopper=stopper,
+        prescreen=prescreen,
+        proxy=proxy,
         seed=seed,
         device=device,
         batch_size=batch_size,
@@ -121,6 +128,9 @@ def launch(
         settings, backend = simulated_launch_settings(settings, Path(backend.removeprefix("table:"))), "optuna"
     if backend not in ("optuna", "ray"):
         raise fail(f"--backend {backend!r} is not one of optuna, ray, table:FILE")
+    if backend == "ray" and settings.prescreen:
+        raise fail(f"--prescreen {settings.prescreen}: Ray's searcher draws its own trials; use --prescreen 0 "
+                   "or --backend optuna")
     _print_plan(settings, dry_run=dry_run)
     if dry_run:
         return

@@ -21,6 +21,7 @@ from refiner_space import ModelConfig
 from search.data import DataBundle, DataSpec, load_data
 from search.evaluate import ArchitectureEvaluator
 from search.liveness import RETRIES_OF_A_DEAD_WORKER_TRIAL, fail_and_requeue
+from search.prescreen import with_prescreen
 from search.progress import SearchProgress
 from search.scheduling import work_on_study
 from search.settings import SearchSettings
@@ -86,7 +87,9 @@ def make_evaluator(settings: SearchSettings, space: SearchSpace) -> Architecture
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Run trials in this process until the study holds ``settings.trials`` evaluated architectures and
     no trial of it is running (:func:`search.scheduling.work_on_study`)."""
-    runner = TrialRunner(make_evaluator(settings, space))
+    evaluator = make_evaluator(settings, space)
+    study.sampler = with_prescreen(study.sampler, settings, space, evaluator)
+    runner = TrialRunner(evaluator)
     work_on_study(study, runner, trials=settings.trials, heartbeat_s=settings.heartbeat_s)
 
 

@@ -58,6 +58,8 @@ class TrialRecord(BaseModel):
     ray_trial_id: str | None = None
     retry_of: int | None = None
     requeued: bool = False
+    prescreen_s: float | None = None  # seconds pre-screening spent choosing this architecture (proxy, proposals)
+    prescreen_score: float | None = None  # the proxy score that chose it
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:

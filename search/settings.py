@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 Sampler = Literal["tpe", "nsga2", "random", "grid", "gp"]
 Pruner = Literal["median", "hyperband", "none"]
 Stopper = Literal["dominance", "mo_asha"]  # how multi-objective trials stop early (search.stoppers)
+Proxy = Literal["synflow", "naswot", "grad_norm", "params"]  # what pre-screening ranks candidates by
 # The options a proxy result depends on: results are comparable (and reusable) only when they agree.
 _BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",
                   "val_fraction", "crop_ratio", "seed"}
@@ -54,6 +55,9 @@ class SearchSettings(BaseModel):
     # Off: on the shipped table (README, "Search efficiency") stopping loses front members for good.
     early_stop: bool = False
     stopper: Stopper = "dominance"
+    # Candidates scored by `proxy` before each trial (search.prescreen); 0: the sampler's draw is trained.
+    prescreen: int = Field(default=0, ge=0)
+    proxy: Proxy = "naswot"
     seed: int = 0
     device: str = "auto"
     batch_size: int = Field(default=32, ge=1)
@@ -87,6 +91,13 @@ class SearchSettings(BaseModel):
     @model_validator(mode="after")
     def _no_concurrent_sqlite(self) -> SearchSettings:
         refuse_concurrent_sqlite(self.storage, self.workers)
+        return self
+
+    @model_validator(mode="after")
+    def _prescreen_needs_a_proposing_sampler(self) -> SearchSettings:
+        if self.prescreen and self.sampler == "grid":
+            raise ValueError(f"prescreen={self.prescreen} cannot pick for the grid sampler, which walks every "
+                             "point itself; use --prescreen 0 or another --sampler")
         return self
 
     @model_validator(mode="after")

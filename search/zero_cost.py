@@ -13,7 +13,7 @@ model built from a fixed seed, so scores are reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -75,10 +75,16 @@ def grad_norm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> f
 PROXIES: dict[str, ZeroCostProxy] = {"synflow": synflow, "naswot": naswot, "grad_norm": grad_norm}
 
 
-def score(config: ModelConfig, images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0) -> dict[str, float]:
-    """Every proxy of :data:`PROXIES` for ``config`` at initialisation (each on a fresh model, same seed)."""
+def score(config: ModelConfig, images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
+          proxies: Iterable[str] = tuple(PROXIES)) -> dict[str, float]:
+    """The named proxies of :data:`PROXIES` (default all) for ``config`` at initialisation, each on a
+    fresh model built with the same seed.
+
+    Raises:
+        KeyError: a name not in :data:`PROXIES`.
+    """
     scores = {}
-    for name, proxy in PROXIES.items():
+    for name in proxies:
         seed_everything(seed)
-        scores[name] = proxy(build_model(config), images, labels)
+        scores[name] = PROXIES[name](build_model(config), images, labels)
     return scores

@@ -4,7 +4,7 @@ Workers are real processes, forked from this one once everything is imported. Ea
 itself and runs the launch's own loop (:func:`search.scheduling.work_on_study` with
 :class:`search.trial.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
 share of each recorded training time. The space is the table's with a drop-path rate added that the table
-ignores (101 steps, 4848 architectures), so thousands of trials stay mostly distinct. Per trial, each
+ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).
 
     python -m benchmarks.scale                                  # journal file, W = 1 4 16 64, 400 trials
@@ -62,7 +62,7 @@ from search.trial import TrialRunner
 DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "search" / "tabular" / "tabular_digits.parquet"
 # The model field the load-test space adds to the table's; the table's curves do not depend on it.
 REPLAYED_FIELD = "drop_path_rate"
-_ADDED_DIMENSION = f"  {REPLAYED_FIELD}: {{float: {{low: 0.0, high: 0.1, step: 0.001}}}}\n"
+_ADDED_DIMENSION = f"  {REPLAYED_FIELD}: {{float: {{low: 0.0, high: 0.1, step: 0.0001}}}}\n"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -157,7 +157,7 @@ class ScalePlan:
 
 
 def write_load_test_space(table_space_yaml: str, folder: Path) -> Path:
-    """The table's space (its YAML) with :data:`REPLAYED_FIELD` added as a 101-step dimension, in ``folder``."""
+    """The table's space (its YAML) with :data:`REPLAYED_FIELD` added as a 1001-value dimension, in ``folder``."""
     lines = table_space_yaml.splitlines(keepends=True)
     at = lines.index("dimensions:\n") + 1
     path = folder / "load_test_space.yaml"

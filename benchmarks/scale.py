@@ -441,7 +441,7 @@ HEADER = ("| storage | workers | prefill | trials | trials/s | iteration ms (med
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def main() -> None:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=None, help="An Optuna URL (e.g. postgresql://...); default: a journal "
                                                          "file in a temporary run dir.")
@@ -456,7 +456,11 @@ def main() -> None:
                                                                "restart PostgreSQL once (with --pgdata).")
     parser.add_argument("--pgdata", default=os.environ.get("REFINER_NAS_PGDATA"))
     parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parse_arguments(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage_name = "postgresql" if arguments.storage else "journal"
     print(HEADER, flush=True)

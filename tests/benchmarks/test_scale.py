@@ -4,12 +4,13 @@ PostgreSQL restart), then the final study is checked trial by trial against the 
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
 import pytest
 
-from benchmarks.scale import Ledger, ScalePlan, fault_schedule, run_scale
+from benchmarks.scale import Ledger, ScalePlan, fault_schedule, main, parse_arguments, run_scale
 
 POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
 PGDATA = os.environ.get("REFINER_NAS_PGDATA")
@@ -66,3 +67,24 @@ def test_the_ledger_charges_nested_time_once() -> None:
             time.sleep(0.1)
     assert 0.1 <= ledger.totals["storage"] < 0.15
     assert 0.05 <= ledger.totals["sampler"] < 0.1
+
+
+def readme_scale_lines() -> list[list[str]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return [shlex.split(line.split("  #")[0])[3:] for line in readme.splitlines()
+            if line.startswith("python -m benchmarks.scale")]
+
+
+@pytest.mark.slow
+def test_the_readme_scale_lines_run_with_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = readme_scale_lines()
+    assert len(lines) >= 3
+    for arguments in lines:
+        parse_arguments(arguments)  # every option the README shows exists
+        if any(a.startswith("postgresql://") for a in arguments):
+            continue  # needs that server: the PostgreSQL fault run above covers the storage
+        main([*arguments, "--workers", "2", "--trials", "8", *(["--prefill", "0", "20"] if "--prefill" in arguments
+                                                               else [])])
+        rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| journal")]
+        assert rows and all(row.split(" | ")[11] == "0" for row in rows), rows  # no trial left running
+        assert all(row.rstrip(" |").endswith("yes") for row in rows), rows

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from search.objectives import Objective
-from search.records import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,13 @@ class DominanceEarlyStop:
             return None
         cost_objectives = [o for o in self.objectives if o.before_training]
         for trial in completed:
-            record = TrialRecord.from_trial(trial)
-            if trial.state != TrialState.COMPLETE or record.status != "trained" or record.budget_key != budget_key:
+            attrs = trial.user_attrs  # record fields, validated when written; not again for every epoch
+            curve = attrs.get("top1_curve") or ()
+            if trial.state != TrialState.COMPLETE or attrs.get("status") != "trained" or len(curve) < epoch:
                 continue
-            if len(record.top1_curve) < epoch:
+            if attrs.get("budget_key") != budget_key:
                 continue
-            their_top1 = record.top1_curve[epoch - 1]
+            their_top1 = curve[epoch - 1]
             their_costs = {o.name: trial.values[self._index(o)] for o in cost_objectives}
             no_worse = their_top1 >= top1 and all(
                 _at_least_as_good(their_costs[o.name], costs[o.name], o) for o in cost_objectives

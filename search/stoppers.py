@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -24,7 +24,6 @@ from optuna.trial import FrozenTrial, TrialState
 from results.pareto import nondominated_ranks
 from search.early_stop import DominanceEarlyStop
 from search.objectives import Objective
-from search.records import TrialRecord
 from search.settings import Stopper
 
 _NOT_COMPETING = ("duplicate", "failed", "over_budget")
@@ -43,10 +42,11 @@ class EarlyStopper(Protocol):
         ``trials``: the study's trials; ``costs``: its cost objectives (params in M, MACs in G, ...)."""
 
 
-def record_costs(record: TrialRecord) -> dict[str, float]:
-    """Cost objectives from a record, in the units objectives use (params in M, MACs in G)."""
-    return {"params": (record.params or 0) / 1e6, "macs": (record.macs or 0) / 1e9,
-            "latency": record.latency_ms or 0.0, "throughput": record.throughput or 0.0}
+def record_costs(attrs: Mapping[str, Any]) -> dict[str, float]:
+    """Cost objectives from a trial's record fields (validated when written: each epoch's decision reads
+    every trial, so they are not validated again), in the units objectives use (params in M, MACs in G)."""
+    return {"params": (attrs.get("params") or 0) / 1e6, "macs": (attrs.get("macs") or 0) / 1e9,
+            "latency": attrs.get("latency_ms") or 0.0, "throughput": attrs.get("throughput") or 0.0}
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -133,10 +133,11 @@ class MultiObjectiveASHA:
         for trial in trials:
             if trial.number == number:
                 continue
-            record = TrialRecord.from_trial(trial)
-            if record.status in _NOT_COMPETING or record.budget_key != budget_key or len(record.top1_curve) < epoch:
+            attrs = trial.user_attrs
+            curve = attrs.get("top1_curve") or ()
+            if attrs.get("status") in _NOT_COMPETING or attrs.get("budget_key") != budget_key or len(curve) < epoch:
                 continue
-            points.append(self.minimised(record.top1_curve[epoch - 1], record_costs(record)))
+            points.append(self.minimised(curve[epoch - 1], record_costs(attrs)))
         if is_promoted(np.array(points), 0, self.reduction_factor):
             return None
         keep = math.ceil(len(points) / self.reduction_factor)

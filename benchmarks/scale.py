@@ -140,7 +140,7 @@ class ScalePlan:
     trials: int
     sampler: str = "random"
     time_scale: float = 0.001
-    heartbeat_s: int = 2
+    heartbeat_s: int = SearchSettings().heartbeat_s
     prefill: int = 0
     faults: bool = False
     pgdata: str | None = None
@@ -178,6 +178,7 @@ class IterationTimes:
     storage: list[float] = field(default_factory=list)
     sampler: list[float] = field(default_factory=list)
     training: list[float] = field(default_factory=list)
+    worker_cpu_s: list[float] = field(default_factory=list)  # each worker's CPU seconds, in all
 
     @property
     def harness(self) -> list[float]:
@@ -230,6 +231,7 @@ def _work(plan: ScalePlan, target: int, joined: Any, finished: Any, out_dir: str
         joined.value += 1
     runner = TimedRunner(replay_evaluator(plan, settings, space), ledger, plan.time_scale, finished)
     work_on_study(study, runner, trials=target, heartbeat_s=settings.heartbeat_s, poll_s=0.05)
+    runner.times.worker_cpu_s.append(time.process_time())
     Path(out_dir, f"{os.getpid()}.json").write_text(json.dumps(asdict(runner.times)))
 
 
@@ -284,7 +286,7 @@ class ScaleResult:
     fail_without_reason: int
     killed: int
     orphaned_trials: int  # failed because their worker died or was cut off
-    orphaned_not_finished: int
+    orphaned_not_finished: int  # of those, architectures no trial finished
     values_differing_from_table: int
     front_matches: bool
     iterations: IterationTimes
@@ -307,6 +309,7 @@ def run_scale(plan: ScalePlan) -> ScaleResult:
     creator.join()
     if creator.exitcode != 0:
         raise RuntimeError(f"creating the study failed (exit code {creator.exitcode})")
+    _load_once(plan)
     rng = random.Random(plan.seed)
     events = fault_schedule(plan)
     joined, finished = context.Value("i", 0), context.Value("i", 0)
@@ -352,6 +355,14 @@ def run_scale(plan: ScalePlan) -> ScaleResult:
     return check_study(plan, wall, killed, times)
 
 
+def _load_once(plan: ScalePlan) -> None:
+    """Read the table and the dataset here, so forked workers start with them (a cluster's workers would
+    have loaded them before their first trial too)."""
+    settings = plan.settings()
+    space = SearchSpace.from_yaml(settings.space)
+    replay_evaluator(plan, settings, space).load_data(space.fixed["img_size"])
+
+
 def _worker_in_training(study: optuna.Study, workers: list[multiprocessing.process.BaseProcess],
                         rng: random.Random) -> multiprocessing.process.BaseProcess | None:
     """A random one of ``workers`` whose trial has finished an epoch (None when none has yet)."""
@@ -368,16 +379,11 @@ def check_study(plan: ScalePlan, wall_s: float, killed: int, times: IterationTim
     space = SearchSpace.from_yaml(settings.space)
     study = load_existing_study(settings)
     trials = study.get_trials(deepcopy=False)[plan.prefill:]
-    # Trials failed because their worker died or was cut off: each must be re-queued and finished by a retry.
+    # Trials failed because their worker died or was cut off: each architecture must be re-queued and finished.
     orphaned = [t for t in trials
                 if t.state == TrialState.FAIL and "its worker" in (t.user_attrs.get("fail_reason") or "")]
-    retries = {t.user_attrs["retry_of"]: t for t in trials if t.user_attrs.get("retry_of") is not None}
-    not_finished = 0
-    for trial in orphaned:
-        retry = retries.get(trial.number)
-        while retry is not None and retry.state == TrialState.FAIL and retry.user_attrs.get("requeued"):
-            retry = retries.get(retry.number)
-        not_finished += retry is None or retry.state not in (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = {t.user_attrs.get("config_hash") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    not_finished = sum(t.user_attrs.get("config_hash") not in finished for t in orphaned)
     evaluator = replay_evaluator(plan, settings, space)
     trainer = TableTrainer(cached_table(str(plan.table)), seed=settings.seed, replay_fields=(REPLAYED_FIELD,))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -426,7 +432,9 @@ def table_row(result: ScaleResult, storage_name: str) -> str:
     def ms(values: list[float], share: float = 0.5) -> str:
         return f"{1000 * _percentile(values, share):.1f}"
 
+    cpu_per_trial = sum(times.worker_cpu_s) / result.trials
     cells = [storage_name, result.plan.workers, result.plan.prefill, result.trials, f"{result.trials_per_s:.1f}",
+             f"{1000 * cpu_per_trial:.0f}",
              ms(times.wall), f"{ms(times.storage)} / {ms(times.storage, 0.95)}",
              f"{100 * result.share(times.storage):.0f}%", f"{ms(times.sampler)} / {ms(times.sampler, 0.95)}",
              ms(times.harness), f"{result.distinct / result.trials:.2f}", result.left_unfinished,
@@ -435,10 +443,10 @@ def table_row(result: ScaleResult, storage_name: str) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
-HEADER = ("| storage | workers | prefill | trials | trials/s | iteration ms (median) | storage ms median / p95 | "
-          "storage share | sampler ms median / p95 | harness ms (median) | distinct/trials | left running | "
-          "killed workers / orphaned trials / not finished | values ≠ table | front = fault-free |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| storage | workers | prefill | trials | trials/s | worker CPU ms per trial | iteration ms (median) | "
+          "storage ms median / p95 | storage share | sampler ms median / p95 | harness ms (median) | "
+          "distinct/trials | left running | killed workers / orphaned trials / not finished | values ≠ table | "
+          "front = fault-free |\n" + "|---" * 16 + "|")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -455,6 +463,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faults", action="store_true", help="kill -9 10%% of the workers (and restart them); "
                                                                "restart PostgreSQL once (with --pgdata).")
     parser.add_argument("--pgdata", default=os.environ.get("REFINER_NAS_PGDATA"))
+    parser.add_argument("--heartbeat", type=int, default=SearchSettings().heartbeat_s,
+                        help="Seconds between a running trial's heartbeats (the launch's --heartbeat).")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -470,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 plan = ScalePlan(storage=arguments.storage, run_dir=Path(run_dir), workers=workers,
                                  trials=arguments.trials, sampler=arguments.sampler, time_scale=arguments.time_scale,
                                  prefill=prefill, faults=arguments.faults, pgdata=arguments.pgdata,
-                                 seed=arguments.seed)
+                                 heartbeat_s=arguments.heartbeat, seed=arguments.seed)
                 print(table_row(run_scale(plan), storage_name), flush=True)
 
 

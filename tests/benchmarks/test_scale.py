@@ -86,5 +86,5 @@ def test_the_readme_scale_lines_run_with_tiny_sizes(capsys: pytest.CaptureFixtur
         main([*arguments, "--workers", "2", "--trials", "8", *(["--prefill", "0", "20"] if "--prefill" in arguments
                                                                else [])])
         rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| journal")]
-        assert rows and all(row.split(" | ")[11] == "0" for row in rows), rows  # no trial left running
+        assert rows and all(row.split(" | ")[12] == "0" for row in rows), rows  # no trial left running
         assert all(row.rstrip(" |").endswith("yes") for row in rows), rows

@@ -117,11 +117,12 @@ class TrialRunner:
         config, data = self.evaluator.fit_to_data(self.evaluator.space.suggest(trial))
         self.evaluator.describe(config, data, sink, retry_of=trial.user_attrs.get("retry_of"))
         config_hash = config.config_hash()
-        running = self._running_elsewhere(trial.study, config_hash, trial.number)
+        same = self._same_architecture(trial.study, config_hash, trial.number)
+        running = _running_elsewhere(same, trial.number)
         if running is not None:
             sink.write(status="duplicate", duplicate_of=running, wall_time_s=time.perf_counter() - started)
             raise DuplicateOfRunningTrial(f"same architecture and budget as trial {running}, running in another worker")
-        earlier = self._earlier_result(trial.study, config_hash, trial.number)
+        earlier = _earlier_result(same)
         if earlier is not None:
             return self._reuse(sink, earlier, started)
         return self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
@@ -159,28 +160,6 @@ class TrialRunner:
         return [t for t in self.index.refresh(study).same_architecture(config_hash, self.budget_key)
                 if t.number != number]
 
-    def _running_elsewhere(self, study: optuna.Study, config_hash: str, number: int) -> int | None:
-        """An earlier-numbered running trial of the same architecture and budget. Each worker writes its
-        architecture before looking, so of two that draw it at once the later one always yields."""
-        running = [t.number for t in self._same_architecture(study, config_hash, number)
-                   if t.state == TrialState.RUNNING and t.number < number]
-        return min(running, default=None)
-
-    def _earlier_result(self, study: optuna.Study, config_hash: str, number: int) -> FrozenTrial | None:
-        """A finished trial of the same architecture and budget; not one failed through no fault of its own
-        (Ctrl-C, a dead worker: ``requeued``), nor a duplicate of a running one."""
-        for earlier in self._same_architecture(study, config_hash, number):
-            attrs = earlier.user_attrs
-            if (
-                attrs.get("requeued")
-                or earlier.state in (TrialState.RUNNING, TrialState.WAITING)
-                or (attrs.get("status") == "duplicate" and earlier.state == TrialState.PRUNED
-                    and attrs.get("top1") is None)
-            ):
-                continue
-            return earlier
-        return None
-
     def _reuse(self, sink: OptunaSink, earlier: FrozenTrial, started: float) -> Sequence[float]:
         record = TrialRecord.from_trial(earlier)
         copied = record.model_dump(include={"params", "macs", "flops", "latency_ms", "throughput",
@@ -196,3 +175,24 @@ class TrialRunner:
             f"same architecture and budget as failed trial {earlier.number} ({record.fail_reason})"
         )
 
+
+def _running_elsewhere(same: list[FrozenTrial], number: int) -> int | None:
+    """An earlier-numbered running trial among ``same`` (trials of this architecture and budget). Each
+    worker writes its architecture before looking, so of two that draw it at once the later one always yields."""
+    return min((t.number for t in same if t.state == TrialState.RUNNING and t.number < number), default=None)
+
+
+def _earlier_result(same: list[FrozenTrial]) -> FrozenTrial | None:
+    """A finished trial among ``same``; not one failed through no fault of its own (Ctrl-C, a dead worker:
+    ``requeued``), nor a duplicate of a running one."""
+    for earlier in same:
+        attrs = earlier.user_attrs
+        if (
+            attrs.get("requeued")
+            or earlier.state in (TrialState.RUNNING, TrialState.WAITING)
+            or (attrs.get("status") == "duplicate" and earlier.state == TrialState.PRUNED
+                and attrs.get("top1") is None)
+        ):
+            continue
+        return earlier
+    return None

@@ -31,7 +31,7 @@ def assert_nothing_lost(result, plan: ScalePlan) -> None:
 
 @pytest.mark.slow
 def test_journal_fault_run_loses_nothing(tmp_path: Path) -> None:
-    plan = ScalePlan(storage=None, run_dir=tmp_path, workers=4, trials=200, faults=True, seed=1)
+    plan = ScalePlan(storage=None, run_dir=tmp_path, workers=4, trials=150, faults=True, seed=1)
     result = run_scale(plan)
     assert_nothing_lost(result, plan)
     assert set(result.states) <= {"COMPLETE", "PRUNED", "FAIL"}
@@ -41,7 +41,7 @@ def test_journal_fault_run_loses_nothing(tmp_path: Path) -> None:
 @pytest.mark.skipif(POSTGRES_URL is None or PGDATA is None,
                     reason="needs the server of .ci/postgres (REFINER_NAS_POSTGRES_URL, REFINER_NAS_PGDATA)")
 def test_postgresql_fault_run_with_a_server_restart_loses_nothing(tmp_path: Path) -> None:
-    plan = ScalePlan(storage=POSTGRES_URL, run_dir=tmp_path, workers=4, trials=150, faults=True, pgdata=PGDATA,
+    plan = ScalePlan(storage=POSTGRES_URL, run_dir=tmp_path, workers=4, trials=100, faults=True, pgdata=PGDATA,
                      seed=2)
     assert [e.action for e in fault_schedule(plan)] == ["kill", "restart-postgres"]
     result = run_scale(plan)

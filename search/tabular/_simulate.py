@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 
 from search.settings import Sampler, SearchSettings, Stopper
+from search.space import Budget
 from search.study import make_pruner, make_sampler
 from search.tabular._backend import cached_table, table_evaluator, table_settings, table_space
 from search.tabular._hypervolume import HypervolumeTracker
@@ -63,24 +64,26 @@ def simulate_search(
     objectives: str = "top1:max,params:min",
     epoch_budget: int | None = None,
     max_trials: int | None = None,
+    budget: Budget | None = None,
 ) -> pd.DataFrame:
     """Run one simulated search; one row per finished trial with ``trial``, ``status``, ``epochs``
     (cumulative epochs trained so far) and ``hv_params``, ``hv_macs`` (hypervolume ratios to the true front).
 
     The search stops when it has spent ``epoch_budget`` epochs (default: training the whole table once),
     after ``max_trials`` trials (default four times the table's architectures: repeats cost nothing), or
-    when it has found the whole true front in both planes.
+    when it has found the whole true front in both planes. With ``budget`` (cost limits the table's space
+    lacks), architectures over it are never trained and the true front is that of the others.
     """
     table = cached_table(str(table_path))
     architectures = len(table.architectures)
     epoch_budget = epoch_budget or architectures * table.epochs
     max_trials = max_trials or 4 * architectures
     settings = strategy.settings(table_path, seed=seed, objectives=objectives, trials=max_trials)
-    space = table_space(table)
+    space = table_space(table) if budget is None else table_space(table).with_budget(budget)
     study = optuna.create_study(directions=[o.direction for o in settings.objective_list],
                                 sampler=make_sampler(settings, space), pruner=make_pruner(settings))
     runner = TrialRunner(table_evaluator(settings, space))
-    tracker = HypervolumeTracker(table)
+    tracker = HypervolumeTracker(table, budget=budget)
     rows: list[dict[str, object]] = []
     spent = 0
 

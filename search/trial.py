@@ -30,6 +30,12 @@ class DuplicateOfRunningTrial(optuna.TrialPruned):
     """Another worker is training the same architecture and budget; this trial leaves it to them."""
 
 
+class OverBudgetTrial(optuna.TrialPruned):
+    """An architecture over the space's budget, never trained. Told to Optuna as pruned, not as a result
+    of top-1 0, so the dashboard, ``best_trials`` and plots leave it out; its constraints still mark it
+    infeasible, which TPE learns from as it does from a completed trial."""
+
+
 class OptunaSink:
     """Writes record fields to an Optuna trial's user attributes and keeps a copy for the runner.
 
@@ -115,7 +121,10 @@ class TrialRunner:
         earlier = self._earlier_result(trial.study, config_hash, trial.number)
         if earlier is not None:
             return self._reuse(sink, earlier, started)
-        return self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+        values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+        if sink.fields["status"] == "over_budget":
+            raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
+        return values
 
     def _keep_result(self, trial: optuna.Trial, sink: OptunaSink, values: Sequence[float]) -> None:
         """A training that completed after its trial was re-queued: saved as a trial of its own, which
@@ -183,7 +192,7 @@ class TrialRunner:
         if earlier.state == TrialState.COMPLETE:
             return earlier.values
         if earlier.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(f"same architecture and budget as pruned trial {earlier.number}")
+            raise optuna.TrialPruned(f"same architecture and budget as {record.status} trial {earlier.number}")
         raise DuplicateOfFailedTrial(
             f"same architecture and budget as failed trial {earlier.number} ({record.fail_reason})"
         )

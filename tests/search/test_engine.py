@@ -96,11 +96,21 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
         over = record.params > 2000
         assert (record.status == "over_budget") == over or record.status == "duplicate"
         assert trial.constraints["max_params"] == pytest.approx(record.params / 2000 - 1)
-        if record.status == "over_budget":
+        assert record.constraint_values == [pytest.approx(record.params / 2000 - 1)]
+        # Over budget is no result: pruned in Optuna (no value 0 in the dashboard), duplicates of it too.
+        assert (trial.state == TrialState.PRUNED) == over and (trial.values is None) == over
+        if over:
             assert record.top1 == 0.0 and record.top1_curve == [] and record.epochs_run == 0
-    assert {"over_budget", "trained"} <= statuses
-    assert set(trained_widths) == {8}
+    assert {"over_budget", "trained", "duplicate"} <= statuses, "seed 0 repeats an over-budget architecture"
+    repeats = [TrialRecord.from_trial(t) for t in study.get_trials(states=(TrialState.PRUNED,))
+               if t.user_attrs["status"] == "duplicate"]
+    assert repeats and all(study.trials[r.duplicate_of].user_attrs["status"] == "over_budget" for r in repeats)
+    assert set(trained_widths) == {8}  # neither an over-budget architecture nor its repeats were trained
+    assert len(evaluated(study)) == 4  # over-budget trials count toward --trials
     assert study.best_trials and all(TrialRecord.from_trial(t).params <= 2000 for t in study.best_trials)
+    frame = study.trials_dataframe()
+    assert frame.loc[frame["state"] == "COMPLETE", "user_attrs_params"].max() <= 2000
+    assert frame.loc[frame["user_attrs_status"] == "over_budget", "values_top1"].isna().all()
 
 
 def test_a_configuration_seen_before_is_reused_not_retrained(

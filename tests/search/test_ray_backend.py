@@ -101,3 +101,25 @@ def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(settin
         assert complete[number] == finished_at  # told once, never run again
     ray_ids = [TrialRecord.from_trial(t).ray_trial_id for t in trials]
     assert len(set(ray_ids)) == 4
+
+
+def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() -> None:
+    # The searcher alone: no Ray instance is started.
+    import json
+
+    import optuna
+
+    from search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    searcher = RecordingOptunaSearch(space=SpaceSuggestion("tiny"), metric=["top1", "params"], mode=["max", "min"],
+                                     sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage)
+    searcher.suggest("over")
+    # What ray_trial reports for an architecture over budget: placeholder values, the record, the constraints.
+    searcher.on_trial_complete("over", result={
+        "top1": 0.0, "params": 1.0, "epoch": 2, "record": json.dumps({"status": "over_budget", "top1": 0.0}),
+        "constraints": json.dumps({"max_params": 0.5})})
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED and trial.values is None
+    assert trial.user_attrs["status"] == "over_budget" and trial.constraints == {"max_params": 0.5}

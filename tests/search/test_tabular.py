@@ -106,6 +106,23 @@ def test_a_budget_on_the_tables_space_keeps_searches_and_the_true_front_within_i
     pd.testing.assert_series_equal(traces["status"], trace["status"], check_names=False)
 
 
+def test_tpe_steers_away_from_over_budget_architectures_told_to_optuna_as_pruned():
+    # Half the shipped table's architectures are over its median parameter count. Pruned over-budget
+    # trials carry their constraints, which TPE ranks below every feasible trial: after its 10 random
+    # start-up trials it proposes far fewer of them than random search (an ignored trial would not teach it).
+    budget = Budget(max_params=int(read_table(SHIPPED_TABLE).architectures["params"].median()))
+
+    def over_budget_share(strategy: str) -> float:
+        traces = [simulate_search(SHIPPED_TABLE, Strategy.parse(strategy), seed=seed, budget=budget,
+                                  max_trials=60)
+                  for seed in range(3)]
+        new = pd.concat(traces).query("trial >= 10 and status != 'duplicate'")
+        return float((new["status"] == "over_budget").mean())
+
+    tpe, random = over_budget_share("tpe+none"), over_budget_share("random+none")
+    assert tpe < 0.4 and tpe < random - 0.1, (tpe, random)
+
+
 def test_launch_with_a_table_records_the_tables_curves(random_table, tmp_path):
     path = random_table()
     table = read_table(path)

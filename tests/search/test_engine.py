@@ -9,6 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 import search.evaluate
+from results.collect import collect
+from results.leaderboard import result_rows
 from search.launch import launch
 from search.records import EVALUATED, TrialRecord
 from search.settings import SearchSettings
@@ -111,6 +113,11 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
     frame = study.trials_dataframe()
     assert frame.loc[frame["state"] == "COMPLETE", "user_attrs_params"].max() <= 2000
     assert frame.loc[frame["user_attrs_status"] == "over_budget", "values_top1"].isna().all()
+    # The leaderboard shows them only with --all, from the record's status.
+    rows = collect(run_dir=tmp_path / "runs", results_dir=tmp_path / "results").frame
+    assert {"over_budget", "duplicate"} <= set(rows["status"])
+    assert set(rows.loc[rows["status"] == "over_budget", "state"]) == {"pruned"}
+    assert set(result_rows(rows)["status"]) == {"trained"}
 
 
 def test_a_configuration_seen_before_is_reused_not_retrained(

@@ -18,6 +18,7 @@ from search.evaluate import ArchitectureEvaluator, EpochCallback
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
 from search.records import TrialRecord, record_fields
 from search.stoppers import EarlyStoppedTrial, make_stopper
+from search.study import prunes_over_budget
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
 
@@ -33,7 +34,8 @@ class DuplicateOfRunningTrial(optuna.TrialPruned):
 class OverBudgetTrial(optuna.TrialPruned):
     """An architecture over the space's budget, never trained. Told to Optuna as pruned, not as a result
     of top-1 0, so the dashboard, ``best_trials`` and plots leave it out; its constraints still mark it
-    infeasible, which TPE learns from as it does from a completed trial."""
+    infeasible, which TPE learns from as it does from a completed trial (see
+    :func:`search.study.prunes_over_budget` for the sampler that keeps it completed)."""
 
 
 class OptunaSink:
@@ -85,6 +87,7 @@ class TrialRunner:
         self.early_stop = (make_stopper(settings.stopper, self.objectives, settings.epochs) if settings.early_stop
                            else None)
         self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
+        self.prune_over_budget = prunes_over_budget(settings)
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float]:
         """Evaluate the trial's architecture; ``self.last`` then says what became of it."""
@@ -122,7 +125,7 @@ class TrialRunner:
         if earlier is not None:
             return self._reuse(sink, earlier, started)
         values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
-        if sink.fields["status"] == "over_budget":
+        if sink.fields["status"] == "over_budget" and self.prune_over_budget:
             raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
         return values
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from search.space import Budget
 
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
 STOPPERS = ("none", "dominance", "mo_asha")
@@ -22,7 +26,7 @@ FRACTIONS = (0.90, 0.95, 0.99)
 BASELINE = "random+none"
 
 
-def _one_search(task: tuple[str, str, str, int]) -> pd.DataFrame:
+def _one_search(task: tuple[str, str, str, int, Budget | None]) -> pd.DataFrame:
     import optuna
     import torch
 
@@ -31,8 +35,9 @@ def _one_search(task: tuple[str, str, str, int]) -> pd.DataFrame:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # thousands of trials: the summary says it all
     torch.set_num_threads(1)  # GP fits and proxies are tiny; searches run one per process
 
-    table_path, strategy, cost, seed = task
-    trace = simulate_search(table_path, Strategy.parse(strategy), seed=seed, objectives=f"top1:max,{cost}:min")
+    table_path, strategy, cost, seed, budget = task
+    trace = simulate_search(table_path, Strategy.parse(strategy), seed=seed, objectives=f"top1:max,{cost}:min",
+                            budget=budget)
     return trace.assign(strategy=strategy, cost=cost, seed=seed, hv=trace[f"hv_{cost}"])[
         ["strategy", "cost", "seed", "trial", "status", "epochs", "prescreen_s", "hv"]]
 
@@ -45,20 +50,25 @@ def run_comparison(
     costs: Sequence[str] = ("params",),
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    budget: Budget | None = None,
 ) -> pd.DataFrame:
     """Every strategy on every cost plane with every seed; the concatenated traces (one row per trial).
+    ``budget``: cost limits imposed on the table's space (its true front is then the one within them).
 
     Raises:
-        ValueError: an unknown strategy or cost.
+        ValueError: an unknown strategy or cost; SpaceError: a budget no architecture of the table meets.
     """
-    from search.tabular import Strategy
+    from search.tabular import Strategy, cached_table, table_space
 
     for strategy in strategies:
         Strategy.parse(strategy)
+    if budget is not None:
+        table_space(cached_table(str(table_path))).with_budget(budget)
     bad = [cost for cost in costs if cost not in ("params", "macs")]
     if bad:
         raise ValueError(f"costs {bad} are not params or macs")
-    tasks = [(str(table_path), strategy, cost, seed) for cost in costs for strategy in strategies for seed in seeds]
+    tasks = [(str(table_path), strategy, cost, seed, budget)
+             for cost in costs for strategy in strategies for seed in seeds]
     traces = []
     if workers <= 1:
         results = map(_one_search, tasks)

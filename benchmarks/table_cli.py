@@ -68,11 +68,15 @@ def search_command(
     workers: Annotated[int, typer.Option(help="Processes running searches in parallel.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for traces.parquet, summary.csv and hypervolume.png.")] = Path(
         "bench_search"),
+    max_params: Annotated[str | None, typer.Option(
+        help="Impose a parameter limit (e.g. 13.5K) on the table's space: architectures over it are never "
+             "trained, and the true front is that of the others.")] = None,
 ) -> None:
     """Compare search strategies on a table: epochs to reach 90/95/99 % of the true front's hypervolume."""
     import numpy as np
 
     from benchmarks.search_strategies import epochs_to_reach, hv_curves, plot_hv_curves, run_comparison, summarise
+    from search.space import Budget
 
     def show(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
@@ -80,7 +84,7 @@ def search_command(
 
     traces = run_comparison(_table_path(table), [s.strip() for s in strategies.split(",") if s.strip()],
                             seeds=range(seeds), costs=[c.strip() for c in costs.split(",")], workers=workers,
-                            progress=show)
+                            progress=show, budget=None if max_params is None else Budget(max_params=max_params))
     summary = summarise(epochs_to_reach(traces))
     out.mkdir(parents=True, exist_ok=True)
     traces.to_parquet(out / "traces.parquet")

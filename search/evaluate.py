@@ -81,9 +81,10 @@ class ArchitectureEvaluator:
     def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback) -> list[float]:
         """Count, check the budget, train; returns the objective values in the settings' order.
 
-        A configuration over budget is never trained: its top-1 is recorded as 0 and its constraints
-        mark it infeasible. ``on_epoch(epoch, top1, curve)`` runs after each epoch's record is written
-        and may raise to stop the trial.
+        A configuration over budget is never trained: its status is ``over_budget``, its top-1 is recorded
+        as 0 and its constraints mark it infeasible; runners tell Optuna such a trial as pruned, not as a
+        result. ``on_epoch(epoch, top1, curve)`` runs after each epoch's record is written and may raise to
+        stop the trial.
         """
         started = time.perf_counter()
         costs = self.count_costs(config)

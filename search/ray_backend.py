@@ -24,7 +24,7 @@ from search.progress import SearchProgress
 from search.records import record_fields
 from search.settings import SearchSettings
 from search.storage import open_storage
-from search.study import load_existing_study, make_sampler, open_study
+from search.study import load_existing_study, make_sampler, open_study, prunes_over_budget
 from search.worker import worker_settings
 
 RAY_FOLDER = "ray"
@@ -113,6 +113,7 @@ def _searcher(settings: SearchSettings, study: optuna.Study) -> Any:
         sampler=make_sampler(settings, prepare_space(settings)),
         study_name=study.study_name,
         storage=open_storage(settings.storage, settings.study_dir),
+        prune_over_budget=prunes_over_budget(settings),
     )
 
 

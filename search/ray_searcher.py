@@ -36,7 +36,12 @@ class SpaceSuggestion:
 
 class RecordingOptunaSearch(OptunaSearch):
     """Writes the record and the budget constraints a Ray trial reported into its Optuna trial; a trial
-    that ASHA stopped early is told to Optuna as pruned."""
+    that ASHA stopped early, or one over budget (never trained) when ``prune_over_budget``
+    (:func:`search.study.prunes_over_budget`), is told to Optuna as pruned."""
+
+    def __init__(self, *args: Any, prune_over_budget: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prune_over_budget = prune_over_budget
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         trial = self._ot_trials.get(trial_id)
@@ -51,4 +56,5 @@ class RecordingOptunaSearch(OptunaSearch):
                 trial.set_user_attr(key, value)
             for name, value in json.loads((result or {}).get("constraints") or "{}").items():
                 trial.set_constraint(name, value)
-        super().on_trial_complete(trial_id, result=None if stopped else result, error=error)
+        no_result = stopped or (self.prune_over_budget and record.get("status") == "over_budget")
+        super().on_trial_complete(trial_id, result=None if no_result else result, error=error)

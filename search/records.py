@@ -23,10 +23,11 @@ class TrialRecord(BaseModel):
     """What one trial measured. Fields a trial did not reach (a failure before training) stay None.
 
     ``status``: ``trained`` (completed training), ``over_budget`` (broke a budget, never trained; its
-    top-1 is recorded as 0), ``duplicate`` (same architecture and budget as ``duplicate_of``, whose
-    result it reuses), ``pruned`` / ``early_stopped`` (stopped after some epochs; ``stop_reason`` says
-    why), ``failed`` (``fail_reason`` says why; ``requeued`` when the failure was not the architecture's
-    — Ctrl-C, a dead worker — and the same architecture was enqueued again).
+    top-1 is recorded as 0 and its Optuna state is PRUNED, so Optuna's views hold no result for it),
+    ``duplicate`` (same architecture and budget as ``duplicate_of``, whose result and Optuna state it
+    reuses), ``pruned`` / ``early_stopped`` (stopped after some epochs; ``stop_reason`` says why),
+    ``failed`` (``fail_reason`` says why; ``requeued`` when the failure was not the architecture's —
+    Ctrl-C, a dead worker — and the same architecture was enqueued again).
     """
 
     model_config = ConfigDict(extra="ignore")

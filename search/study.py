@@ -58,6 +58,20 @@ def make_sampler(
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
 
 
+# Samplers that learn from completed trials only (GPSampler): an over-budget trial told as pruned teaches
+# them nothing, and GP then proposes the same architecture again and again (`bench search --max-params
+# 13522`, 10 seeds: 3 in 10 searches reached 95 % of the feasible hypervolume instead of 10 in 10).
+_LEARN_FROM_COMPLETED_ONLY = ("gp",)
+
+
+def prunes_over_budget(settings: SearchSettings) -> bool:
+    """Whether over-budget trials are told to Optuna as pruned, so its views hold no result of top-1 0 for
+    them: for every sampler but GP, which would learn nothing from them (it gets them completed with top-1
+    0 and their constraints). TPE learns from pruned ones as much (through their constraints); random and
+    grid learn from no trial; NSGA-II breeds from completed ones only and measured no worse."""
+    return settings.sampler not in _LEARN_FROM_COMPLETED_ONLY
+
+
 def worker_sampler(settings: SearchSettings, space: SearchSpace, storage: BaseStorage,
                    worker: str) -> optuna.samplers.BaseSampler:
     """The sampler of ``worker`` on the study in ``storage``, on its own stream (:func:`sampler_seed`)."""

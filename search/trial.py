@@ -18,6 +18,7 @@ from search.evaluate import ArchitectureEvaluator, EpochCallback
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
 from search.records import TrialRecord, record_fields
 from search.stoppers import EarlyStoppedTrial, make_stopper
+from search.study import prunes_over_budget
 from search.study_index import StudyIndex
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
@@ -32,6 +33,13 @@ class DuplicateOfFailedTrial(RuntimeError):
 
 class DuplicateOfRunningTrial(optuna.TrialPruned):
     """Another worker is training the same architecture and budget; this trial leaves it to them."""
+
+
+class OverBudgetTrial(optuna.TrialPruned):
+    """An architecture over the space's budget, never trained. Told to Optuna as pruned, not as a result
+    of top-1 0, so the dashboard, ``best_trials`` and plots leave it out; its constraints still mark it
+    infeasible, which TPE learns from as it does from a completed trial (see
+    :func:`search.study.prunes_over_budget` for the sampler that keeps it completed)."""
 
 
 class OptunaSink:
@@ -88,6 +96,7 @@ class TrialRunner:
                            else None)
         self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
         self.index = StudyIndex()  # of the study this runner's trials belong to
+        self.prune_over_budget = prunes_over_budget(settings)
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float]:
         """Evaluate the trial's architecture; ``self.last`` then says what became of it."""
@@ -125,7 +134,10 @@ class TrialRunner:
         earlier = _earlier_result(same)
         if earlier is not None:
             return self._reuse(sink, earlier, started)
-        return self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+        values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+        if sink.fields["status"] == "over_budget" and self.prune_over_budget:
+            raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
+        return values
 
     def _keep_result(self, trial: optuna.Trial, sink: OptunaSink, values: Sequence[float]) -> None:
         """A training that completed after its trial was re-queued: saved as a trial of its own, which
@@ -170,7 +182,7 @@ class TrialRunner:
         if earlier.state == TrialState.COMPLETE:
             return earlier.values
         if earlier.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(f"same architecture and budget as pruned trial {earlier.number}")
+            raise optuna.TrialPruned(f"same architecture and budget as {record.status} trial {earlier.number}")
         raise DuplicateOfFailedTrial(
             f"same architecture and budget as failed trial {earlier.number} ({record.fail_reason})"
         )

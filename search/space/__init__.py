@@ -45,6 +45,7 @@ Using a space::
     sampler = optuna.samplers.GridSampler(space.grid())
     space.budget.constraint_values(params=..., macs=...)   # Optuna constraint values, <= 0 feasible
     space.with_fixed(img_size=32, in_chans=1, num_classes=10)  # fit a space to a dataset
+    space.with_budget(Budget(max_params="20K"))  # the same space under other cost limits
 
 Shipped: ``tiny`` (the quick start's digits search), ``default`` (around Refined-ViT-S at 224 px), and
 ``table1``, ``table2``, ``table4``, ``table12``, ``table13``: the paper's ablations as grid searches.

@@ -158,6 +158,16 @@ class SearchSpace:
             locator=locator,
         )
 
+    def with_budget(self, budget: Budget) -> SearchSpace:
+        """A copy whose cost limits are ``budget`` instead of the file's (e.g. to compare searches under a
+        budget on a table built without one); validated again.
+
+        Raises:
+            SpaceError: no configuration of the space meets ``budget``.
+        """
+        return SearchSpace(dimensions=self.dimensions, budget=budget, name=self.name,
+                           description=self.description, locator=self._locator)
+
     @classmethod
     def _parse(cls, data: Any, locator: Locator, *, name: str) -> SearchSpace:
         if not isinstance(data, Mapping):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from search.prescreen import with_prescreen
 from search.settings import Proxy, Sampler, SearchSettings, Stopper
+from search.space import Budget
 from search.study import make_pruner, make_sampler
 from search.tabular._backend import cached_table, table_evaluator, table_settings, table_space
 from search.tabular._hypervolume import HypervolumeTracker
@@ -82,6 +83,7 @@ def simulate_search(
     objectives: str = "top1:max,params:min",
     epoch_budget: int | None = None,
     max_trials: int | None = None,
+    budget: Budget | None = None,
 ) -> pd.DataFrame:
     """Run one simulated search; one row per finished trial with ``trial``, ``status``, ``epochs``
     (cumulative epochs trained so far), ``prescreen_s`` (cumulative seconds of pre-screening: proposals
@@ -90,21 +92,22 @@ def simulate_search(
 
     The search stops when it has spent ``epoch_budget`` epochs (default: training the whole table once),
     after ``max_trials`` trials (default four times the table's architectures: repeats cost nothing), or
-    when it has found the whole true front in both planes.
+    when it has found the whole true front in both planes. With ``budget`` (cost limits the table's space
+    lacks), architectures over it are never trained and the true front is that of the others.
     """
     table = cached_table(str(table_path))
     architectures = len(table.architectures)
     epoch_budget = epoch_budget or architectures * table.epochs
     max_trials = max_trials or 4 * architectures
     settings = strategy.settings(table_path, seed=seed, objectives=objectives, trials=max_trials)
-    space = table_space(table)
+    space = table_space(table) if budget is None else table_space(table).with_budget(budget)
     evaluator = table_evaluator(settings, space)
     sampler = with_prescreen(make_sampler(settings, space), settings, space, evaluator,
                              memo=_proxy_memo(str(table_path), settings.proxy))
     study = optuna.create_study(directions=[o.direction for o in settings.objective_list], sampler=sampler,
                                 pruner=make_pruner(settings))
     runner = TrialRunner(evaluator)
-    tracker = HypervolumeTracker(table)
+    tracker = HypervolumeTracker(table, budget=budget)
     rows: list[dict[str, object]] = []
     spent, screening = 0, 0.0
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from results.cli import export_command, leaderboard_app, pareto_command, train_command
@@ -167,7 +168,8 @@ def test_every_command_reads_an_exported_file(tmp_path: Path, app, studies) -> N
 
 def test_over_budget_and_duplicate_trials_only_with_all(tmp_path: Path, app, make_study, tiny_config) -> None:
     make_study("c", [(tiny_config(), 80.0, {}), (tiny_config(), 80.0, {"status": "duplicate", "duplicate_of": 0}),
-                     (tiny_config(depth=2), 0.0, {"status": "over_budget"})])
+                     (tiny_config(depth=2), 0.0, {"status": "over_budget", "state": TrialState.PRUNED,
+                                                  "constraints": {"max_params": 1.0}})])
     options = ["--run-dir", tmp_path / "runs", "--results-dir", tmp_path / "res", "--no-reported", "--format", "csv"]
     default = run(app, "leaderboard", *options)
     assert default.exit_code == 0, default.output

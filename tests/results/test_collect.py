@@ -25,7 +25,8 @@ def test_every_trial_becomes_one_row_with_its_record(tmp_path: Path, make_study,
     study = make_study("a", [
         (small, 71.5, {}),
         (refined, 80.25, {}),
-        (tiny_config(embed_dim=32), 0.0, {"status": "over_budget", "constraints": {"max_params": 5.0}}),
+        (tiny_config(embed_dim=32), 0.0, {"status": "over_budget", "constraints": {"max_params": 5.0},
+                                          "state": TrialState.PRUNED}),
         (tiny_config(depth=3), None, {"status": "pruned", "state": TrialState.PRUNED}),
     ])
     result = collect(studies=["a"], run_dir=tmp_path / "runs", results_dir=tmp_path / "res")
@@ -45,7 +46,7 @@ def test_every_trial_becomes_one_row_with_its_record(tmp_path: Path, make_study,
         assert row["storage"] == str(tmp_path / "runs" / "a" / "journal.log")
     assert by_trial.loc[1, "top1"] == 80.25 and by_trial.loc[1, "model"] == architecture_label(refined.to_dict())
     assert by_trial.loc[1, "model"] == "refiner-2x16h2-r2k3@16"
-    assert list(by_trial["state"]) == ["complete", "complete", "complete", "pruned"]
+    assert list(by_trial["state"]) == ["complete", "complete", "pruned", "pruned"]
     assert list(by_trial["feasible"]) == [True, True, False, True]
     assert by_trial.loc[2, "status"] == "over_budget" and pd.isna(by_trial.loc[3, "top1"])
 

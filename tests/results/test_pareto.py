@@ -105,7 +105,8 @@ def two_studies(tmp_path: Path, make_study, tiny_config) -> pd.DataFrame:
         (mid, 80.0, {}),
         (tiny_config(embed_dim=16, depth=2), 70.0, {}),  # more params than mid, lower top-1: dominated
         (mid, 80.0, {"status": "duplicate", "duplicate_of": 1}),
-        (tiny_config(embed_dim=64), 0.0, {"status": "over_budget", "constraints": {"max_params": 1.0}}),
+        (tiny_config(embed_dim=64), 0.0, {"status": "over_budget", "constraints": {"max_params": 1.0},
+                                          "state": TrialState.PRUNED}),
         (tiny_config(depth=4), None, {"status": "pruned", "state": TrialState.PRUNED}),
     ])
     make_study("b", [(big, 90.0, {}), (mid, 80.0, {})])

@@ -9,6 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 import search.evaluate
+from results.collect import collect
+from results.leaderboard import result_rows
 from search.launch import launch
 from search.records import EVALUATED, TrialRecord
 from search.settings import SearchSettings
@@ -96,11 +98,34 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
         over = record.params > 2000
         assert (record.status == "over_budget") == over or record.status == "duplicate"
         assert trial.constraints["max_params"] == pytest.approx(record.params / 2000 - 1)
-        if record.status == "over_budget":
+        assert record.constraint_values == [pytest.approx(record.params / 2000 - 1)]
+        # Over budget is no result: pruned in Optuna (no value 0 in the dashboard), duplicates of it too.
+        assert (trial.state == TrialState.PRUNED) == over and (trial.values is None) == over
+        if over:
             assert record.top1 == 0.0 and record.top1_curve == [] and record.epochs_run == 0
-    assert {"over_budget", "trained"} <= statuses
-    assert set(trained_widths) == {8}
+    assert {"over_budget", "trained", "duplicate"} <= statuses, "seed 0 repeats an over-budget architecture"
+    repeats = [TrialRecord.from_trial(t) for t in study.get_trials(states=(TrialState.PRUNED,))
+               if t.user_attrs["status"] == "duplicate"]
+    assert repeats and all(study.trials[r.duplicate_of].user_attrs["status"] == "over_budget" for r in repeats)
+    assert set(trained_widths) == {8}  # neither an over-budget architecture nor its repeats were trained
+    assert len(evaluated(study)) == 4  # over-budget trials count toward --trials
     assert study.best_trials and all(TrialRecord.from_trial(t).params <= 2000 for t in study.best_trials)
+    frame = study.trials_dataframe()
+    assert frame.loc[frame["state"] == "COMPLETE", "user_attrs_params"].max() <= 2000
+    assert frame.loc[frame["user_attrs_status"] == "over_budget", "values_top1"].isna().all()
+    # The leaderboard shows them only with --all, from the record's status.
+    rows = collect(run_dir=tmp_path / "runs", results_dir=tmp_path / "results").frame
+    assert {"over_budget", "duplicate"} <= set(rows["status"])
+    assert set(rows.loc[rows["status"] == "over_budget", "state"]) == {"pruned"}
+    assert set(result_rows(rows)["status"]) == {"trained"}
+
+
+def test_with_the_gp_sampler_over_budget_trials_stay_completed_with_top1_0(tmp_path: Path, settings_for) -> None:
+    # GPSampler learns from completed trials only: pruned, they would teach it nothing (search.study).
+    study = launch(settings_for(max_params="2K", trials=4, sampler="gp"), show_progress=False)
+    over = [t for t in study.get_trials() if t.user_attrs["params"] > 2000]
+    assert over and all(t.state == TrialState.COMPLETE and t.values[0] == 0.0 for t in over)
+    assert all(t.constraints["max_params"] > 0 for t in over)
 
 
 def test_a_configuration_seen_before_is_reused_not_retrained(

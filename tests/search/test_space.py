@@ -309,6 +309,13 @@ def test_with_fixed_refits_a_space_and_validates_again(tiny: SearchSpace) -> Non
         tiny.with_fixed(num_heads=5)
 
 
+def test_with_budget_sets_other_limits_and_validates_them(tiny: SearchSpace) -> None:
+    limited = tiny.with_budget(Budget(max_params="20K"))
+    assert limited.budget.max_params == 20_000 and limited.grid() == tiny.grid()
+    with pytest.raises(SpaceError, match=r"no configuration meets max_params 100"):
+        tiny.with_budget(Budget(max_params=100))
+
+
 def test_load_takes_names_and_paths(tmp_path: Path) -> None:
     path = write(tmp_path, BASE)
     assert SearchSpace.load(path).source == str(path)

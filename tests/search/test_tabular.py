@@ -13,7 +13,7 @@ from results.pareto import hypervolume
 from search.launch import launch
 from search.records import TrialRecord
 from search.settings import SearchSettings
-from search.space import SearchSpace
+from search.space import Budget, SearchSpace
 from search.tabular import (
     SHIPPED_TABLE,
     HypervolumeTracker,
@@ -84,6 +84,43 @@ def test_simulated_search_reads_curves_and_spends_epochs_as_recorded(random_tabl
     plain = simulate_search(path, Strategy.parse("random+none"), seed=3, max_trials=40)
     trained = (plain["status"] == "trained").sum()
     assert plain["epochs"].iloc[-1] == trained * table.epochs
+
+
+def test_a_budget_on_the_tables_space_keeps_searches_and_the_true_front_within_it(random_table):
+    path = random_table()
+    architectures = read_table(path).architectures
+    limit = int(architectures["params"].median())
+    budget = Budget(max_params=limit)
+    within = architectures[architectures["params"] <= limit]
+    tracker = HypervolumeTracker(read_table(path), budget=budget)
+    for arch in within.index:
+        tracker.add(arch)
+    assert tracker.ratios == {"params": pytest.approx(1.0), "macs": pytest.approx(1.0)}
+    with pytest.raises(KeyError):
+        tracker.add(architectures.index[architectures["params"] > limit][0])
+
+    trace = simulate_search(path, Strategy.parse("random+none"), seed=0, budget=budget)
+    assert {"trained", "over_budget"} <= set(trace["status"])
+    assert trace["hv_params"].iloc[-1] == pytest.approx(1.0), "random search finds the whole feasible front"
+    traces = run_comparison(path, ["random+none"], seeds=range(1), budget=budget)
+    pd.testing.assert_series_equal(traces["status"], trace["status"], check_names=False)
+
+
+def test_tpe_steers_away_from_over_budget_architectures_told_to_optuna_as_pruned():
+    # Half the shipped table's architectures are over its median parameter count. Pruned over-budget
+    # trials carry their constraints, which TPE ranks below every feasible trial: after its 10 random
+    # start-up trials it proposes far fewer of them than random search (an ignored trial would not teach it).
+    budget = Budget(max_params=int(read_table(SHIPPED_TABLE).architectures["params"].median()))
+
+    def over_budget_share(strategy: str) -> float:
+        traces = [simulate_search(SHIPPED_TABLE, Strategy.parse(strategy), seed=seed, budget=budget,
+                                  max_trials=60)
+                  for seed in range(3)]
+        new = pd.concat(traces).query("trial >= 10 and status != 'duplicate'")
+        return float((new["status"] == "over_budget").mean())
+
+    tpe, random = over_budget_share("tpe+none"), over_budget_share("random+none")
+    assert tpe < 0.4 and tpe < random - 0.1, (tpe, random)
 
 
 def test_launch_with_a_table_records_the_tables_curves(random_table, tmp_path):

@@ -19,6 +19,7 @@ the server's data folder (``.ci/postgres start`` exports it as REFINER_NAS_PGDAT
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -238,7 +239,8 @@ def _work(plan: ScalePlan, target: int, joined: Any, finished: Any, out_dir: str
 def prefill_study(plan: ScalePlan, settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Add ``plan.prefill`` finished trials (random architectures, replayed, real records) to ``study``."""
     scratch = optuna.create_study(directions=study.directions, sampler=optuna.samplers.RandomSampler(seed=plan.seed))
-    scratch.optimize(TrialRunner(replay_evaluator(plan, settings, space)).__call__, n_trials=plan.prefill,
+    no_sleep = dataclasses.replace(plan, time_scale=0.0)
+    scratch.optimize(TrialRunner(replay_evaluator(no_sleep, settings, space)).__call__, n_trials=plan.prefill,
                      catch=(Exception,))
     study.add_trials(scratch.get_trials(deepcopy=False))
 

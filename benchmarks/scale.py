@@ -217,9 +217,9 @@ class TimedRunner(TrialRunner):
         return 0.0 if self.last is None else (self.last.fields.get("train_time_s") or 0.0) * self.time_scale
 
 
-def _work(plan: ScalePlan, target: int, joined: Any, finished: Any, out_dir: str) -> None:
-    """One worker process: join the study (then count itself in ``joined``), run trials until the study
-    holds ``target`` evaluated architectures, save its timings."""
+def _work(plan: ScalePlan, target: int, joined: Any, go: Any, finished: Any, out_dir: str) -> None:
+    """One worker process: join the study (then count itself in ``joined``), wait for ``go``, run trials
+    until the study holds ``target`` evaluated architectures, save its timings."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     settings = plan.settings()
     space = SearchSpace.from_yaml(settings.space)
@@ -230,6 +230,7 @@ def _work(plan: ScalePlan, target: int, joined: Any, finished: Any, out_dir: str
     study = load_existing_study(settings, sampler=sampler, pruner=make_pruner(settings), storage=storage)
     with joined.get_lock():
         joined.value += 1
+    go.wait()
     runner = TimedRunner(replay_evaluator(plan, settings, space), ledger, plan.time_scale, finished)
     work_on_study(study, runner, trials=target, heartbeat_s=settings.heartbeat_s, poll_s=0.05)
     runner.times.worker_cpu_s.append(time.process_time())
@@ -314,15 +315,20 @@ def run_scale(plan: ScalePlan) -> ScaleResult:
     _load_once(plan)
     rng = random.Random(plan.seed)
     events = fault_schedule(plan)
-    joined, finished = context.Value("i", 0), context.Value("i", 0)
+    joined, finished, go = context.Value("i", 0), context.Value("i", 0), context.Event()
     with tempfile.TemporaryDirectory() as out_dir:
         def start() -> multiprocessing.process.BaseProcess:
-            process = context.Process(target=_work, args=(plan, target.value, joined, finished, out_dir), daemon=True)
+            process = context.Process(target=_work, args=(plan, target.value, joined, go, finished, out_dir),
+                                      daemon=True)
             process.start()
             return process
 
-        started = time.perf_counter()
         workers = [start() for _ in range(plan.workers)]
+        # Forking 64 workers takes seconds: all start their first trial together, once all have joined.
+        while joined.value < plan.workers and all(w.is_alive() for w in workers):
+            time.sleep(0.05)
+        started = time.perf_counter()
+        go.set()
         # Opened once the first workers run; replacements forked later inherit its connection but never use it.
         watcher: optuna.Study | None = None
         killed = 0

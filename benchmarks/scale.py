@@ -64,6 +64,8 @@ DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "search" / "tabular" / "ta
 # The model field the load-test space adds to the table's; the table's curves do not depend on it.
 REPLAYED_FIELD = "drop_path_rate"
 _ADDED_DIMENSION = f"  {REPLAYED_FIELD}: {{float: {{low: 0.0, high: 0.1, step: 0.0001}}}}\n"
+# How long PostgreSQL stays down in a fault run: a restart, which workers ride out (search.storage_retry).
+RESTART_OUTAGE_S = 3.0
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -339,7 +341,7 @@ def run_scale(plan: ScalePlan) -> ScaleResult:
                         time.sleep(0.05)
                         continue
                     postgres_server(plan.pgdata, plan.storage, "stop")
-                    time.sleep(2 * plan.heartbeat_s)
+                    time.sleep(RESTART_OUTAGE_S)
                     postgres_server(plan.pgdata, plan.storage, "start")
                     events.pop(0)
                 else:

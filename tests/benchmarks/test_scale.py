@@ -21,7 +21,8 @@ def assert_nothing_lost(result, plan: ScalePlan) -> None:
     assert result.fail_without_reason == 0
     assert result.evaluated == plan.trials  # exactly: no worker overshoots --trials
     assert result.killed == len([e for e in fault_schedule(plan) if e.action == "kill"])
-    assert result.orphaned_trials >= result.killed  # each kill hit a trial in training
+    # A killed worker's trial is failed as orphaned (unless it ended between the choice and the kill).
+    assert result.orphaned_trials <= result.killed
     assert result.orphaned_not_finished == 0
     assert result.values_differing_from_table == 0
     assert result.front_matches
@@ -34,6 +35,7 @@ def test_journal_fault_run_loses_nothing(tmp_path: Path) -> None:
     plan = ScalePlan(storage=None, run_dir=tmp_path, workers=4, trials=150, faults=True, seed=1)
     result = run_scale(plan)
     assert_nothing_lost(result, plan)
+    assert result.orphaned_trials >= 1
     assert set(result.states) <= {"COMPLETE", "PRUNED", "FAIL"}
 
 

@@ -389,11 +389,21 @@ def check_study(plan: ScalePlan, wall_s: float, killed: int, times: IterationTim
     space = SearchSpace.from_yaml(settings.space)
     study = load_existing_study(settings)
     trials = study.get_trials(deepcopy=False)[plan.prefill:]
-    # Trials failed because their worker died or was cut off: each architecture must be re-queued and finished.
+    # Trials failed because their worker died or was cut off: each must be re-queued and finished, by a retry
+    # (which reuses a result kept by a worker that was only cut off) or by a trial of the same architecture.
     orphaned = [t for t in trials
                 if t.state == TrialState.FAIL and "its worker" in (t.user_attrs.get("fail_reason") or "")]
-    finished = {t.user_attrs.get("config_hash") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
-    not_finished = sum(t.user_attrs.get("config_hash") not in finished for t in orphaned)
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = {t.user_attrs.get("config_hash") for t in trials if t.state in ended} - {None}
+    retries = {t.user_attrs["retry_of"]: t for t in trials if t.user_attrs.get("retry_of") is not None}
+
+    def finished_by_retry(trial: FrozenTrial) -> bool:
+        retry = retries.get(trial.number)
+        while retry is not None and retry.state == TrialState.FAIL:
+            retry = retries.get(retry.number)
+        return retry is not None and retry.state in ended
+
+    not_finished = sum(t.user_attrs.get("config_hash") not in finished and not finished_by_retry(t) for t in orphaned)
     evaluator = replay_evaluator(plan, settings, space)
     trainer = TableTrainer(cached_table(str(plan.table)), seed=settings.seed, replay_fields=(REPLAYED_FIELD,))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -15,7 +15,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.evaluate import ArchitectureEvaluator, EpochCallback
-from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted
+from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
 from search.records import TrialRecord, record_fields
 from search.stoppers import EarlyStoppedTrial, make_stopper
 from search.study import prunes_over_budget
@@ -103,6 +103,8 @@ class TrialRunner:
         started = time.perf_counter()
         sink = OptunaSink(trial)
         self.last = sink
+        # First, so a worker that dies before its trial beats is found dead by its process, not its silence.
+        sink.write(worker=this_worker())
         heartbeat = Heartbeat(trial.study._storage, trial._trial_id, self.evaluator.settings.heartbeat_s)
         try:
             with heartbeat:

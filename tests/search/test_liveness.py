@@ -143,3 +143,32 @@ def test_a_training_finished_after_a_takeover_is_kept_and_its_retry_reuses_it() 
     reused = study.get_trials()[retry.number]
     assert reused.user_attrs["duplicate_of"] == kept.number and reused.values == kept.values
     assert reused.user_attrs["retry_of"] == taken.number
+
+
+class RecordingStorage(InMemoryStorage):
+    """Remembers the order of user-attribute writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: object) -> None:
+        self.keys.append(key)
+        super().set_trial_user_attr(trial_id, key, value)
+
+
+def test_a_trial_names_its_worker_before_anything_else() -> None:
+    """So a worker killed before its trial's first beat is found dead at once, by its process."""
+    from search.liveness import this_worker
+    from search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from search.trial import TrialRunner
+
+    table = cached_table(str(SHIPPED_TABLE))
+    settings = table_settings(table, SHIPPED_TABLE, sampler="random", early_stop=False)
+    space = table_space(table)
+    storage = RecordingStorage()
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    study.optimize(TrialRunner(table_evaluator(settings, space)), n_trials=1)
+    assert storage.keys[0] == "worker"
+    assert study.trials[0].user_attrs["worker"] == this_worker()
+    assert storage.keys.count("worker") == 1  # the record's own write of it costs nothing more

@@ -80,3 +80,19 @@ def test_an_append_after_a_writer_killed_mid_record_sets_the_fragment_aside(tmp_
         reopened = optuna.load_study(study_name="s", storage=_open_journal(path))
     assert [t.system_attrs["fixed_params"] for t in reopened.get_trials()] == [{"x": 1}, {"x": 2}]
     assert len(list(tmp_path.glob("journal.log.torn-*"))) == 1
+
+
+def test_only_records_that_start_or_end_a_trial_are_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = _open_journal(tmp_path / "journal.log")
+    study = optuna.create_study(storage=storage, study_name="s")
+    flushes: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr("search.journal.os.fsync", lambda fd: (flushes.append(fd), real_fsync(fd)))
+    trial = study.ask()
+    assert len(flushes) == 1  # the trial's creation
+    for epoch in range(5):
+        trial.set_user_attr("top1_curve", list(range(epoch + 1)))
+        trial.report(float(epoch), epoch)
+    assert len(flushes) == 1  # per-epoch records: no flush of their own
+    study.tell(trial, 1.0)
+    assert len(flushes) == 2  # its end flushes it, and every record before it, to disk

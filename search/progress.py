@@ -9,8 +9,10 @@ training (duplicates, over budget) do not distort the estimate.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from search.periodic import Periodic
-from search.records import TrialRecord, count_evaluated
+from search.records import count_evaluated
 from search.summary import pareto_front
 
 # An epoch in flight counts at most this share of its estimate: it is not done until it is recorded.
@@ -43,11 +45,12 @@ class WorkEstimate:
     eta_s: float | None
 
 
-def seconds_per_epoch(records: list[TrialRecord]) -> float | None:
-    """Training seconds per epoch measured so far (trained and running trials); None before the first epoch."""
-    timed = [r for r in records if r.epochs_run and r.train_time_s]
-    epochs = sum(r.epochs_run for r in timed)
-    return sum(r.train_time_s or 0.0 for r in timed) / epochs if epochs else None
+def seconds_per_epoch(records: Iterable[Mapping[str, Any]]) -> float | None:
+    """Training seconds per epoch measured so far (trained and running trials); None before the first epoch.
+    ``records``: trials' record fields, read as written (validated then; the display reads them every second)."""
+    timed = [(r["epochs_run"], r["train_time_s"]) for r in records if r.get("epochs_run") and r.get("train_time_s")]
+    epochs = sum(epochs_run for epochs_run, _ in timed)
+    return sum(seconds for _, seconds in timed) / epochs if epochs else None
 
 
 def estimate_work(*, total_trials: int, finished: int, running: list[RunningTrial], epochs: int,
@@ -89,6 +92,7 @@ class SearchProgress:
                  interval_s: float = 1.0) -> None:
         self.study, self.total, self.epochs, self.interval_s = study, total, epochs, interval_s
         self._epoch_seen: dict[int, tuple[int, float]] = {}  # trial -> (epochs recorded, when first seen so)
+        self._best: tuple[int, str] = (-1, "")  # (completed trials, describe_best) as of the last change
         self.progress = Progress(
             TextColumn("[bold]{task.fields[trials]}"), BarColumn(), TimeElapsedColumn(),
             TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[status]}"),
@@ -116,12 +120,19 @@ class SearchProgress:
     def _running(self, trials: list[optuna.trial.FrozenTrial], now: float) -> list[RunningTrial]:
         running = []
         for trial in trials:
-            done = len(TrialRecord.from_trial(trial).top1_curve)
+            done = len(trial.user_attrs.get("top1_curve") or ())
             seen = self._epoch_seen.get(trial.number)
             if seen is None or seen[0] != done:
                 seen = self._epoch_seen[trial.number] = (done, now)
             running.append(RunningTrial(trial.number, done, now - seen[1]))
         return running
+
+    def _describe_best(self, trials: list[optuna.trial.FrozenTrial]) -> str:
+        """:func:`describe_best`, computed again only when a trial completed (it costs a Pareto front)."""
+        completed = sum(t.state == TrialState.COMPLETE for t in trials)
+        if completed != self._best[0]:
+            self._best = (completed, describe_best(self.study))
+        return self._best[1]
 
     def refresh(self) -> None:
         """Read the study once and update the display."""
@@ -130,14 +141,14 @@ class SearchProgress:
         finished = count_evaluated(trials)  # what --trials counts: duplicates and failures do not
         failed = sum(t.state == TrialState.FAIL for t in trials)
         running = self._running([t for t in trials if t.state == TrialState.RUNNING], now)
-        epoch_s = seconds_per_epoch([TrialRecord.from_trial(t) for t in trials])
+        epoch_s = seconds_per_epoch(t.user_attrs for t in trials)
         work = estimate_work(total_trials=self.total, finished=finished, running=running, epochs=self.epochs,
                              epoch_s=epoch_s)
         current = ", ".join(
             f"trial {t.number} epoch {min(t.epochs_done + 1, self.epochs)}/{self.epochs} ({_clock(t.epoch_elapsed_s)})"
             for t in running
         )
-        parts = [describe_best(self.study), f"{failed} failed" if failed else "", current]
+        parts = [self._describe_best(trials), f"{failed} failed" if failed else "", current]
         eta = "?" if work.eta_s is None else _clock(work.eta_s)
         if work.eta_s is None and running:
             eta = "? (first epoch)"

@@ -33,8 +33,11 @@ def test_instant_trials_do_not_set_the_pace() -> None:
     trained = TrialRecord(status="trained", epochs_run=4, train_time_s=8.0)
     duplicate = TrialRecord(status="duplicate", epochs_run=4, train_time_s=None)
     over = TrialRecord(status="over_budget", epochs_run=0, top1=0.0)
-    assert seconds_per_epoch([duplicate, over]) is None
-    assert seconds_per_epoch([trained, duplicate, over]) == pytest.approx(2.0)
+    def fields(*records: TrialRecord) -> list[dict]:
+        return [record.model_dump(mode="json") for record in records]
+
+    assert seconds_per_epoch(fields(duplicate, over)) is None
+    assert seconds_per_epoch(fields(trained, duplicate, over)) == pytest.approx(2.0)
 
 
 def two_objective_study() -> optuna.Study:
@@ -72,3 +75,15 @@ def test_counting_costs_prints_no_torch_jit_warning() -> None:
     code = "import benchmarks.flops"
     result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, check=True)
     assert "torch.jit" not in result.stderr
+
+
+def test_the_front_shown_follows_each_completed_trial() -> None:
+    study = two_objective_study()
+    display = SearchProgress(study, 6, epochs=5, console=Console(file=io.StringIO()))
+    display.refresh()
+    assert "Pareto front: 2 trials" in display.progress.tasks[0].fields["status"]
+    attrs = TrialRecord(status="trained", config_hash="h9", top1=90.0, epochs_run=5, train_time_s=5.0)
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[90.0, 0.5],
+                                 user_attrs=attrs.model_dump(mode="json")))
+    display.refresh()
+    assert "Pareto front: 1 trials" in display.progress.tasks[0].fields["status"]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from refiner_space.layers.attention import MapAttention, mix_heads
 from refiner_space.layers.strips import FoldedChain, refine_in_strips
+from refiner_space.layers.training_chain import refine_with_batch_statistics
 
 
 class OfficialComputeAttention(MapAttention):
@@ -43,8 +44,9 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    in strips of map rows (:mod:`refiner_space.layers.strips`). With autograd (training, or eval with
-    gradients) and under the cost counters' tracing :meth:`explicit` runs.
+    in strips of map rows (:mod:`refiner_space.layers.strips`). In training with autograd it runs image by
+    image, channels last, with a hand-written backward (:mod:`refiner_space.layers.training_chain`).
+    In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
     Parameters, buffers and state_dict keys are the released code's in every path.
     """
 
@@ -62,12 +64,11 @@ class OfficialMapRefiner(nn.Module):
         self.act = nn.ReLU6()
 
     def forward(self, maps: Tensor) -> Tensor:
-        if torch.jit.is_tracing() or self.training or torch.is_grad_enabled():
-            # Autograd (and the cost counters' tracing) take the chain as the released code runs it: a
-            # fused training chain that folds BN1 from the maps' covariance measured up to 1e-1 relative
-            # gradient error against float64 on Refined-ViT-M (3e-5 for this one), so it was left out.
+        if torch.jit.is_tracing():
             return self.explicit(maps)
-        return refine_in_strips(maps, self.folded_chain())
+        if self.training:
+            return refine_with_batch_statistics(maps, self) if torch.is_grad_enabled() else self.explicit(maps)
+        return self.explicit(maps) if torch.is_grad_enabled() else refine_in_strips(maps, self.folded_chain())
 
     def explicit(self, maps: Tensor) -> Tensor:
         """The chain step by step, BatchNorms as modules (batch statistics in training)."""

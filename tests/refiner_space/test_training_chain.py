@@ -1,0 +1,97 @@
+"""The released-code refiner's training path (image by image, hand-written backward) against autograd
+through its modules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from refiner_space.layers import OfficialMapRefiner
+from refiner_space.layers.training_chain import refine_with_batch_statistics
+
+
+def randomised(refiner: OfficialMapRefiner) -> OfficialMapRefiner:
+    with torch.no_grad():
+        for module in refiner.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return refiner.train()
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize(("heads", "kernel", "size", "momentum"), [(3, 3, 9, 0.1), (4, 5, 7, None), (2, 1, 6, 0.3)])
+def test_the_training_chain_equals_autograd_through_the_modules(
+    heads: int, kernel: int, size: int, momentum: float | None
+) -> None:
+    torch.manual_seed(heads)
+    reference = randomised(OfficialMapRefiner(heads, head_dim=8, kernel_size=kernel).double())
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = momentum
+    ours = copy.deepcopy(reference)
+    maps = torch.rand(3, heads, size, size, dtype=torch.float64).softmax(-1)
+    upstream = torch.randn_like(maps)
+    expected_in, ours_in = maps.clone().requires_grad_(), maps.clone().requires_grad_()
+    for _ in range(2):  # twice: running statistics follow the same updates
+        expected = reference.explicit(expected_in)
+        expected.backward(upstream)
+        out = refine_with_batch_statistics(ours_in, ours)
+        out.backward(upstream)
+    assert relative_error(out, expected) < 1e-12
+    assert relative_error(ours_in.grad, expected_in.grad) < 1e-12
+    for (name, theirs), mine in zip(reference.named_parameters(), ours.parameters(), strict=True):
+        if name == "bn3.bias":  # feeds the adapting BatchNorm, which removes it: zero up to rounding
+            assert mine.grad.abs().max() < 1e-9 and theirs.grad.abs().max() < 1e-9
+        else:
+            assert relative_error(mine.grad, theirs.grad) < 1e-12, name
+    for (name, theirs), mine in zip(reference.named_buffers(), ours.buffers(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=0, msg=name)
+
+
+def test_the_training_chain_passes_gradcheck() -> None:
+    torch.manual_seed(0)
+    refiner = randomised(OfficialMapRefiner(2, head_dim=4).double())
+    maps = torch.rand(2, 2, 5, 5, dtype=torch.float64).softmax(-1).requires_grad_()
+    weights = tuple(refiner.parameters())
+
+    def chain(maps: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
+        return refine_with_batch_statistics(maps, copy.deepcopy(refiner))
+
+    assert torch.autograd.gradcheck(lambda m: chain(m), (maps,))
+    assert torch.autograd.gradcheck(
+        lambda *w: refine_with_batch_statistics(maps.detach(), _with_weights(refiner, w)), weights
+    )
+
+
+def _with_weights(refiner: OfficialMapRefiner, weights: tuple[torch.Tensor, ...]) -> OfficialMapRefiner:
+    """A copy of ``refiner`` whose parameters are ``weights`` (so gradcheck can vary them)."""
+    copied = copy.deepcopy(refiner)
+    for (name, _), weight in zip(refiner.named_parameters(), weights, strict=True):
+        module_name, attribute = name.rsplit(".", 1)
+        module = copied.get_submodule(module_name)
+        delattr(module, attribute)
+        setattr(module, attribute, weight)
+    return copied
+
+
+def test_training_with_autograd_takes_the_training_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    import refiner_space.layers.official as official
+
+    calls = []
+    monkeypatch.setattr(official, "refine_with_batch_statistics",
+                        lambda maps, refiner: calls.append(1) or refiner.explicit(maps))  # fmt: skip
+    refiner = randomised(OfficialMapRefiner(2, head_dim=4))
+    maps = torch.rand(2, 2, 5, 5).softmax(-1)
+    refiner(maps)
+    with torch.no_grad():
+        refiner(maps)  # no autograd: the modules, nothing to save
+    refiner.eval()(maps)  # eval with gradients: the modules with running statistics
+    assert calls == [1]

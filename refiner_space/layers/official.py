@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from refiner_space.layers.attention import MapAttention, mix_heads
 from refiner_space.layers.strips import FoldedChain, refine_in_strips
-from refiner_space.layers.training_chain import refine_with_batch_statistics
+from refiner_space.layers.training_chain import pays_off, refine_with_batch_statistics
 
 
 class OfficialComputeAttention(MapAttention):
@@ -44,8 +44,9 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    in strips of map rows (:mod:`refiner_space.layers.strips`). In training with autograd it runs image by
-    image, channels last, with a hand-written backward (:mod:`refiner_space.layers.training_chain`).
+    in strips of map rows (:mod:`refiner_space.layers.strips`). In training with autograd, on maps large
+    enough, it runs a few images at a time, channels last, with a hand-written backward
+    (:mod:`refiner_space.layers.training_chain`).
     In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
     Parameters, buffers and state_dict keys are the released code's in every path.
     """
@@ -67,7 +68,8 @@ class OfficialMapRefiner(nn.Module):
         if torch.jit.is_tracing():
             return self.explicit(maps)
         if self.training:
-            return refine_with_batch_statistics(maps, self) if torch.is_grad_enabled() else self.explicit(maps)
+            fast = torch.is_grad_enabled() and pays_off(maps, self.expand.out_channels)
+            return refine_with_batch_statistics(maps, self) if fast else self.explicit(maps)
         return self.explicit(maps) if torch.is_grad_enabled() else refine_in_strips(maps, self.folded_chain())
 
     def explicit(self, maps: Tensor) -> Tensor:

@@ -82,16 +82,37 @@ def _with_weights(refiner: OfficialMapRefiner, weights: tuple[torch.Tensor, ...]
     return copied
 
 
-def test_training_with_autograd_takes_the_training_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_with_autograd_on_large_maps_takes_the_training_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     import refiner_space.layers.official as official
 
     calls = []
     monkeypatch.setattr(official, "refine_with_batch_statistics",
-                        lambda maps, refiner: calls.append(1) or refiner.explicit(maps))  # fmt: skip
+                        lambda maps, refiner: calls.append(maps.shape[0]) or refiner.explicit(maps))  # fmt: skip
     refiner = randomised(OfficialMapRefiner(2, head_dim=4))
-    maps = torch.rand(2, 2, 5, 5).softmax(-1)
-    refiner(maps)
+    small = torch.rand(2, 2, 5, 5).softmax(-1)
+    large = torch.rand(64, 2, 65, 65).softmax(-1)  # 6 expanded maps: 6.5 MB
+    refiner(small)  # below one chunk: the modules
+    refiner(large)
     with torch.no_grad():
-        refiner(maps)  # no autograd: the modules, nothing to save
-    refiner.eval()(maps)  # eval with gradients: the modules with running statistics
-    assert calls == [1]
+        refiner(large)  # no autograd: the modules, nothing to save
+    refiner.eval()(large)  # eval with gradients: the modules with running statistics
+    assert calls == [64]
+
+
+def test_several_chunks_and_a_short_last_one_give_the_same_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    import refiner_space.layers.training_chain as chain
+
+    torch.manual_seed(1)
+    refiner = randomised(OfficialMapRefiner(3, head_dim=8).double())
+    maps = torch.rand(5, 3, 8, 8, dtype=torch.float64).softmax(-1)
+    upstream = torch.randn_like(maps)
+    results = []
+    for chunk_bytes in (1 << 30, 2 * 9 * 64 * 8):  # one chunk; chunks of 2, 2 and 1 images
+        monkeypatch.setattr(chain, "CHUNK_BYTES", chunk_bytes)
+        inputs = maps.clone().requires_grad_()
+        copied = copy.deepcopy(refiner)
+        out = refine_with_batch_statistics(inputs, copied)
+        out.backward(upstream)
+        results.append((out, inputs.grad, copied.dla.weight.grad, copied.bn2.running_var))
+    for whole, chunked in zip(*results, strict=True):
+        assert relative_error(chunked, whole) < 1e-12

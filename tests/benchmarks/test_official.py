@@ -29,6 +29,7 @@ def test_report_measures_inference_and_the_training_chain_at_equal_outputs() -> 
     assert row.train_chain_ratio.n == 10 and row.train_chain_ms.median > 0
     assert row.inference_error < 1e-5 and row.train_error < 1e-5 and row.reference_train_error < 1e-5
     assert report.to_dict()["rows"][0]["train_chain_ratio"]["n"] == 10
+    assert "glibc_tunables" in report.environment  # the allocator's settings change these ratios
 
 
 def test_only_released_code_models_are_compared() -> None:

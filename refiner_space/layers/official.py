@@ -68,7 +68,7 @@ class OfficialMapRefiner(nn.Module):
         if torch.jit.is_tracing():
             return self.explicit(maps)
         if self.training:
-            fast = torch.is_grad_enabled() and pays_off(maps, self.expand.out_channels)
+            fast = torch.is_grad_enabled() and pays_off(maps, self)
             return refine_with_batch_statistics(maps, self) if fast else self.explicit(maps)
         return self.explicit(maps) if torch.is_grad_enabled() else refine_in_strips(maps, self.folded_chain())
 

@@ -96,6 +96,8 @@ def test_training_with_autograd_on_large_maps_takes_the_training_chain(monkeypat
     with torch.no_grad():
         refiner(large)  # no autograd: the modules, nothing to save
     refiner.eval()(large)  # eval with gradients: the modules with running statistics
+    refiner.train().bn2 = torch.nn.SyncBatchNorm(6)
+    refiner(large)  # statistics across processes: the modules
     assert calls == [64]
 
 

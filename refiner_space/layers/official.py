@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from refiner_space.layers.attention import MapAttention, mix_heads
-from refiner_space.layers.strips import FoldedChain, refine_in_strips
+from refiner_space.layers.chunks import FoldedChain, refine_in_chunks
 from refiner_space.layers.training_chain import pays_off, refine_with_batch_statistics
 
 
@@ -44,8 +44,8 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    in strips of map rows (:mod:`refiner_space.layers.strips`). In training with autograd, on maps large
-    enough, it runs a few images at a time, channels last, with a hand-written backward
+    a few images at a time, channels last (:mod:`refiner_space.layers.chunks`). In training with autograd,
+    on maps large enough, it runs the same way with a hand-written backward
     (:mod:`refiner_space.layers.training_chain`).
     In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
     Parameters, buffers and state_dict keys are the released code's in every path.
@@ -70,7 +70,7 @@ class OfficialMapRefiner(nn.Module):
         if self.training:
             fast = torch.is_grad_enabled() and pays_off(maps, self)
             return refine_with_batch_statistics(maps, self) if fast else self.explicit(maps)
-        return self.explicit(maps) if torch.is_grad_enabled() else refine_in_strips(maps, self.folded_chain())
+        return self.explicit(maps) if torch.is_grad_enabled() else refine_in_chunks(maps, self.folded_chain())
 
     def explicit(self, maps: Tensor) -> Tensor:
         """The chain step by step, BatchNorms as modules (batch statistics in training)."""

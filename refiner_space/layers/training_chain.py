@@ -1,12 +1,9 @@
 """The released-code refiner chain in training (batch statistics), with a hand-written backward.
 
-Autograd runs the chain on whole (B, 3H, N, N) tensors in PyTorch's default layout. There every step
-allocates a fresh tensor of tens of MB, which glibc serves by mmap (above its 32 MiB threshold) and the
-kernel by a page fault per 4 KiB, and oneDNN's depthwise and 1×1 convolutions run several times slower
-than on channels-last data. Here the maps are (N·N, C) matrices of a few images at a time, channels last: the
-1×1 convolutions are matrix products, the depthwise convolution runs channels-last, tensors are a few MB
-(cache-sized, from the heap), BatchNorm statistics are summed chunk by chunk, and every BatchNorm input is
-kept centred on its batch mean, so the backward pass needs no ``Σ dy·x − μ·Σ dy`` that would cancel on
+Autograd through the modules runs on whole (B, 3H, N, N) tensors in PyTorch's default layout and saves
+every intermediate. Here the chain runs on the row matrices of :mod:`refiner_space.layers.chunks`, a few
+images at a time; BatchNorm statistics are summed chunk by chunk, and every BatchNorm input is kept
+centred on its batch mean, so the backward pass needs no ``Σ dy·x − μ·Σ dy`` that would cancel on
 attention maps (values near 1/N, tiny variances).
 """
 
@@ -19,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Expanded maps per chunk: a 224-px image of Refined-ViT-S (36 × 197² floats, 5.6 MB) is one chunk; the
-# small maps of a search trial are grouped, so a batch of 64 is a few chunks, not 64 sets of calls.
-CHUNK_BYTES = 4 << 20
+from refiner_space.layers.chunks import as_images, as_maps, as_rows, chunk_rows
 
 
 class _BatchStats(NamedTuple):
@@ -42,7 +37,9 @@ def _column_dots(a: Sequence[Tensor], b: Sequence[Tensor], width: int) -> Tensor
                torch.zeros_like(a[0][0]))  # fmt: skip
 
 
-def _centre(chunks: Sequence[Tensor], width: int, norm: nn.BatchNorm2d, known_mean: Tensor | None = None) -> _BatchStats:
+def _centre(
+    chunks: Sequence[Tensor], width: int, norm: nn.BatchNorm2d, known_mean: Tensor | None = None
+) -> _BatchStats:
     """Subtract the batch mean from every chunk's rows in place; update ``norm``'s running statistics as
     ``nn.BatchNorm2d`` does in training. ``known_mean``: the rows are a linear map of centred inputs,
     centred already (up to rounding), and this is the mean that was taken off."""
@@ -83,30 +80,15 @@ def _norm_backward(
     return grad_weight, grad_bias
 
 
-def _as_images(rows: Tensor, height: int, width: int) -> Tensor:
-    """Images' (k·h·w, C) matrix as a channels-last (k, C, h, w) tensor (a view)."""
-    return rows.view(-1, height, width, rows.shape[1]).permute(0, 3, 1, 2)
-
-
-def _chunk_rows(pixels: int, channels: int, element_size: int) -> int:
-    """Rows per chunk: whole images, as many as fit in :data:`CHUNK_BYTES` of expanded maps (at least one)."""
-    return pixels * max(1, CHUNK_BYTES // (pixels * channels * element_size))
-
-
-def _as_rows(tensor: Tensor) -> Tensor:
-    """(B, C, h, w) as a (B·h·w, C) matrix (a view when ``tensor`` is channels-last)."""
-    return tensor.permute(0, 2, 3, 1).reshape(-1, tensor.shape[1])
-
-
 class _TrainingChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, maps: Tensor, refiner: nn.Module, *params: Tensor) -> Tensor:
-        batch, heads, height, width = maps.shape
+        batch, _, height, width = maps.shape
         expand, reduce = refiner.expand.weight[:, :, 0, 0], refiner.reduce.weight[:, :, 0, 0]
         depthwise = refiner.dla.weight
         pad, channels = depthwise.shape[-1] // 2, depthwise.shape[0]
-        step = _chunk_rows(height * width, channels, maps.element_size())
-        rows = _as_rows(maps)
+        step = chunk_rows(height * width, channels, maps.element_size())
+        rows = as_rows(maps)
         chunks = rows.split(step)
         # BN1 of E·A: E·(A − mean A) is already centred, so nothing cancels.
         input_mean = sum((_column_sums(chunk, width) for chunk in chunks), torch.zeros_like(rows[0])) / len(rows)
@@ -114,7 +96,7 @@ class _TrainingChain(torch.autograd.Function):
         expanded_stats = _centre(expanded, width, refiner.bn1, known_mean=expand @ input_mean)
         act1 = [_affine(chunk, expanded_stats, refiner.bn1).clamp_(0.0, 6.0) for chunk in expanded]
         local = [
-            _as_rows(F.conv2d(_as_images(chunk, height, width), depthwise, padding=pad, groups=channels))
+            as_rows(F.conv2d(as_images(chunk, height, width), depthwise, padding=pad, groups=channels))
             for chunk in act1
         ]
         local_stats = _centre(local, width, refiner.bn2)
@@ -128,7 +110,7 @@ class _TrainingChain(torch.autograd.Function):
         ctx.stats = (expanded_stats, local_stats, reduced_stats, summed_stats)
         ctx.chunks = (expanded, act1, local, act2)
         ctx.save_for_backward(rows, reduced, summed)
-        return out.view(batch, height, width, heads).permute(0, 3, 1, 2).contiguous()
+        return as_maps(out, batch, height, width)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -140,7 +122,7 @@ class _TrainingChain(torch.autograd.Function):
         depthwise = refiner.dla.weight
         pad, channels = depthwise.shape[-1] // 2, depthwise.shape[0]
 
-        grad_summed = _as_rows(grad_out).mul(refiner.scale)
+        grad_summed = as_rows(grad_out).mul(refiner.scale)
         g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_stats,
                                  refiner.adapt_bn.weight, width)  # fmt: skip
         grad_reduced = grad_summed.clone()
@@ -157,20 +139,18 @@ class _TrainingChain(torch.autograd.Function):
         grad_expanded = []
         for grad, chunk in zip(grad_local, act1, strict=True):
             grad_act1, grad_weight, _ = torch.ops.aten.convolution_backward(
-                _as_images(grad, height, width), _as_images(chunk, height, width), depthwise, None,
+                as_images(grad, height, width), as_images(chunk, height, width), depthwise, None,
                 [1, 1], [pad, pad], [1, 1], False, [0, 0], channels, [True, True, False],
             )  # fmt: skip
             g_depthwise += grad_weight
-            grad_expanded.append(torch.ops.aten.hardtanh_backward(_as_rows(grad_act1), chunk, 0.0, 6.0))
+            grad_expanded.append(torch.ops.aten.hardtanh_backward(as_rows(grad_act1), chunk, 0.0, 6.0))
         g_bn1 = _norm_backward(grad_expanded, expanded, expanded_stats, refiner.bn1.weight, width)
         g_expand = sum(grad.t() @ chunk for grad, chunk in zip(grad_expanded, rows.split(step), strict=True))
         for grad_rows, grad in zip(grad_summed.split(step), grad_expanded, strict=True):
             grad_rows.addmm_(grad, expand)
-        batch, heads = grad_out.shape[:2]
-        grad_maps = grad_summed.view(batch, height, width, heads).permute(0, 3, 1, 2).contiguous()
         return (
-            grad_maps, None, g_expand[:, :, None, None], *g_bn1, g_depthwise, *g_bn2,
-            g_reduce[:, :, None, None], *g_bn3, *g_adapt,
+            as_maps(grad_summed, grad_out.shape[0], height, width), None,
+            g_expand[:, :, None, None], *g_bn1, g_depthwise, *g_bn2, g_reduce[:, :, None, None], *g_bn3, *g_adapt,
         )  # fmt: skip
 
 
@@ -178,13 +158,14 @@ def pays_off(maps: Tensor, refiner: nn.Module) -> bool:
     """Whether :func:`refine_with_batch_statistics` should run ``refiner`` on ``maps``.
 
     Only for affine ``nn.BatchNorm2d`` norms (a ``SyncBatchNorm``'s statistics span processes), and only
-    when the maps are worth the per-chunk calls: measured 1.4× the modules' speed on a batch of 64 maps of
+    when the batch spans several chunks: measured 1.4× the modules' speed on a batch of 64 maps of
     65 tokens (13 MB expanded), 0.7× on 17 tokens (0.9 MB, one chunk).
     """
     norms = (refiner.bn1, refiner.bn2, refiner.bn3, refiner.adapt_bn)
     if not all(type(norm) is nn.BatchNorm2d and norm.affine for norm in norms):
         return False
-    return maps.numel() // maps.shape[1] * refiner.expand.out_channels * maps.element_size() > CHUNK_BYTES
+    batch, _, height, width = maps.shape
+    return chunk_rows(height * width, refiner.expand.out_channels, maps.element_size()) < batch * height * width
 
 
 def refine_with_batch_statistics(maps: Tensor, refiner: nn.Module) -> Tensor:

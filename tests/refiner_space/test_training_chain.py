@@ -102,7 +102,7 @@ def test_training_with_autograd_on_large_maps_takes_the_training_chain(monkeypat
 
 
 def test_several_chunks_and_a_short_last_one_give_the_same_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    import refiner_space.layers.training_chain as chain
+    import refiner_space.layers.chunks as chunks
 
     torch.manual_seed(1)
     refiner = randomised(OfficialMapRefiner(3, head_dim=8).double())
@@ -110,7 +110,7 @@ def test_several_chunks_and_a_short_last_one_give_the_same_gradients(monkeypatch
     upstream = torch.randn_like(maps)
     results = []
     for chunk_bytes in (1 << 30, 2 * 9 * 64 * 8):  # one chunk; chunks of 2, 2 and 1 images
-        monkeypatch.setattr(chain, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk_bytes)
         inputs = maps.clone().requires_grad_()
         copied = copy.deepcopy(refiner)
         out = refine_with_batch_statistics(inputs, copied)

@@ -1,12 +1,14 @@
-"""The released-code refiner's eval path (BatchNorms folded, rows in strips) against its explicit chain."""
+"""The released-code refiner's eval path (BatchNorms folded, a few images at a time, channels last)
+against its explicit chain."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import refiner_space.layers.chunks as chunks
 from refiner_space.layers import OfficialMapRefiner
-from refiner_space.layers.strips import refine_in_strips
+from refiner_space.layers.chunks import as_images, as_maps, as_rows, refine_in_chunks
 
 
 def randomised(refiner: OfficialMapRefiner) -> OfficialMapRefiner:
@@ -24,18 +26,33 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+def test_rows_and_images_are_the_same_maps() -> None:
+    maps = torch.randn(3, 5, 4, 6)
+    rows = as_rows(maps)
+    assert rows.shape == (3 * 4 * 6, 5)
+    assert torch.equal(rows[(1 * 4 + 2) * 6 + 3], maps[1, :, 2, 3])  # image 1, row 2, column 3
+    assert torch.equal(as_images(rows, 4, 6), maps)
+    assert as_images(rows, 4, 6).is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(as_maps(rows, 3, 4, 6), maps) and as_maps(rows, 3, 4, 6).is_contiguous()
+
+
 @pytest.mark.parametrize("kernel", [1, 3, 5])
-@pytest.mark.parametrize("rows", [1, 2, 7, 40])
-def test_strips_equal_the_explicit_chain(kernel: int, rows: int) -> None:
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3])
+def test_chunks_equal_the_explicit_chain(
+    kernel: int, images_per_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     refiner = randomised(OfficialMapRefiner(4, head_dim=8, expansion_ratio=3, kernel_size=kernel))
     maps = torch.rand(3, 4, 23, 23).softmax(-1)
+    # 12 expanded maps of 23×23 floats per image; 3 per chunk is the whole batch in one.
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", images_per_chunk * 12 * 23 * 23 * 4)
+    assert chunks.chunk_rows(23 * 23, 12, 4) == images_per_chunk * 23 * 23
     explicit = refiner.explicit(maps)
     with torch.no_grad():
-        stripped = refine_in_strips(maps, refiner.folded_chain(), rows=rows)
-    assert relative_error(stripped, explicit) < 1e-5
+        chunked = refine_in_chunks(maps, refiner.folded_chain())
+    assert relative_error(chunked, explicit) < 1e-5
 
 
-def test_eval_without_autograd_takes_the_strips_and_training_the_explicit_chain() -> None:
+def test_eval_without_autograd_takes_the_chunks_and_training_the_batch_statistics() -> None:
     refiner = randomised(OfficialMapRefiner(3, head_dim=8))
     maps = torch.rand(2, 3, 17, 17).softmax(-1)
     with torch.inference_mode():

@@ -76,8 +76,13 @@ def _norm_backward(
     gain = weight * stats.inv_std
     shift, slope = -gain * grad_bias / count, -gain * stats.inv_std * grad_weight / count
     for grad, image in zip(grads, centred, strict=True):
-        grad.mul_(gain).add_(shift).addcmul_(image, slope)
+        torch.addcmul(shift, grad, gain, out=grad).addcmul_(image, slope)
     return grad_weight, grad_bias
+
+
+def _relu6_backward(grad: Tensor, output: Tensor) -> Tensor:
+    """Zero ``grad`` (a fresh tensor, overwritten) where ReLU6 clipped: ``output`` is 0 or 6 there."""
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, output, 0.0, 6.0, grad_input=grad)
 
 
 class _TrainingChain(torch.autograd.Function):
@@ -101,7 +106,9 @@ class _TrainingChain(torch.autograd.Function):
         ]
         local_stats = _centre(local, width, refiner.bn2)
         act2 = [_affine(chunk, local_stats, refiner.bn2).clamp_(0.0, 6.0) for chunk in local]
-        reduced = torch.cat([chunk @ reduce.t() for chunk in act2])
+        reduced = rows.new_empty(rows.shape)
+        for chunk, out_chunk in zip(act2, reduced.split(step), strict=True):
+            torch.mm(chunk, reduce.t(), out=out_chunk)
         reduced_stats = _centre(reduced.split(step), width, refiner.bn3)
         summed = _affine(reduced, reduced_stats, refiner.bn3).add_(rows)
         summed_stats = _centre(summed.split(step), width, refiner.adapt_bn)
@@ -122,7 +129,8 @@ class _TrainingChain(torch.autograd.Function):
         depthwise = refiner.dla.weight
         pad, channels = depthwise.shape[-1] // 2, depthwise.shape[0]
 
-        grad_summed = as_rows(grad_out).mul(refiner.scale)
+        grad_summed = rows.new_empty(rows.shape)  # the upstream gradient as rows, scaled, in one pass
+        torch.mul(grad_out.permute(0, 2, 3, 1), refiner.scale, out=grad_summed.view(-1, height, width, rows.shape[1]))
         g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_stats,
                                  refiner.adapt_bn.weight, width)  # fmt: skip
         grad_reduced = grad_summed.clone()
@@ -131,8 +139,7 @@ class _TrainingChain(torch.autograd.Function):
         grad_reduced_chunks = grad_reduced.split(step)
         g_reduce = sum(grad.t() @ chunk for grad, chunk in zip(grad_reduced_chunks, act2, strict=True))
         grad_local = [
-            torch.ops.aten.hardtanh_backward(grad @ reduce, chunk, 0.0, 6.0)
-            for grad, chunk in zip(grad_reduced_chunks, act2, strict=True)
+            _relu6_backward(grad @ reduce, chunk) for grad, chunk in zip(grad_reduced_chunks, act2, strict=True)
         ]
         g_bn2 = _norm_backward(grad_local, local, local_stats, refiner.bn2.weight, width)
         g_depthwise = torch.zeros_like(depthwise)
@@ -143,7 +150,7 @@ class _TrainingChain(torch.autograd.Function):
                 [1, 1], [pad, pad], [1, 1], False, [0, 0], channels, [True, True, False],
             )  # fmt: skip
             g_depthwise += grad_weight
-            grad_expanded.append(torch.ops.aten.hardtanh_backward(as_rows(grad_act1), chunk, 0.0, 6.0))
+            grad_expanded.append(_relu6_backward(as_rows(grad_act1), chunk))
         g_bn1 = _norm_backward(grad_expanded, expanded, expanded_stats, refiner.bn1.weight, width)
         g_expand = sum(grad.t() @ chunk for grad, chunk in zip(grad_expanded, rows.split(step), strict=True))
         for grad_rows, grad in zip(grad_summed.split(step), grad_expanded, strict=True):

@@ -61,8 +61,13 @@ class FoldedChain(NamedTuple):
 def refine_in_chunks(maps: Tensor, chain: FoldedChain) -> Tensor:
     """Apply ``chain`` to (B, H, N, M) maps a chunk of images at a time (inference: nothing is saved).
 
-    Equal to the whole-tensor chain up to float rounding.
+    Equal to the whole-tensor chain up to float rounding; computed in the maps' dtype under autocast too.
     """
+    with torch.autocast(maps.device.type, enabled=False):
+        return _refine_in_chunks(maps, chain)
+
+
+def _refine_in_chunks(maps: Tensor, chain: FoldedChain) -> Tensor:
     batch, _, height, width = maps.shape
     channels, _, kernel, _ = chain.depthwise_weight.shape
     rows = as_rows(maps)

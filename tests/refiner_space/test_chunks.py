@@ -65,3 +65,13 @@ def test_eval_without_autograd_takes_the_chunks_and_training_the_batch_statistic
     assert all(p.grad is not None for p in refiner.parameters())
     with torch.no_grad():
         assert relative_error(refiner(maps), fast) > 1e-3  # batch statistics, not the running ones
+
+
+def test_under_autocast_the_chunks_compute_in_the_maps_dtype() -> None:
+    refiner = randomised(OfficialMapRefiner(2, head_dim=4))
+    maps = torch.rand(3, 2, 9, 9).softmax(-1)
+    with torch.inference_mode():
+        expected = refiner(maps)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = refiner(maps)
+    assert out.dtype == torch.float32 and relative_error(out, expected) < 1e-6

@@ -118,3 +118,14 @@ def test_several_chunks_and_a_short_last_one_give_the_same_gradients(monkeypatch
         results.append((out, inputs.grad, copied.dla.weight.grad, copied.bn2.running_var))
     for whole, chunked in zip(*results, strict=True):
         assert relative_error(chunked, whole) < 1e-12
+
+
+def test_autocast_takes_the_modules_and_a_second_derivative_is_refused() -> None:
+    refiner = randomised(OfficialMapRefiner(2, head_dim=4))
+    large = torch.rand(64, 2, 65, 65).softmax(-1).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        refiner(large).float().sum().backward()  # the modules: autocast's own dtype rules
+    assert large.grad is not None
+    (grad,) = torch.autograd.grad(refine_with_batch_statistics(large, refiner).sum(), large, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
+        grad.sum().backward()

@@ -114,36 +114,33 @@ class _TrainingChain(torch.autograd.Function):
         summed = _affine(reduced, reduced_stats, refiner.bn3).add_(rows)
         summed_stats = _centre(summed.split(step), width, refiner.adapt_bn)
         out = _affine(summed, summed_stats, refiner.adapt_bn, refiner.scale)
-        ctx.refiner, ctx.size, ctx.step = refiner, (height, width), step
+        ctx.scale, ctx.size, ctx.step = refiner.scale, (height, width), step
         ctx.stats = (expanded_stats, local_stats, reduced_stats, summed_stats)
         ctx.chunks = (expanded, act1, local, act2)
-        ctx.save_for_backward(rows, reduced, summed)
+        ctx.save_for_backward(rows, reduced, summed, *params)  # weights changed in place before backward: an error
         return as_maps(out, batch, height, width)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        refiner, (height, width), step = ctx.refiner, ctx.size, ctx.step
-        rows, reduced, summed = ctx.saved_tensors
+        (height, width), step = ctx.size, ctx.step
+        rows, reduced, summed, expand, bn1, _, depthwise, bn2, _, reduce, bn3, _, adapt, _ = ctx.saved_tensors
         expanded_stats, local_stats, reduced_stats, summed_stats = ctx.stats
         expanded, act1, local, act2 = ctx.chunks
-        expand, reduce = refiner.expand.weight[:, :, 0, 0], refiner.reduce.weight[:, :, 0, 0]
-        depthwise = refiner.dla.weight
+        expand, reduce = expand[:, :, 0, 0], reduce[:, :, 0, 0]
         pad, channels = depthwise.shape[-1] // 2, depthwise.shape[0]
 
         grad_summed = rows.new_empty(rows.shape)  # the upstream gradient as rows, scaled, in one pass
-        torch.mul(grad_out.permute(0, 2, 3, 1), refiner.scale, out=grad_summed.view(-1, height, width, rows.shape[1]))
-        g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_stats,
-                                 refiner.adapt_bn.weight, width)  # fmt: skip
+        torch.mul(grad_out.permute(0, 2, 3, 1), ctx.scale, out=grad_summed.view(-1, height, width, rows.shape[1]))
+        g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_stats, adapt, width)
         grad_reduced = grad_summed.clone()
-        g_bn3 = _norm_backward(grad_reduced.split(step), reduced.split(step), reduced_stats,
-                               refiner.bn3.weight, width)  # fmt: skip
+        g_bn3 = _norm_backward(grad_reduced.split(step), reduced.split(step), reduced_stats, bn3, width)
         grad_reduced_chunks = grad_reduced.split(step)
         g_reduce = sum(grad.t() @ chunk for grad, chunk in zip(grad_reduced_chunks, act2, strict=True))
         grad_local = [
             _relu6_backward(grad @ reduce, chunk) for grad, chunk in zip(grad_reduced_chunks, act2, strict=True)
         ]
-        g_bn2 = _norm_backward(grad_local, local, local_stats, refiner.bn2.weight, width)
+        g_bn2 = _norm_backward(grad_local, local, local_stats, bn2, width)
         g_depthwise = torch.zeros_like(depthwise)
         grad_expanded = []
         for grad, chunk in zip(grad_local, act1, strict=True):
@@ -153,7 +150,7 @@ class _TrainingChain(torch.autograd.Function):
             )  # fmt: skip
             g_depthwise += grad_weight
             grad_expanded.append(_relu6_backward(as_rows(grad_act1), chunk))
-        g_bn1 = _norm_backward(grad_expanded, expanded, expanded_stats, refiner.bn1.weight, width)
+        g_bn1 = _norm_backward(grad_expanded, expanded, expanded_stats, bn1, width)
         g_expand = sum(grad.t() @ chunk for grad, chunk in zip(grad_expanded, rows.split(step), strict=True))
         for grad_rows, grad in zip(grad_summed.split(step), grad_expanded, strict=True):
             grad_rows.addmm_(grad, expand)

@@ -129,3 +129,12 @@ def test_autocast_takes_the_modules_and_a_second_derivative_is_refused() -> None
     (grad,) = torch.autograd.grad(refine_with_batch_statistics(large, refiner).sum(), large, create_graph=True)
     with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
         grad.sum().backward()
+
+
+def test_a_weight_changed_in_place_before_backward_is_an_error() -> None:
+    refiner = randomised(OfficialMapRefiner(2, head_dim=4))
+    out = refine_with_batch_statistics(torch.rand(2, 2, 5, 5).softmax(-1).requires_grad_(), refiner)
+    with torch.no_grad():
+        refiner.reduce.weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

@@ -61,10 +61,12 @@ class FoldedChain(NamedTuple):
 def refine_in_chunks(maps: Tensor, chain: FoldedChain) -> Tensor:
     """Apply ``chain`` to (B, H, N, M) maps a chunk of images at a time (inference: nothing is saved).
 
-    Equal to the whole-tensor chain up to float rounding; computed in the maps' dtype under autocast too.
+    Equal to the whole-tensor chain up to float rounding. Computed in the wider of the maps' and the
+    weights' dtypes, autocast or not (bf16 maps of an autocast model, float32 weights), returned in the maps'.
     """
+    dtype = torch.promote_types(maps.dtype, chain.expand_weight.dtype)
     with torch.autocast(maps.device.type, enabled=False):
-        return _refine_in_chunks(maps, chain)
+        return _refine_in_chunks(maps.to(dtype), FoldedChain(*(t.to(dtype) for t in chain))).to(maps.dtype)
 
 
 def _refine_in_chunks(maps: Tensor, chain: FoldedChain) -> Tensor:

@@ -4,6 +4,7 @@ through its modules."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -138,3 +139,20 @@ def test_a_weight_changed_in_place_before_backward_is_an_error() -> None:
         refiner.reduce.weight.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_a_compiled_model_trains_through_the_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    import refiner_space.layers.chunks as chunks
+    from refiner_space import ModelConfig, build_model
+
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 1 << 10)  # these tiny maps would take the training chain
+    config = ModelConfig(depth=2, embed_dim=24, num_heads=3, img_size=32, num_classes=5, attention="refiner_official")
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    images = torch.randn(4, 3, 32, 32)
+    eager = model(images)
+    compiled = torch.compile(copy.deepcopy(model))(images)
+    compiled.sum().backward()
+    assert relative_error(compiled, eager) < 1e-5

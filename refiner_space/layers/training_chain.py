@@ -10,7 +10,7 @@ attention maps (values near 1/N, tiny variances).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,62 +20,61 @@ from torch.autograd.function import once_differentiable
 from refiner_space.layers.chunks import as_images, as_maps, as_rows, chunk_rows
 
 
-class _BatchStats(NamedTuple):
-    mean: Tensor
-    inv_std: Tensor
-
-
-def _column_sums(rows: Tensor, width: int) -> Tensor:
+def _chunk_sums(rows: Tensor, width: int) -> Tensor:
     """Σ over the rows of images' (k·h·w, C) matrix, taken as an (h, w·C) matrix: a reduction over the
     outer dimension of a narrow matrix is several times slower."""
     return rows.view(-1, width * rows.shape[1]).sum(0).view(width, -1).sum(0)
 
 
+def _column_sums(chunks: Sequence[Tensor], width: int) -> Tensor:
+    """Σ over every chunk's rows, per column."""
+    return sum((_chunk_sums(chunk, width) for chunk in chunks), torch.zeros_like(chunks[0][0]))
+
+
 def _column_dots(a: Sequence[Tensor], b: Sequence[Tensor], width: int) -> Tensor:
     """Σ over every chunk's rows of a ⊙ b, per column."""
     scratch = torch.empty_like(a[0])  # the first chunk is the longest
-    return sum((_column_sums(torch.mul(x, y, out=scratch[: len(x)]), width) for x, y in zip(a, b, strict=True)),
-               torch.zeros_like(a[0][0]))  # fmt: skip
+    products = (torch.mul(x, y, out=scratch[: len(x)]) for x, y in zip(a, b, strict=True))
+    return sum((_chunk_sums(product, width) for product in products), torch.zeros_like(a[0][0]))
 
 
-def _centre(
-    chunks: Sequence[Tensor], width: int, norm: nn.BatchNorm2d, known_mean: Tensor | None = None
-) -> _BatchStats:
-    """Subtract the batch mean from every chunk's rows in place; update ``norm``'s running statistics as
-    ``nn.BatchNorm2d`` does in training. ``known_mean``: the rows are a linear map of centred inputs,
-    centred already (up to rounding), and this is the mean that was taken off."""
+def _centre(chunks: Sequence[Tensor], width: int, norm: nn.BatchNorm2d, known_mean: Tensor | None = None) -> Tensor:
+    """Subtract the batch mean from every chunk's rows in place, update ``norm``'s running statistics as
+    ``nn.BatchNorm2d`` does in training, and return 1/σ. ``known_mean``: the rows are a linear map of
+    centred inputs, centred already (up to rounding), and this is the mean that was taken off."""
     count = sum(chunk.shape[0] for chunk in chunks)
     if known_mean is None:
-        mean = sum((_column_sums(chunk, width) for chunk in chunks), torch.zeros_like(chunks[0][0])) / count
+        mean = _column_sums(chunks, width) / count
         for chunk in chunks:
             chunk.sub_(mean)
     else:
         mean = known_mean
     variance = _column_dots(chunks, chunks, width) / count
-    if norm.track_running_stats and norm.running_mean is not None and norm.running_var is not None:
-        assert norm.num_batches_tracked is not None  # tracked whenever running statistics are
-        norm.num_batches_tracked.add_(1)
-        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+    tracked = (norm.running_mean, norm.running_var, norm.num_batches_tracked)
+    if norm.track_running_stats and all(buffer is not None for buffer in tracked):
+        running_mean, running_var, batches = tracked
+        batches.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(batches)
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
         unbiased = variance * (count / max(count - 1, 1))
-        norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
-    return _BatchStats(mean, torch.rsqrt(variance + norm.eps))
+        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    return torch.rsqrt(variance + norm.eps)
 
 
-def _affine(centred: Tensor, stats: _BatchStats, norm: nn.BatchNorm2d, scale: float = 1.0) -> Tensor:
+def _affine(centred: Tensor, inv_std: Tensor, norm: nn.BatchNorm2d, scale: float = 1.0) -> Tensor:
     """``scale · (γ·x̂ + β)`` from a centred input."""
-    return torch.addcmul(scale * norm.bias, centred, scale * norm.weight * stats.inv_std)
+    return torch.addcmul(scale * norm.bias, centred, scale * norm.weight * inv_std)
 
 
 def _norm_backward(
-    grads: Sequence[Tensor], centred: Sequence[Tensor], stats: _BatchStats, weight: Tensor, width: int
+    grads: Sequence[Tensor], centred: Sequence[Tensor], inv_std: Tensor, weight: Tensor, width: int
 ) -> tuple[Tensor, Tensor]:
     """Turn the gradients of γ·x̂ + β into the input's, in place; return the gradients of γ and β."""
     count = sum(grad.shape[0] for grad in grads)
-    grad_bias = sum((_column_sums(grad, width) for grad in grads), torch.zeros_like(grads[0][0]))
-    grad_weight = _column_dots(grads, centred, width) * stats.inv_std
-    gain = weight * stats.inv_std
-    shift, slope = -gain * grad_bias / count, -gain * stats.inv_std * grad_weight / count
+    grad_bias = _column_sums(grads, width)
+    grad_weight = _column_dots(grads, centred, width) * inv_std
+    gain = weight * inv_std
+    shift, slope = -gain * grad_bias / count, -gain * inv_std * grad_weight / count
     for grad, image in zip(grads, centred, strict=True):
         torch.addcmul(shift, grad, gain, out=grad).addcmul_(image, slope)
     return grad_weight, grad_bias
@@ -97,25 +96,25 @@ class _TrainingChain(torch.autograd.Function):
         rows = as_rows(maps)
         chunks = rows.split(step)
         # BN1 of E·A: E·(A − mean A) is already centred, so nothing cancels.
-        input_mean = sum((_column_sums(chunk, width) for chunk in chunks), torch.zeros_like(rows[0])) / len(rows)
+        input_mean = _column_sums(chunks, width) / len(rows)
         expanded = [(chunk - input_mean) @ expand.t() for chunk in chunks]
-        expanded_stats = _centre(expanded, width, refiner.bn1, known_mean=expand @ input_mean)
-        act1 = [_affine(chunk, expanded_stats, refiner.bn1).clamp_(0.0, 6.0) for chunk in expanded]
+        expanded_inv_std = _centre(expanded, width, refiner.bn1, known_mean=expand @ input_mean)
+        act1 = [_affine(chunk, expanded_inv_std, refiner.bn1).clamp_(0.0, 6.0) for chunk in expanded]
         local = [
             as_rows(F.conv2d(as_images(chunk, height, width), depthwise, padding=pad, groups=channels))
             for chunk in act1
         ]
-        local_stats = _centre(local, width, refiner.bn2)
-        act2 = [_affine(chunk, local_stats, refiner.bn2).clamp_(0.0, 6.0) for chunk in local]
+        local_inv_std = _centre(local, width, refiner.bn2)
+        act2 = [_affine(chunk, local_inv_std, refiner.bn2).clamp_(0.0, 6.0) for chunk in local]
         reduced = rows.new_empty(rows.shape)
         for chunk, out_chunk in zip(act2, reduced.split(step), strict=True):
             torch.mm(chunk, reduce.t(), out=out_chunk)
-        reduced_stats = _centre(reduced.split(step), width, refiner.bn3)
-        summed = _affine(reduced, reduced_stats, refiner.bn3).add_(rows)
-        summed_stats = _centre(summed.split(step), width, refiner.adapt_bn)
-        out = _affine(summed, summed_stats, refiner.adapt_bn, refiner.scale)
+        reduced_inv_std = _centre(reduced.split(step), width, refiner.bn3)
+        summed = _affine(reduced, reduced_inv_std, refiner.bn3).add_(rows)
+        summed_inv_std = _centre(summed.split(step), width, refiner.adapt_bn)
+        out = _affine(summed, summed_inv_std, refiner.adapt_bn, refiner.scale)
         ctx.scale, ctx.size, ctx.step = refiner.scale, (height, width), step
-        ctx.stats = (expanded_stats, local_stats, reduced_stats, summed_stats)
+        ctx.inv_stds = (expanded_inv_std, local_inv_std, reduced_inv_std, summed_inv_std)
         ctx.chunks = (expanded, act1, local, act2)
         ctx.save_for_backward(rows, reduced, summed, *params)  # weights changed in place before backward: an error
         return as_maps(out, batch, height, width)
@@ -125,22 +124,22 @@ class _TrainingChain(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         (height, width), step = ctx.size, ctx.step
         rows, reduced, summed, expand, bn1, _, depthwise, bn2, _, reduce, bn3, _, adapt, _ = ctx.saved_tensors
-        expanded_stats, local_stats, reduced_stats, summed_stats = ctx.stats
+        expanded_inv_std, local_inv_std, reduced_inv_std, summed_inv_std = ctx.inv_stds
         expanded, act1, local, act2 = ctx.chunks
         expand, reduce = expand[:, :, 0, 0], reduce[:, :, 0, 0]
         pad, channels = depthwise.shape[-1] // 2, depthwise.shape[0]
 
         grad_summed = rows.new_empty(rows.shape)  # the upstream gradient as rows, scaled, in one pass
         torch.mul(grad_out.permute(0, 2, 3, 1), ctx.scale, out=grad_summed.view(-1, height, width, rows.shape[1]))
-        g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_stats, adapt, width)
+        g_adapt = _norm_backward(grad_summed.split(step), summed.split(step), summed_inv_std, adapt, width)
         grad_reduced = grad_summed.clone()
-        g_bn3 = _norm_backward(grad_reduced.split(step), reduced.split(step), reduced_stats, bn3, width)
+        g_bn3 = _norm_backward(grad_reduced.split(step), reduced.split(step), reduced_inv_std, bn3, width)
         grad_reduced_chunks = grad_reduced.split(step)
         g_reduce = sum(grad.t() @ chunk for grad, chunk in zip(grad_reduced_chunks, act2, strict=True))
         grad_local = [
             _relu6_backward(grad @ reduce, chunk) for grad, chunk in zip(grad_reduced_chunks, act2, strict=True)
         ]
-        g_bn2 = _norm_backward(grad_local, local, local_stats, bn2, width)
+        g_bn2 = _norm_backward(grad_local, local, local_inv_std, bn2, width)
         g_depthwise = torch.zeros_like(depthwise)
         grad_expanded = []
         for grad, chunk in zip(grad_local, act1, strict=True):
@@ -150,7 +149,7 @@ class _TrainingChain(torch.autograd.Function):
             )  # fmt: skip
             g_depthwise += grad_weight
             grad_expanded.append(_relu6_backward(as_rows(grad_act1), chunk))
-        g_bn1 = _norm_backward(grad_expanded, expanded, expanded_stats, bn1, width)
+        g_bn1 = _norm_backward(grad_expanded, expanded, expanded_inv_std, bn1, width)
         g_expand = sum(grad.t() @ chunk for grad, chunk in zip(grad_expanded, rows.split(step), strict=True))
         for grad_rows, grad in zip(grad_summed.split(step), grad_expanded, strict=True):
             grad_rows.addmm_(grad, expand)

@@ -19,7 +19,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from search.space import Budget
 
-SAMPLERS = ("random", "tpe", "nsga2", "gp")
+SAMPLERS = ("random", "tpe", "nsga2", "gp", "ehvi")
 STOPPERS = ("none", "dominance", "mo_asha")
 DEFAULT_STRATEGIES = tuple(f"{sampler}+{stopper}" for sampler in SAMPLERS for stopper in STOPPERS)
 FRACTIONS = (0.90, 0.95, 0.99)

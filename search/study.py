@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
+from refiner_space import ModelConfig
 from search.dashboard import name_metrics
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -55,7 +56,29 @@ def make_sampler(
         for name, value in GP_ACQUISITION_SEARCH.items():
             setattr(sampler, name, value)
         return sampler
+    if settings.sampler == "ehvi":
+        return known_cost_sampler(settings, space, seed=seed)
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int) -> optuna.samplers.BaseSampler:
+    """:class:`search.ehvi.KnownCostSampler` costing candidates as the launch's trials do (the table's
+    counts on the simulated backend), each fitted to the dataset's channels and classes."""
+    from search.ehvi import KNOWN_COSTS, KnownCostSampler
+    from search.launch import make_evaluator
+
+    evaluator = make_evaluator(settings, space)
+
+    def fitted(config: ModelConfig) -> ModelConfig:
+        return evaluator.fit_to_data(config)[0]
+
+    def costs_of(config: ModelConfig) -> dict[str, float]:
+        costs = evaluator.count_costs(fitted(config))
+        values = evaluator.cost_values({"params": costs.params, "macs": costs.macs})
+        return {name: values[name] for name in KNOWN_COSTS}
+
+    return KnownCostSampler(space, settings.objective_list, architecture_of=lambda config: fitted(config).config_hash(),
+                            costs_of=costs_of, seed=seed)
 
 
 # Samplers that learn from completed trials only (GPSampler): an over-budget trial told as pruned teaches

@@ -1,0 +1,285 @@
+"""Expected hypervolume improvement with exact costs: the sampler that knows what an architecture costs.
+
+Parameters and MACs are fixed by a configuration before anything is trained, yet TPE, NSGA-II and GP
+treat them as outcomes to learn. :class:`KnownCostSampler` counts them for every candidate and models
+only what training measures (top-1, latency): a Gaussian process per such objective, on the candidates'
+dimensions and costs. It then trains the candidate whose expected hypervolume improvement over the
+front found so far is largest (Monte-Carlo, exact in the known objectives). Candidates over a known
+cost limit (``max_params``, ``max_macs``) are never proposed, and an architecture the study already
+holds is never proposed again.
+
+The candidates are the whole space when it has at most :data:`ENUMERATE_LIMIT` points, otherwise
+``pool`` random draws per trial. Trials running in other workers count as found at their predicted
+values (a Kriging believer), so workers spread out.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from refiner_space import ModelConfig
+from results.pareto import hypervolume
+from search.objectives import Objective
+from search.space import Budget, SearchSpace, SpaceError
+
+# Objectives a configuration fixes before training (in the evaluator's units: params in M, MACs in G).
+KNOWN_COSTS = ("params", "macs")
+_PICK = "known_cost_pick"  # a running trial's chosen params, in its system attributes
+ENUMERATE_LIMIT = 512  # spaces up to this many grid points are searched whole
+# The hash trials record for a configuration, and its known cost values keyed by objective name.
+ArchitectureOf = Callable[[ModelConfig], str]
+CostsOf = Callable[[ModelConfig], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture the sampler may propose: the trial params that draw it, its hash, its costs."""
+
+    params: dict[str, Any]
+    architecture: str
+    costs: dict[str, float]
+
+
+class KnownCostSampler(BaseSampler):
+    """Propose the untried architecture with the largest expected hypervolume improvement.
+
+    Args:
+        space: the launch's space (its budget's parameter and MAC limits filter candidates).
+        objectives: the launch's objectives, in order.
+        architecture_of: the hash trials record for a configuration (cheap; called for every draw).
+        costs_of: a configuration's known cost values (see :data:`KNOWN_COSTS`); once per architecture.
+        startup: random architectures trained before the model guides the search.
+        pool: candidates drawn per trial when the space is too large to enumerate.
+        samples: Monte-Carlo draws of the modelled objectives per candidate.
+    """
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, architecture_of: ArchitectureOf,
+                 costs_of: CostsOf, seed: int, startup: int = 4, pool: int = 32, samples: int = 128) -> None:
+        if startup < 1 or pool < 1 or samples < 1:
+            raise ValueError(f"startup={startup}, pool={pool} and samples={samples} must be at least 1")
+        self.space, self.objectives = space, list(objectives)
+        self.architecture_of, self.costs_of = architecture_of, costs_of
+        self.startup, self.pool, self.samples = startup, pool, samples
+        self._rng = random.Random(seed)
+        self._fallback = RandomSampler(seed=seed)
+        self._picks: dict[int, dict[str, Any]] = {}
+        self._described: dict[str, Candidate] = {}  # config hash -> candidate, counted once
+        self._whole: list[Candidate] | None = None
+
+    # What Optuna calls.
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if "fixed_params" in trial.system_attrs:
+            return  # an enqueued or re-queued trial keeps its architecture
+        ranked = self.ranking(study.get_trials(deepcopy=False))
+        # Other workers may have picked while this one ranked: take the best one still free. The pick is
+        # written before this trial draws its params, so the next workers see it too.
+        taken = self._tried(study.get_trials(deepcopy=False))
+        pick = next((c for c in ranked if c.architecture not in taken), None)
+        if pick is not None:
+            self._picks[trial._trial_id] = pick.params
+            study._storage.set_trial_system_attr(trial._trial_id, _PICK, pick.params)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        pick = self._picks.get(trial._trial_id, {})
+        if param_name in pick:
+            return pick[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._picks.pop(trial._trial_id, None)
+
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+        self._fallback.reseed_rng()
+
+    # The choice.
+
+    def ranking(self, trials: Sequence[FrozenTrial]) -> list[Candidate]:
+        """The architectures not yet in the study, best first given its ``trials``: random order during
+        start-up (or when no candidate is expected to improve the front), else by expected improvement."""
+        tried = self._tried(trials)
+        candidates = [c for c in self.candidates() if c.architecture not in tried]
+        self._rng.shuffle(candidates)  # ties go to a random one
+        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "trained"]
+        if len(finished) < self.startup or not candidates:
+            return candidates
+        gains = self.expected_improvements(finished, self._running(trials), candidates)
+        if gains.max() <= 0.0:
+            return candidates
+        return [candidates[index] for index in np.argsort(-gains, kind="stable")]
+
+    def candidates(self) -> list[Candidate]:
+        """The whole space when it is small enough, else ``pool`` random draws; over-limit ones left out."""
+        if self._whole is None and _grid_size(self.space) <= ENUMERATE_LIMIT:
+            from search.tabular import enumerate_space
+
+            self._whole = self._within_limits(
+                [self._candidate(params, config) for params, config in enumerate_space(self.space)])
+        if self._whole is not None:
+            return self._whole
+        scratch = optuna.create_study(sampler=RandomSampler(seed=self._rng.randrange(2**31)))
+        drawn: dict[str, Candidate] = {}
+        for _ in range(self.pool):
+            proposal = scratch.ask()
+            config = self.space.suggest(proposal)  # draws the params
+            candidate = self._candidate(proposal.params, config)
+            drawn.setdefault(candidate.architecture, candidate)
+        return self._within_limits(list(drawn.values()))
+
+    def expected_improvements(self, finished: Sequence[FrozenTrial], running: Sequence[Candidate],
+                              candidates: Sequence[Candidate]) -> np.ndarray:
+        """Monte-Carlo expected hypervolume improvement of each candidate (all objectives minimised)."""
+        signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in self.objectives])
+        observed = np.array([t.values for t in finished], dtype=float) * signs
+        known = [index for index, o in enumerate(self.objectives) if o.name in KNOWN_COSTS]
+        modelled = [index for index in range(len(self.objectives)) if index not in known]
+        seen = [self._candidate_of(t.params) for t in finished]
+        features = _features([c for c in seen if c is not None] + list(running) + list(candidates))
+        usable = [index for index, c in enumerate(seen) if c is not None]
+        train_x = features[: len(usable)]
+        others_x = features[len(usable):]
+        draws = np.random.default_rng(self._rng.randrange(2**31)).standard_normal((self.samples, len(modelled)))
+        means = np.zeros((len(others_x), len(self.objectives)))
+        spreads = np.zeros_like(means)
+        for index in modelled:
+            means[:, index], spreads[:, index] = _posterior(train_x, observed[usable, index], others_x)
+        for index in known:
+            name = self.objectives[index].name
+            means[:, index] = [c.costs[name] * signs[index] for c in [*running, *candidates]]
+        believed = means[: len(running)]
+        front = np.vstack([observed, believed]) if len(believed) else observed
+        everything = np.vstack([front, means])
+        reference = everything.max(axis=0) + 0.1 * np.maximum(np.ptp(everything, axis=0), 1e-12)
+        samples = np.repeat(means[len(running):, None, :], self.samples, axis=1)
+        samples[:, :, modelled] += spreads[len(running):, None, modelled] * draws[None, :, :]
+        improvements = hypervolume_improvements(front, samples.reshape(-1, len(self.objectives)), reference)
+        return improvements.reshape(len(candidates), self.samples).mean(axis=1)
+
+    # Candidates.
+
+    def _candidate(self, params: dict[str, Any], config: ModelConfig) -> Candidate:
+        architecture = self.architecture_of(config)
+        if architecture not in self._described:
+            self._described[architecture] = Candidate(dict(params), architecture, self.costs_of(config))
+        return self._described[architecture]
+
+    def _tried(self, trials: Sequence[FrozenTrial]) -> set[str | None]:
+        """The architectures the study holds or is training."""
+        return {t.user_attrs.get("config_hash") for t in trials} | {c.architecture for c in self._running(trials)}
+
+    def _running(self, trials: Sequence[FrozenTrial]) -> list[Candidate]:
+        """The architectures of running trials: picked by a sampler like this one, or drawn."""
+        return [c for t in trials if t.state == TrialState.RUNNING
+                if (c := self._candidate_of(t.system_attrs.get(_PICK, t.params))) is not None]
+
+    def _candidate_of(self, params: dict[str, Any]) -> Candidate | None:
+        try:
+            config = self.space.config_from_params(params)
+        except (SpaceError, ValueError):
+            return None  # a trial still drawing its params, or one of another space
+        return self._candidate(params, config)
+
+    def _within_limits(self, candidates: list[Candidate]) -> list[Candidate]:
+        return [c for c in candidates if _meets_known_limits(self.space.budget, c.costs)]
+
+
+def hypervolume_improvements(front: np.ndarray, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """How much each of ``points`` alone would add to the hypervolume of ``front`` (minimised, bounded by
+    ``reference``): the volume of its box up to the reference less the part ``front`` already covers."""
+    points = np.minimum(points, reference)
+    if front.shape[1] == 2:
+        return _improvements_2d(front[np.all(front < reference, axis=1)], points, reference)
+    return np.array([np.prod(reference - point) - hypervolume(np.maximum(front, point), reference)
+                     for point in points])
+
+
+def _improvements_2d(front: np.ndarray, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    # The front leaves uncovered, above each x, everything below the staircase height(x) = the lowest y
+    # of the front's points left of x (the reference's y where there is none): a point's improvement is
+    # the area between its y and that staircase, from its x to the reference's x.
+    order = np.argsort(front[:, 0], kind="stable")
+    xs, ys = front[order, 0], np.minimum.accumulate(front[order, 1]) if len(front) else front[:, 1]
+    starts = np.concatenate([[-np.inf], xs])
+    ends = np.concatenate([xs, [reference[0]]])
+    heights = np.concatenate([[reference[1]], ys])
+    widths = np.clip(np.minimum(ends, reference[0])[None, :] - np.maximum(starts[None, :], points[:, :1]), 0, None)
+    return (widths * np.clip(heights[None, :] - points[:, 1:2], 0, None)).sum(axis=1)
+
+
+def _meets_known_limits(budget: Budget, costs: dict[str, float]) -> bool:
+    """Whether costs (params in M, MACs in G) meet the budget's parameter and MAC limits."""
+    return ((budget.max_params is None or costs["params"] * 1e6 <= budget.max_params)
+            and (budget.max_macs is None or costs["macs"] * 1e9 <= budget.max_macs))
+
+
+def _grid_size(space: SearchSpace) -> float:
+    try:
+        return math.prod(len(values) for values in space.grid().values())
+    except SpaceError:
+        return math.inf  # a continuous range
+
+
+def _features(candidates: Sequence[Candidate]) -> np.ndarray:
+    """One row per candidate in [0, 1]: numbers scaled over the candidates, other values one-hot, and the
+    logarithm of each known cost scaled alike."""
+    names = sorted({name for c in candidates for name in c.params})
+    columns: list[np.ndarray] = []
+    for name in names:
+        values = [c.params.get(name) for c in candidates]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numbers and len(numbers) == sum(v is not None for v in values):
+            columns.append(_scaled(np.array([np.nan if v is None else float(v) for v in values])))
+        else:
+            for level in sorted({repr(v) for v in values if v is not None}):
+                columns.append(np.array([float(repr(v) == level) for v in values]))
+    for name in KNOWN_COSTS:
+        columns.append(_scaled(np.log(np.array([max(c.costs[name], 1e-12) for c in candidates]))))
+    return np.column_stack(columns)
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    low, high = np.nanmin(values), np.nanmax(values)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return np.nan_to_num(scaled, nan=0.0)
+
+
+def _posterior(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the noise-free function at ``test_x`` under a GP fitted to the
+    observations (ARD Matern 5/2 kernel plus a noise term, hyperparameters by marginal likelihood)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    if len(test_x) == 0:
+        return np.zeros(0), np.zeros(0)
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.ones(train_x.shape[1]), (1e-2, 1e2), nu=2.5)
+              + WhiteKernel(0.1, (1e-4, 1.0)))
+    model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train_x, train_y)
+    mean, total = model.predict(test_x, return_std=True)
+    noise = model.kernel_.k2.noise_level * float(np.var(train_y))  # normalize_y scales the noise term
+    return mean, np.sqrt(np.maximum(total**2 - noise, 1e-12))

@@ -1,0 +1,134 @@
+"""The known-cost EHVI sampler: its improvement formula against brute force, and its searches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from results.pareto import hypervolume
+from search.ehvi import ENUMERATE_LIMIT, KnownCostSampler, hypervolume_improvements
+from search.launch import launch
+from search.objectives import parse_objectives
+from search.records import TrialRecord
+from search.settings import SearchSettings
+from search.space import Budget, SearchSpace
+from search.tabular import (
+    Strategy,
+    read_table,
+    simulate_search,
+    simulated_launch_settings,
+    write_table,
+)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_improvements_equal_brute_force_hypervolume_differences(dims):
+    rng = np.random.default_rng(dims)
+    for _ in range(100):
+        front = rng.random((int(rng.integers(0, 7)), dims))
+        points = rng.random((15, dims))
+        reference = np.full(dims, 0.9)
+        got = hypervolume_improvements(front, points, reference)
+        want = [hypervolume(np.vstack([front, point[None]]), reference) - hypervolume(front, reference)
+                for point in points]
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def _planted_table(random_table, tmp_path, *, noise: float) -> str:
+    """The random table's costs with a top-1 that the architecture's dimensions decide: wider and deeper
+    models and the refiner blocks are better, plus seed noise of ``noise`` points."""
+    table = read_table(random_table())
+    rows = table.rows.copy()
+    rng = np.random.default_rng(0)
+    gains = {"vanilla": 0, "talking_heads": 2, "refiner_r1_k3": 8, "refiner_r3_k1": 4, "refiner_r3_k3": 10,
+             "refiner_r3_k3_shared": 9}
+    for index, row in rows.iterrows():
+        params = json.loads(row["space_params"])
+        quality = (40 + 20 * (params["embed_dim"] == 32) + 8 * (params["depth"] == 3)
+                   + gains[params["attention_block"]] + 3 * (params["context_broadcast"] == "mlp_end"))
+        final = float(quality + rng.normal(0, noise))
+        rows.at[index, "top1"] = final
+        rows.at[index, "top1_curve"] = [final * (epoch + 1) / table.epochs for epoch in range(table.epochs)]
+        rows.at[index, "params"] = 1000 * params["embed_dim"] * params["depth"] + 37 * len(params["attention_block"])
+    path = tmp_path / "planted.parquet"
+    write_table(rows, table.provenance, path)
+    return str(path)
+
+
+def _epochs_to(trace: pd.DataFrame, fraction: float) -> float:
+    reached = trace[trace["hv_params"] >= fraction]
+    return float(reached["epochs"].iloc[0]) if len(reached) else np.inf
+
+
+def test_ehvi_never_trains_an_architecture_twice_and_covers_the_table(random_table):
+    path = random_table()
+    architectures = len(read_table(path).architectures)
+    trace = simulate_search(path, Strategy.parse("ehvi+none"), seed=1, max_trials=architectures)
+    assert (trace["status"] == "trained").all(), trace["status"].value_counts()
+    assert trace["hv_params"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_ehvi_never_proposes_an_architecture_over_a_known_limit(random_table):
+    path = random_table()
+    limit = int(read_table(path).architectures["params"].median())
+    trace = simulate_search(path, Strategy.parse("ehvi+none"), seed=0, budget=Budget(max_params=limit))
+    assert set(trace["status"]) == {"trained"}
+    assert trace["hv_params"].iloc[-1] == pytest.approx(1.0)
+    random = simulate_search(path, Strategy.parse("random+none"), seed=0, budget=Budget(max_params=limit))
+    assert "over_budget" in set(random["status"])
+
+
+def test_ehvi_finds_a_planted_front_with_fewer_epochs_than_random_search(random_table, tmp_path):
+    path = _planted_table(random_table, tmp_path, noise=1.0)
+    ehvi = [_epochs_to(simulate_search(path, Strategy.parse("ehvi+none"), seed=seed), 0.99) for seed in range(5)]
+    random = [_epochs_to(simulate_search(path, Strategy.parse("random+none"), seed=seed), 0.99)
+              for seed in range(5)]
+    assert np.median(ehvi) <= 0.5 * np.median(random), (ehvi, random)
+
+
+def test_workers_sharing_a_study_train_distinct_architectures(random_table, tmp_path):
+    path = random_table()
+    settings = simulated_launch_settings(
+        SearchSettings(trials=10, workers=2, sampler="ehvi", run_dir=tmp_path / "runs"), path)
+    study = launch(settings, show_progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    # Each worker may start a trial before it sees the other's last one finish: at least 10 trials. Each
+    # sees the other's running pick, so none trains (or looks up) an architecture twice.
+    assert len(records) >= 10 and {r.status for r in records} == {"trained"}
+    assert len({r.config_hash for r in records}) == len(records)
+
+
+def test_a_space_too_large_to_enumerate_is_searched_through_random_pools():
+    space = SearchSpace.load("tiny").with_budget(Budget(max_params="60K"))
+    assert np.prod([len(values) for values in space.grid().values()]) > ENUMERATE_LIMIT
+    objectives = parse_objectives("top1:max,params:min")
+
+    def costs_of(config):
+        return {"params": config.embed_dim * config.depth * 500 / 1e6, "macs": config.embed_dim * 1e-6}
+
+    sampler = KnownCostSampler(space, objectives, architecture_of=lambda config: config.config_hash(),
+                               costs_of=costs_of, seed=0, startup=3, pool=16, samples=32)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    seen = []
+
+    def objective(trial):
+        config = space.suggest(trial)
+        seen.append(config.config_hash())
+        trial.set_user_attr("config_hash", config.config_hash())
+        trial.set_user_attr("status", "trained")
+        return 50 + config.embed_dim / 4 + 5 * (config.attention == "refiner"), costs_of(config)["params"]
+
+    study.optimize(objective, n_trials=12)
+    assert len(set(seen)) == 12
+    assert all(t.values[1] * 1e6 <= 60_000 for t in study.trials)
+
+
+def test_bad_sampler_settings_name_the_value():
+    with pytest.raises(ValueError, match="startup=0"):
+        KnownCostSampler(SearchSpace.load("tabular"), parse_objectives("top1:max,params:min"),
+                         architecture_of=str, costs_of=dict, seed=0, startup=0)
+

@@ -19,8 +19,10 @@ def build(
     out: Annotated[Path, typer.Option(help="Parquet file to write (resumes from OUT.partial.jsonl).")],
     space: Annotated[str, typer.Option(help="A finite space: shipped name or YAML file.")] = "tabular",
     dataset: Annotated[str, typer.Option(help="digits, cifar10:DIR, cifar100:DIR, imagefolder:DIR.")] = "digits",
-    epochs: Annotated[int, typer.Option(help="Full proxy budget, in epochs.")] = 5,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Full proxy budget, in epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 2e-3,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs.")] = 1.0,
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1",
     workers: Annotated[int, typer.Option(help="Processes training rows in parallel.")] = 1,
     threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
@@ -31,7 +33,7 @@ def build(
     from search.tabular import build_table
 
     settings = SearchSettings(space=space, dataset=dataset, epochs=epochs, batch_size=batch_size,
-                              device=device)
+                              lr=lr, warmup_epochs=warmup_epochs, device=device)
     seed_list = [int(seed) for seed in seeds.split(",") if seed.strip()]
 
     def show(done: int, total: int) -> None:
@@ -39,7 +41,8 @@ def build(
 
     command = shlex.join(["refiner-nas", "bench", "table", "build", "--out", str(out), "--space", space,
                           "--dataset", dataset, "--epochs", str(epochs), "--batch-size", str(batch_size),
-                          "--seeds", seeds, "--workers", str(workers)])
+                          "--lr", str(lr), "--warmup-epochs", str(warmup_epochs), "--seeds", seeds,
+                          "--workers", str(workers)])
     table = build_table(settings, seeds=seed_list, out=out, workers=workers, threads_per_worker=threads,
                         command=command, progress=show)
     if table is not None:

@@ -50,7 +50,9 @@ def launch(
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
     workers: Annotated[int, typer.Option(help="Local worker processes sharing the study (0: create it only).")] = 1,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random, gp or grid.")] = DEFAULTS.sampler,
+    sampler: Annotated[str, typer.Option(
+        help="auto (ehvi on a space of at most 512 points, else tpe), ehvi (known-cost expected hypervolume "
+             "improvement), tpe, nsga2, random, gp or grid.")] = DEFAULTS.sampler,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
         DEFAULTS.pruner
     ),

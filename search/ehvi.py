@@ -132,7 +132,7 @@ class KnownCostSampler(BaseSampler):
 
     def candidates(self) -> list[Candidate]:
         """The whole space when it is small enough, else ``pool`` random draws; over-limit ones left out."""
-        if self._whole is None and _grid_size(self.space) <= ENUMERATE_LIMIT:
+        if self._whole is None and grid_size(self.space) <= ENUMERATE_LIMIT:
             from search.tabular import enumerate_space
 
             self._whole = self._within_limits(
@@ -234,7 +234,8 @@ def _meets_known_limits(budget: Budget, costs: dict[str, float]) -> bool:
             and (budget.max_macs is None or costs["macs"] * 1e9 <= budget.max_macs))
 
 
-def _grid_size(space: SearchSpace) -> float:
+def grid_size(space: SearchSpace) -> float:
+    """Points of the space's grid (infinite with a continuous range); conditional repeats included."""
     try:
         return math.prod(len(values) for values in space.grid().values())
     except SpaceError:

@@ -14,7 +14,7 @@ from search.objectives import Objective, format_objectives, parse_objectives
 if TYPE_CHECKING:
     from search.training import TrainSettings
 
-Sampler = Literal["tpe", "nsga2", "random", "grid", "gp", "ehvi"]
+Sampler = Literal["auto", "tpe", "nsga2", "random", "grid", "gp", "ehvi"]
 Pruner = Literal["median", "hyperband", "none"]
 Stopper = Literal["dominance", "mo_asha"]  # how multi-objective trials stop early (search.stoppers)
 Proxy = Literal["synflow", "naswot", "grad_norm", "params"]  # what pre-screening ranks candidates by

@@ -10,7 +10,7 @@ from optuna.storages import BaseStorage
 
 from refiner_space import ModelConfig
 from search.dashboard import name_metrics
-from search.settings import SearchSettings
+from search.settings import Sampler, SearchSettings
 from search.space import SearchSpace
 from search.storage import open_storage, redact
 
@@ -36,6 +36,17 @@ def sampler_seed(seed: int, worker: str, trials_so_far: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
+    """The sampler ``settings`` ask for; ``auto`` is the known-cost EHVI sampler on a space it can enumerate
+    (its measured win, README "Search efficiency"), TPE on a larger one (a random pool's costs would be
+    counted afresh for every trial)."""
+    if settings.sampler != "auto":
+        return settings.sampler
+    from search.ehvi import ENUMERATE_LIMIT, grid_size
+
+    return "ehvi" if grid_size(space) <= ENUMERATE_LIMIT else "tpe"
+
+
 def make_sampler(
     settings: SearchSettings, space: SearchSpace, *, seed: int | None = None
 ) -> optuna.samplers.BaseSampler:
@@ -43,6 +54,7 @@ def make_sampler(
     constraints (``Trial.set_constraint``), which TPE and NSGA-II use to steer away from them; TPE treats
     trials running in other workers as bad results for now (constant liar), so workers spread out."""
     seed = settings.seed if seed is None else seed
+    settings = settings.model_copy(update={"sampler": resolve_sampler(settings, space)})
     if settings.sampler == "tpe":
         startup = max(4, min(10, settings.trials // 3))
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
@@ -91,7 +103,8 @@ def prunes_over_budget(settings: SearchSettings) -> bool:
     """Whether over-budget trials are told to Optuna as pruned, so its views hold no result of top-1 0 for
     them: for every sampler but GP, which would learn nothing from them (it gets them completed with top-1
     0 and their constraints). TPE learns from pruned ones as much (through their constraints); random and
-    grid learn from no trial; NSGA-II breeds from completed ones only and measured no worse."""
+    grid learn from no trial; NSGA-II breeds from completed ones only and measured no worse; EHVI never
+    proposes an architecture the study holds, whatever its state."""
     return settings.sampler not in _LEARN_FROM_COMPLETED_ONLY
 
 

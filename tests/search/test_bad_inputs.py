@@ -60,7 +60,7 @@ def inputs(tmp_path: Path) -> dict[str, str]:
 CORPUS = [
     (["--objectives", "accuracy:max"], r"^--objectives: accuracy:max: unknown objective 'accuracy'; choose from top1"),
     (["--objectives", "top1:up"], r"^--objectives: top1:up: objective 'top1': direction 'up' is not one of max, min$"),
-    (["--sampler", "cmaes"], r"^--sampler: cmaes: should be 'tpe', 'nsga2', 'random', 'grid' or 'gp'$"),
+    (["--sampler", "cmaes"], r"^--sampler: cmaes: should be 'auto', 'tpe', 'nsga2', 'random', 'grid', 'gp' or 'ehvi'$"),
     (["--trials", "-1"], r"^--trials: -1: should be greater than or equal to 1$"),
     (["--epochs", "0"], r"^--epochs: 0: should be greater than or equal to 1$"),
     (["--workers", "-3"], r"^--workers: -3: should be greater than or equal to 0$"),

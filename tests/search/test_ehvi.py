@@ -132,3 +132,12 @@ def test_bad_sampler_settings_name_the_value():
         KnownCostSampler(SearchSpace.load("tabular"), parse_objectives("top1:max,params:min"),
                          architecture_of=str, costs_of=dict, seed=0, startup=0)
 
+
+
+def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
+    from search.study import resolve_sampler
+
+    settings = SearchSettings(sampler="auto")
+    assert resolve_sampler(settings, SearchSpace.load("tabular")) == "ehvi"
+    assert resolve_sampler(settings, SearchSpace.load("tiny")) == "tpe"
+    assert resolve_sampler(settings.model_copy(update={"sampler": "random"}), SearchSpace.load("tabular")) == "random"

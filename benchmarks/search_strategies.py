@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from benchmarks.strategy_names import DEFAULT_STRATEGIES
+
 if TYPE_CHECKING:
     from search.space import Budget
 
-SAMPLERS = ("random", "tpe", "nsga2", "gp", "ehvi")
-STOPPERS = ("none", "dominance", "mo_asha")
-DEFAULT_STRATEGIES = tuple(f"{sampler}+{stopper}" for sampler in SAMPLERS for stopper in STOPPERS)
 FRACTIONS = (0.90, 0.95, 0.99)
 BASELINE = "random+none"
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from benchmarks.strategy_names import DEFAULT_STRATEGIES
 from search.cli_errors import one_line_errors
 
 table_app = typer.Typer(help="Build and inspect tabular benchmarks of a search space.", no_args_is_help=True)
@@ -62,10 +63,9 @@ def _table_path(table: Path | None) -> Path:
 def search_command(
     table: TableOption = None,
     strategies: Annotated[str, typer.Option(help="SAMPLER+STOPPER[+PROXY:K],... (samplers random, tpe, nsga2, "
-                                                 "gp; stoppers none, dominance, mo_asha; optional pre-screening "
-                                                 "of K candidates by synflow, naswot, grad_norm or params).")] = (
-        "random+none,random+dominance,random+mo_asha,tpe+none,tpe+dominance,tpe+mo_asha,"
-        "nsga2+none,nsga2+dominance,nsga2+mo_asha"),
+                                                 "gp, ehvi; stoppers none, dominance, mo_asha; optional "
+                                                 "pre-screening of K candidates by synflow, naswot, grad_norm "
+                                                 "or params).")] = ",".join(DEFAULT_STRATEGIES),
     seeds: Annotated[int, typer.Option(help="Repetitions (seeds 0..N-1) per strategy.")] = 30,
     costs: Annotated[str, typer.Option(help="Cost planes, each searched and measured: params, macs.")] = "params",
     workers: Annotated[int, typer.Option(help="Processes running searches in parallel.")] = 1,

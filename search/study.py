@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import BaseStorage
@@ -13,6 +14,9 @@ from search.dashboard import name_metrics
 from search.settings import Sampler, SearchSettings
 from search.space import SearchSpace
 from search.storage import open_storage, redact
+
+if TYPE_CHECKING:
+    from search.evaluate import ArchitectureEvaluator
 
 # Study attributes that must match for a launch to resume a study.
 _RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
@@ -74,23 +78,43 @@ def make_sampler(
 
 
 def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int) -> optuna.samplers.BaseSampler:
-    """:class:`search.ehvi.KnownCostSampler` costing candidates as the launch's trials do (the table's
-    counts on the simulated backend), each fitted to the dataset's channels and classes."""
-    from search.ehvi import KNOWN_COSTS, KnownCostSampler
-    from search.launch import make_evaluator
+    """:class:`search.ehvi.KnownCostSampler` costing candidates as the launch's trials do."""
+    from search.ehvi import KnownCostSampler
 
-    evaluator = make_evaluator(settings, space)
+    costs = LaunchCosts(settings, space)
+    return KnownCostSampler(space, settings.objective_list, architecture_of=costs.architecture,
+                            costs_of=costs.known_costs, seed=seed)
 
-    def fitted(config: ModelConfig) -> ModelConfig:
-        return evaluator.fit_to_data(config)[0]
 
-    def costs_of(config: ModelConfig) -> dict[str, float]:
-        costs = evaluator.count_costs(fitted(config))
-        values = evaluator.cost_values({"params": costs.params, "macs": costs.macs})
+class LaunchCosts:
+    """A configuration's recorded hash and known costs as the launch's evaluator counts them (the table's
+    counts on the simulated backend), fitted to the dataset's channels and classes. Picklable, as Ray
+    ships the sampler to its searcher: the evaluator is built again where it is first needed."""
+
+    def __init__(self, settings: SearchSettings, space: SearchSpace) -> None:
+        self.settings, self.space = settings, space
+        self._evaluator: ArchitectureEvaluator | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_evaluator": None}
+
+    @property
+    def evaluator(self) -> ArchitectureEvaluator:
+        if self._evaluator is None:
+            from search.launch import make_evaluator
+
+            self._evaluator = make_evaluator(self.settings, self.space)
+        return self._evaluator
+
+    def architecture(self, config: ModelConfig) -> str:
+        return self.evaluator.fit_to_data(config)[0].config_hash()
+
+    def known_costs(self, config: ModelConfig) -> dict[str, float]:
+        from search.ehvi import KNOWN_COSTS
+
+        costs = self.evaluator.count_costs(self.evaluator.fit_to_data(config)[0])
+        values = self.evaluator.cost_values({"params": costs.params, "macs": costs.macs})
         return {name: values[name] for name in KNOWN_COSTS}
-
-    return KnownCostSampler(space, settings.objective_list, architecture_of=lambda config: fitted(config).config_hash(),
-                            costs_of=costs_of, seed=seed)
 
 
 # Samplers that learn from completed trials only (GPSampler): an over-budget trial told as pruned teaches

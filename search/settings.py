@@ -50,7 +50,7 @@ class SearchSettings(BaseModel):
     study: str | None = None
     run_dir: Path = Path("runs")
     workers: int = Field(default=1, ge=0)  # 0: create (or check) the study and run no trial
-    sampler: Sampler = "tpe"
+    sampler: Sampler = "auto"
     pruner: Pruner = "median"
     # Off: on the shipped table (README, "Search efficiency") stopping loses front members for good.
     early_stop: bool = False

@@ -247,6 +247,9 @@ def throughput(
     bandwidth: Annotated[
         bool, typer.Option("--bandwidth/--no-bandwidth", help="Refiner alone: GB/s next to a large copy's.")
     ] = True,
+    triton: Annotated[
+        bool, typer.Option("--triton/--no-triton", help="CUDA: refiner chains at inference in Triton kernels.")
+    ] = True,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
@@ -270,6 +273,7 @@ def throughput(
         fold=fold,
         max_batch=max_batch,
         bandwidth=bandwidth,
+        triton_kernels=triton,
     )
     resolved = [resolve_model(spec, img_size) for spec in models]
     progress = None if as_json or as_csv else lambda text: typer.echo(text, err=True)
@@ -367,11 +371,13 @@ def official_command(
     iters: ItersOption = 10,
     warmup: WarmupOption = 2,
     threads: ThreadsOption = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cpu",
+    amp: Annotated[Amp, typer.Option(help="Autocast dtype: off or bf16.")] = Amp.off,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
-    """Released-code models against a plain reference built as the released code is (same weights), on
-    CPU in one process: inference of the whole model and the refiner chain alone in training."""
+    """Released-code models against a plain reference built as the released code is (same weights), in
+    one process: inference of the whole model and the refiner chain alone in training."""
     from benchmarks.official import DEFAULT_MODELS, measure_official
 
     _check_format(as_json, as_csv)
@@ -382,15 +388,17 @@ def official_command(
         iters=iters,
         warmup=warmup,
         threads=threads,
+        device=device,
+        amp=amp.value,
     )
     if _printed_as_data(report, as_json=as_json, as_csv=as_csv):
         return
     rows = [
         {
             "model": row.model,
-            "infer_ms ours/ref": f"{row.inference_ms.median:.0f}/{row.reference_inference_ms.median:.0f}",
+            "infer_ms ours/ref": f"{row.inference_ms.median:.3g}/{row.reference_inference_ms.median:.3g}",
             "infer_ratio [q1-q3]": _spread(row.inference_ratio, ".3f"),
-            "train_chain_ms ours/ref": f"{row.train_chain_ms.median:.0f}/{row.reference_train_chain_ms.median:.0f}",
+            "train_chain_ms ours/ref": f"{row.train_chain_ms.median:.3g}/{row.reference_train_chain_ms.median:.3g}",
             "train_chain_ratio [q1-q3]": _spread(row.train_chain_ratio, ".3f"),
             "infer_err": f"{row.inference_error:.1e}",
             "train_err ours/ref vs fp64": f"{row.train_error:.1e}/{row.reference_train_error:.1e}",
@@ -398,11 +406,58 @@ def official_command(
         for row in report.rows
     ]
     title = (
-        f"Released-code variant vs plain reference on CPU, {report.img_size} px, batch {report.batch_size}, "
-        f"{report.environment.get('torch_threads')} threads; median of {report.iters} runs; "
+        f"Released-code variant vs plain reference on {report.environment.get('gpu', 'CPU')}, amp {amp.value}, "
+        f"{report.img_size} px, batch {report.batch_size}, {report.environment.get('torch_threads')} threads; "
+        f"median of {report.iters} runs; "
         "ratio = reference time ÷ ours"
     )
     print_table(title, rows, ("model",))
+
+
+class ChainDtype(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@bench_app.command("kernels")
+@one_line_errors
+def kernels_command(
+    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cuda",
+    dtype: Annotated[ChainDtype, typer.Option(help="The maps' dtype: fp32 or bf16 (autocast for modules).")] = (
+        ChainDtype.bf16
+    ),
+    batch_size: Annotated[int, typer.Option(help="Images whose maps are refined at once.")] = 64,
+    img_size: Annotated[int, typer.Option(help="Input size in pixels (sets the maps' N).")] = 224,
+    compile_modules: Annotated[
+        bool, typer.Option("--compile", help="Also time the modules through torch.compile.")
+    ] = False,
+    iters: Annotated[int, typer.Option(help="Timed iterations (at least 10).")] = 20,
+    warmup: WarmupOption = 3,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+) -> None:
+    """Both refiner chains alone at inference: the modules (reference), the PyTorch fast path, the Triton
+    kernel (CUDA) and optionally torch.compile; time, GB/s next to a copy's, and error against float64."""
+    from benchmarks.kernels import chain_rows, measure_kernels
+
+    _check_format(as_json, as_csv)
+    report = measure_kernels(
+        device=device,
+        dtype=dtype.value,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        img_size=img_size,
+        iters=iters,
+        warmup=warmup,
+        compile_modules=compile_modules,
+    )
+    if _printed_as_data(report, as_json=as_json, as_csv=as_csv):
+        return
+    title = (
+        f"Refiner chains at inference on {report.environment.get('gpu', device)}, {dtype.value}, "
+        f"batch {batch_size}, {img_size} px; median of {iters} runs; copy {report.copy_gb_per_s.median:.0f} GB/s; "
+        "ratio = modules' time ÷ this one's"
+    )
+    print_table(title, chain_rows(report), ("chain", "implementation"))
 
 
 @bench_app.command()

@@ -3,13 +3,15 @@
 The reference is a copy of the model whose refiners are :class:`PlainOfficialRefiner`: Conv2d 1×1,
 BatchNorm2d modules, ReLU6 and a depthwise Conv2d called one after another, with the same weights, so
 both compute the same function. One process measures, the two taking turns in every iteration,
-whole-model inference and the refiner chain alone in training (forward and backward on a batch of maps).
+whole-model inference and the refiner chain alone in training (forward and backward on a batch of maps),
+on CPU or CUDA, in float32 or under bf16 autocast.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,8 @@ class OfficialReport:
     warmup: int
     rows: tuple[OfficialRow, ...]
     environment: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    amp: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,8 @@ class OfficialReport:
             "img_size": self.img_size,
             "iters": self.iters,
             "warmup": self.warmup,
+            "device": self.device,
+            "amp": self.amp,
             "rows": [row.to_dict() for row in self.rows],
             "environment": self.environment,
         }
@@ -110,51 +116,65 @@ def measure_official(
     iters: int = MIN_ITERS,
     warmup: int = 2,
     threads: int | None = None,
+    device: str = "cpu",
+    amp: str = "off",
 ) -> OfficialReport:
-    """Measure released-code models against their plain references on CPU (see the module docstring).
+    """Measure released-code models against their plain references (see the module docstring); ``amp``
+    is ``off`` or ``bf16`` (autocast for both).
 
     Raises:
-        ValueError: fewer than 10 iterations, or a model that is not ``attention='refiner_official'``.
+        ValueError: fewer than 10 iterations, a model that is not ``attention='refiner_official'``, an
+            unknown ``amp`` or a device that is not here.
         KeyError: an unknown model name.
     """
     if iters < MIN_ITERS:
         raise ValueError(f"iters={iters}: at least {MIN_ITERS} timed iterations are needed")
+    if amp not in ("off", "bf16"):
+        raise ValueError(f"amp={amp!r}: choose 'off' or 'bf16'")
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use --device cpu")
     resolved = [(m, named_config(m)) if isinstance(m, str) else m for m in models]
     for label, config in resolved:
         if config.attention != "refiner_official":
             raise ValueError(f"model {label!r} has attention={config.attention!r}; this compares 'refiner_official'")
     with cpu_threads(threads):
         rows = tuple(
-            _measure_model(label, config.replace(img_size=img_size), batch_size, iters, warmup)
+            _measure_model(label, config.replace(img_size=img_size), batch_size, iters, warmup, target, amp)
             for label, config in resolved
         )
-        env = environment("cpu")  # inside: records the threads used
-    return OfficialReport(batch_size, img_size, iters, warmup, rows, env)
+        env = environment(target)  # inside: records the threads used
+    return OfficialReport(batch_size, img_size, iters, warmup, rows, env, device, amp)
+
+
+def _autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
+    return torch.autocast(device.type, torch.bfloat16) if amp == "bf16" else nullcontext()
 
 
 def _relative_error(ours: Tensor, reference: Tensor) -> float:
     return ((ours - reference).abs().max() / reference.abs().max()).item()
 
 
-def _measure_model(label: str, config: ModelConfig, batch_size: int, iters: int, warmup: int) -> OfficialRow:
+def _measure_model(
+    label: str, config: ModelConfig, batch_size: int, iters: int, warmup: int, device: torch.device, amp: str
+) -> OfficialRow:
     torch.manual_seed(0)
-    model = build_model(config).eval()
+    model = build_model(config).to(device).eval()
     reference = plain_reference(model)
-    images = torch.randn(batch_size, config.in_chans, *config.img_hw)
+    images = torch.randn(batch_size, config.in_chans, *config.img_hw, device=device)
 
     def inference(module: nn.Module) -> Callable[[], Tensor]:
         def step() -> Tensor:
-            with torch.inference_mode():
-                return module(images)
+            with torch.inference_mode(), _autocast(device, amp):
+                return module(images).float()
 
         return step
 
     ours_step, reference_step = inference(model), inference(reference)
     inference_error = _relative_error(ours_step(), reference_step())
-    ours_t, reference_t = time_interleaved([ours_step, reference_step], device=torch.device("cpu"),
-                                           warmup=warmup, iters=iters)  # fmt: skip
+    ours_t, reference_t = time_interleaved([ours_step, reference_step], device=device, warmup=warmup, iters=iters)
     refiner = next(m for m in model.modules() if isinstance(m, OfficialMapRefiner))
-    chain_t, reference_chain_t, errors = _time_train_chain(refiner, config, batch_size, iters, warmup)
+    chain_t, reference_chain_t, errors = _time_train_chain(refiner, config, batch_size, iters, warmup, amp)
     return OfficialRow(
         model=label,
         inference_ms=Stats.of(ours_t).scaled(1000.0),
@@ -170,24 +190,27 @@ def _measure_model(label: str, config: ModelConfig, batch_size: int, iters: int,
 
 
 def _time_train_chain(
-    refiner: OfficialMapRefiner, config: ModelConfig, batch_size: int, iters: int, warmup: int
+    refiner: OfficialMapRefiner, config: ModelConfig, batch_size: int, iters: int, warmup: int, amp: str
 ) -> tuple[list[float], list[float], tuple[float, float]]:
     ours = copy.deepcopy(refiner).train()
     plain = PlainOfficialRefiner(copy.deepcopy(refiner)).train()
     exact = PlainOfficialRefiner(copy.deepcopy(refiner).double()).train()
     tokens = config.num_tokens
-    maps = torch.rand(batch_size, config.num_heads, tokens, tokens).softmax(-1)
-    upstream = torch.randn(batch_size, config.num_heads, tokens, tokens)
+    device = refiner.expand.weight.device
+    maps = torch.rand(batch_size, config.num_heads, tokens, tokens, device=device).softmax(-1)
+    upstream = torch.randn(batch_size, config.num_heads, tokens, tokens, device=device)
 
     def train_step(module: nn.Module, dtype: torch.dtype = torch.float32) -> Callable[[], list[Tensor]]:
         inputs = maps.to(dtype).detach().requires_grad_()
         gradient = upstream.to(dtype)
+        autocast = _autocast(device, amp if dtype == torch.float32 else "off")  # the exact chain: float64
 
         def step() -> list[Tensor]:
             module.zero_grad(set_to_none=True)
             inputs.grad = None
-            out = module(inputs)
-            out.backward(gradient)
+            with autocast:
+                out = module(inputs)
+            out.backward(gradient.to(out.dtype))
             weight_grads = torch.cat([p.grad.flatten() for p in module.parameters()])  # type: ignore[union-attr]
             return [t.double() for t in (out.detach(), inputs.grad, weight_grads)]  # type: ignore[union-attr]
 
@@ -199,6 +222,5 @@ def _time_train_chain(
     errors = tuple(
         max(_relative_error(x, t) for x, t in zip(step(), truth, strict=True)) for step in (ours_step, plain_step)
     )
-    ours_t, plain_t = time_interleaved([ours_step, plain_step], device=torch.device("cpu"),
-                                       warmup=warmup, iters=iters)  # fmt: skip
+    ours_t, plain_t = time_interleaved([ours_step, plain_step], device=device, warmup=warmup, iters=iters)
     return ours_t, plain_t, errors  # type: ignore[return-value]

@@ -29,7 +29,7 @@ from benchmarks.timing import (
     peak_memory,
     time_interleaved,
 )
-from refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold
+from refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold, triton_kernels
 
 Mode = Literal["inference", "train", "latency"]
 Amp = Literal["off", "bf16", "fp16"]
@@ -55,6 +55,8 @@ class SpeedSettings:
             variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
         bandwidth: also time the model's refiner alone and a large copy (:mod:`benchmarks.bandwidth`).
+        triton_kernels: on CUDA, run the refiner chains at inference in their Triton kernels
+            (:func:`refiner_space.set_triton_kernels`); False times the PyTorch paths.
     """
 
     batch_size: int = 8
@@ -70,6 +72,7 @@ class SpeedSettings:
     fold: bool = False
     max_batch: bool = False
     bandwidth: bool = False
+    triton_kernels: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -251,7 +254,7 @@ def measure_speed(
         else:
             reference = (reference_label, ref_config)
     device = settings.torch_device
-    with cpu_threads(settings.threads):
+    with cpu_threads(settings.threads), triton_kernels(settings.triton_kernels):
         torch.manual_seed(0)
         candidate = build_model(config).to(device)
         other = build_model(reference[1]).to(device) if reference is not None else None

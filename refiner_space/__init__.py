@@ -19,6 +19,7 @@ from refiner_space.checkpoint import (  # noqa: E402
 )
 from refiner_space.config import ConfigError, ModelConfig  # noqa: E402
 from refiner_space.folding import set_refiner_fold  # noqa: E402
+from refiner_space.layers.fused import set_triton_kernels, triton_kernels  # noqa: E402
 from refiner_space.layers.refiner import FoldError  # noqa: E402
 from refiner_space.maps import attention_maps  # noqa: E402
 from refiner_space.model import RefinedViT, build_model  # noqa: E402
@@ -37,4 +38,6 @@ __all__ = [
     "load_released_checkpoint",
     "named_config",
     "set_refiner_fold",
+    "set_triton_kernels",
+    "triton_kernels",
 ]

@@ -74,7 +74,8 @@ def _refine_in_chunks(maps: Tensor, chain: FoldedChain) -> Tensor:
     channels, _, kernel, _ = chain.depthwise_weight.shape
     rows = as_rows(maps)
     out = torch.empty_like(rows)
-    step = chunk_rows(height * width, channels, maps.element_size())
+    # Chunks keep the expanded maps in a CPU's cache; a GPU gains nothing from them.
+    step = chunk_rows(height * width, channels, maps.element_size()) if maps.device.type == "cpu" else len(rows)
     for chunk, out_chunk in zip(rows.split(step), out.split(step), strict=True):
         expanded = torch.addmm(chain.expand_bias, chunk, chain.expand_weight.t()).clamp_(0.0, 6.0)
         local = F.conv2d(as_images(expanded, height, width), chain.depthwise_weight, chain.depthwise_bias,

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from refiner_space.layers.attention import MapAttention, mix_heads
-from refiner_space.layers.chunks import FoldedChain, refine_in_chunks
+from refiner_space.layers.chunks import FoldedChain
+from refiner_space.layers.fused import refine_released
 from refiner_space.layers.training_chain import pays_off, refine_with_batch_statistics
 
 
@@ -44,7 +45,7 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    a few images at a time, channels last (:mod:`refiner_space.layers.chunks`). In training with autograd,
+    in one Triton kernel on CUDA, else a few images at a time, channels last (:mod:`.fused`). In training with autograd,
     on maps large enough, it runs the same way with a hand-written backward
     (:mod:`refiner_space.layers.training_chain`).
     In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
@@ -70,7 +71,7 @@ class OfficialMapRefiner(nn.Module):
         if self.training:
             fast = torch.is_grad_enabled() and pays_off(maps, self)
             return refine_with_batch_statistics(maps, self) if fast else self.explicit(maps)
-        return self.explicit(maps) if torch.is_grad_enabled() else refine_in_chunks(maps, self.folded_chain())
+        return self.explicit(maps) if torch.is_grad_enabled() else refine_released(maps, self.folded_chain())
 
     def explicit(self, maps: Tensor) -> Tensor:
         """The chain step by step, BatchNorms as modules (batch statistics in training)."""

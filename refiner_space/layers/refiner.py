@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refiner_space.config import DlaConstraint
 from refiner_space.layers.attention import mix_heads
+from refiner_space.layers.fused import convolve_maps
 
 
 class FoldError(ValueError):
@@ -66,8 +66,7 @@ class AttentionRefiner(nn.Module):
     def forward(self, maps: Tensor) -> Tensor:
         if self.folded:
             kernel = self.folded_kernel()
-            pad = self.kernel_size // 2
-            return self._local(maps, lambda m: F.conv2d(m, kernel, padding=pad), self._mix_prefix_folded)
+            return self._local(maps, lambda m: convolve_maps(m, kernel), self._mix_prefix_folded)
         maps = self._local(mix_heads(maps, self.expand), self.dla, lambda m: m)
         return maps if self.reduce is None else mix_heads(maps, self.reduce)
 

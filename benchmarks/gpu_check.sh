@@ -1,51 +1,58 @@
 #!/usr/bin/env bash
 # The GPU half of the refiner-speed benchmarks in one call on a CUDA machine, from the repository root:
-# the Triton kernels' tests, a tile-size sweep, then `bench kernels`, `bench official` and
-# `bench throughput` (Triton kernels on and off, eager and torch.compile). Every report is written as JSON
+# the Triton kernels' tests, a sweep of the kernels' variants, then `bench kernels`, `bench official`
+# and `bench throughput` (Triton kernels on and off). Every report is written as JSON
 # to $OUT (default gpu-results/); the summary printed last is what results/baselines/gpu.json keeps.
 # Runs on the machine's own PyTorch without installing the project (only torch, timm, typer, rich needed).
 set -uo pipefail
 out="${OUT:-gpu-results}"
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 bench() {
   local name=$1
   shift
   echo "== bench $*"
   timeout 240 python -c 'import sys; from benchmarks.cli import bench_app; bench_app(prog_name="refiner-nas bench")' \
-    "$@" --json >"$out/$name.json" 2>"$out/$name.err" || { echo "failed: $name"; tail -5 "$out/$name.err"; }
+    "$@" --json >"$out/$name.json" 2>"/tmp/$name.err" || { echo "failed: $name"; tail -5 "/tmp/$name.err"; }
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$out/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 python -c 'import torch, triton, timm; print("torch", torch.__version__, "triton", triton.__version__, "timm", timm.__version__)'
-timeout 300 python -m pytest -q -p no:cacheprovider tests/refiner_space/test_triton_chain.py 2>&1 | tail -4
+timeout 120 python -m pytest -q -p no:cacheprovider tests/refiner_space/test_triton_chain.py 2>&1 | tail -4
 
-echo "== tile sizes (released chain, Refined-ViT-S maps, batch 64, bf16)"
-timeout 120 python - <<'PY'
+echo "== variants (Refined-ViT-S maps, batch 64, bf16): tile sizes, bf16 split products or tf32x3"
+timeout 150 python - <<'PY'
 import torch, triton.testing
 from refiner_space.layers import triton_chain
+from refiner_space.layers.chunks import refine_in_chunks
 from refiner_space.layers.official import OfficialMapRefiner
+torch.manual_seed(0)
 refiner = OfficialMapRefiner(12, head_dim=32).cuda().eval()
 maps = torch.rand(64, 12, 197, 197, device="cuda").softmax(-1).bfloat16()
 chain = refiner.folded_chain()
 kernel = torch.randn(12, 12, 3, 3, device="cuda")
-for block in (32, 64, 128):
-    triton_chain.BLOCK = block
-    released = triton.testing.do_bench(lambda: triton_chain.released_chain(maps, chain), return_mode="median")
-    dense = triton.testing.do_bench(lambda: triton_chain.dense_conv(maps, kernel), return_mode="median")
-    print(f"BLOCK {block}: released {released:.3f} ms, dense {dense:.3f} ms")
+want_released = refine_in_chunks(maps, chain).double()
+want_dense = torch.nn.functional.conv2d(maps.float(), kernel, padding=1).double()
+def error(out, want):
+    return ((out.double() - want).norm() / want.norm()).item()
+for split in (True, False):
+    triton_chain.SPLIT_BF16 = split
+    for block in (32, 64, 128):
+        triton_chain.RELEASED_BLOCK = triton_chain.DENSE_BLOCK = block
+        released = triton.testing.do_bench(lambda: triton_chain.released_chain(maps, chain), return_mode="median")
+        dense = triton.testing.do_bench(lambda: triton_chain.dense_conv(maps, kernel), return_mode="median")
+        print(f"split {split} block {block}: released {released:.3f} ms err {error(triton_chain.released_chain(maps, chain), want_released):.1e}, "
+              f"dense {dense:.3f} ms err {error(triton_chain.dense_conv(maps, kernel), want_dense):.1e}")
 PY
 
 bench kernels_bf16 kernels --dtype bf16 --compile
-bench kernels_fp32 kernels --dtype fp32 --compile
+bench kernels_fp32 kernels --dtype fp32
 bench official_bf16 official --device cuda --amp bf16 --batch-size 64 --iters 20
-bench official_fp32 official --device cuda --batch-size 64 --iters 20
 for triton in triton no-triton; do
-  bench "throughput_bf16_$triton" throughput refined_vit_s refined_vit_m refined_vit_16b_384 --device cuda --amp bf16 \
-    --channels-last --fold --batch-size 64 --mode inference --mode train --iters 20 "--$triton"
+  bench "throughput_bf16_$triton" throughput refined_vit_s refined_vit_16b_384 --device cuda --amp bf16 \
+    --channels-last --fold --batch-size 64 --mode inference --iters 20 "--$triton"
 done
-bench throughput_bf16_compiled throughput refined_vit_s refined_vit_16b_384 --device cuda --amp bf16 --channels-last \
-  --fold --batch-size 64 --mode inference --iters 20 --compile --no-bandwidth
+bench official_fp32 official --device cuda --batch-size 64 --iters 20
 
 python - "$out" <<'PY'
 import json, pathlib, sys
@@ -67,7 +74,7 @@ for name in ("official_bf16", "official_fp32"):
             print(f"{name} {row['model']}: inference {spread(row['inference_ratio'])} "
                   f"({row['inference_ms']['median']:.2f} vs {row['reference_inference_ms']['median']:.2f} ms), "
                   f"train chain {spread(row['train_chain_ratio'])}, err {row['inference_error']:.1e}")
-for name in ("throughput_bf16_triton", "throughput_bf16_no-triton", "throughput_bf16_compiled"):
+for name in ("throughput_bf16_triton", "throughput_bf16_no-triton"):
     for result in load(name) or []:
         for mode in result["modes"]:
             ratio = mode["ratio_to_reference"]

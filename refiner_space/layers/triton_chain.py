@@ -1,11 +1,15 @@
-"""Triton kernels for the two refiner chains at inference on CUDA: one pass over the maps each.
+"""Triton kernels for the two refiner chains at inference on CUDA.
 
-Both kernels read a tile of map positions (all heads) and write the refined tile; nothing expanded ever
-reaches device memory. A k×k neighbourhood is read as k² shifted loads of the input tile (served from
-cache): the released chain recomputes the 1×1 expansion at each of the k² taps (k² small matrix
-products instead of a round trip of the (B, r·H, N, N) tensor), the folded paper chain is k² (H × H)
-products. Matrix products run in ``tf32x3`` (three TF32 products, float32 accuracy), so the kernels
-match the PyTorch paths to float32 rounding in float32 and to one bf16 rounding in bf16.
+The folded paper chain is one pass: a program reads a tile of map positions (all heads) as k² shifted
+loads (served from cache) and does k² (H × H) products. The released chain is two: ReLU6(E·A + e) of every
+position written once as float32 rows, then the depthwise k×k convolution read from those rows, ReLU6,
+the reduction and the residual in one pass. A first version recomputed the expansion at each of the k²
+taps instead and was bound by those products (1.8 ms for a batch of 64 Refined-ViT-S maps on an H200).
+
+Products keep float32 accuracy on the tensor cores: maps in bf16 are exact in bf16, so their products
+are two bf16 products with the weight split in high and low halves; other products are three TF32 ones
+(``tf32x3``). The kernels match the PyTorch paths to float32 rounding in float32 and to one bf16
+rounding in bf16.
 
 Importing this module needs Triton; :mod:`refiner_space.layers.fused` imports it only on CUDA.
 """
@@ -19,86 +23,128 @@ from torch import Tensor
 
 from refiner_space.layers.chunks import FoldedChain
 
-BLOCK = 64  # map positions per program: (64 × 16) tiles keep a program's registers small
+# Map positions per program, measured on an H200 at batch 64 of Refined-ViT-S's maps (bf16): 64 for the
+# released chain's kernels (32: 2×, 128: 2.2× slower), 128 for the dense convolution (64: 6 % slower).
+RELEASED_BLOCK = 64
+DENSE_BLOCK = 128
+SPLIT_BF16 = True
 
 
 @triton.jit
-def _shifted_tile(base, heads, head_ok, pos, row, col, dy, dx, height, width):
-    """Every head's values at the positions ``(row + dy, col + dx)`` as a (BLOCK, HEADS) float32 tile,
-    zero outside the map, and the mask of the positions inside."""
-    pixels = height * width
+def _shifted_tile(base, columns, column_ok, column_stride, row_stride, pos, row, col, dy, dx, height, width):
+    """The (BLOCK, COLUMNS) float32 tile of the positions ``(row + dy, col + dx)``, zero outside the map,
+    and the mask of the positions inside; position p, column j is at ``base + p·row_stride + j·column_stride``."""
     shifted_row = row + dy
     shifted_col = col + dx
-    inside = (pos < pixels) & (shifted_row >= 0) & (shifted_row < height)
+    inside = (pos < height * width) & (shifted_row >= 0) & (shifted_row < height)
     inside = inside & (shifted_col >= 0) & (shifted_col < width)
-    pointers = base + heads[None, :] * pixels + (shifted_row * width + shifted_col)[:, None]
-    tile = tl.load(pointers, mask=inside[:, None] & head_ok[None, :], other=0.0)
+    pointers = base + columns[None, :] * column_stride + ((shifted_row * width + shifted_col) * row_stride)[:, None]
+    tile = tl.load(pointers, mask=inside[:, None] & column_ok[None, :], other=0.0)
     return tile.to(tl.float32), inside
 
 
 @triton.jit
-def _released_chain_kernel(
-    maps, out, expand_weight, expand_bias, depthwise_weight, depthwise_bias, reduce_weight, reduce_bias,
-    identity_scale, num_heads, num_channels, height, width,
-    KERNEL: tl.constexpr, HEADS: tl.constexpr, CHANNELS: tl.constexpr, BLOCK: tl.constexpr,
-    PRECISION: tl.constexpr,
+def _product(tile, weight, TILE_IS_BF16: tl.constexpr):
+    """``tile @ weight`` to float32 accuracy on the tensor cores. A tile of bf16 maps is exact in bf16: two
+    bf16 products with the weight split in high and low halves. Else three TF32 products."""
+    if TILE_IS_BF16:
+        high = weight.to(tl.bfloat16)
+        low = (weight - high.to(tl.float32)).to(tl.bfloat16)
+        exact = tile.to(tl.bfloat16)
+        product = tl.dot(exact, high) + tl.dot(exact, low)
+    else:
+        product = tl.dot(tile, weight, input_precision="tf32x3")
+    return product
+
+
+@triton.jit
+def _clip6(x):
+    return tl.minimum(tl.maximum(x, 0.0), 6.0)
+
+
+@triton.jit
+def _expand_kernel(
+    maps, expanded, expand_weight, expand_bias, num_heads, num_channels, pixels,
+    HEADS: tl.constexpr, CHANNELS: tl.constexpr, BLOCK: tl.constexpr, MAPS_BF16: tl.constexpr,
 ):  # fmt: skip
+    """ReLU6(E·A + e) of every position, written as (B, N·M, C) rows."""
+    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    image = tl.program_id(1).to(tl.int64)
+    heads = tl.arange(0, HEADS)
+    channels = tl.arange(0, CHANNELS)
+    head_ok = heads < num_heads
+    channel_ok = channels < num_channels
+    inside = pos < pixels
+    pointers = maps + image * num_heads * pixels + heads[None, :] * pixels + pos[:, None]
+    tile = tl.load(pointers, mask=inside[:, None] & head_ok[None, :], other=0.0).to(tl.float32)
+    # (C, H) expansion read as its (HEADS, CHANNELS) transpose, zero-padded to the tile sizes.
+    expand = tl.load(expand_weight + channels[None, :] * num_heads + heads[:, None],
+                     mask=head_ok[:, None] & channel_ok[None, :], other=0.0)  # fmt: skip
+    shift = tl.load(expand_bias + channels, mask=channel_ok, other=0.0)
+    rows = _clip6(_product(tile, expand, MAPS_BF16) + shift[None, :])
+    pointers = expanded + image * pixels * num_channels + pos[:, None] * num_channels + channels[None, :]
+    tl.store(pointers, rows, mask=inside[:, None] & channel_ok[None, :])
+
+
+@triton.jit
+def _local_reduce_kernel(
+    maps, expanded, out, depthwise_weight, depthwise_bias, reduce_weight, reduce_bias, identity_scale,
+    num_heads, num_channels, height, width,
+    KERNEL: tl.constexpr, HEADS: tl.constexpr, CHANNELS: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """ReLU6(DW(expanded) + d), reduced by R, plus r and the scaled maps."""
     pixels = height * width
     pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    offset = tl.program_id(1).to(tl.int64) * num_heads * pixels
+    image = tl.program_id(1).to(tl.int64)
     row = pos // width
     col = pos % width
     heads = tl.arange(0, HEADS)
     channels = tl.arange(0, CHANNELS)
     head_ok = heads < num_heads
     channel_ok = channels < num_channels
-    # (C, H) expansion read as its (HEADS, CHANNELS) transpose, zero-padded to the tile sizes.
-    expand = tl.load(expand_weight + channels[None, :] * num_heads + heads[:, None],
-                     mask=head_ok[:, None] & channel_ok[None, :], other=0.0)  # fmt: skip
-    expand_shift = tl.load(expand_bias + channels, mask=channel_ok, other=0.0)
+    rows = expanded + image * pixels * num_channels
     local = tl.full((BLOCK, CHANNELS), 0.0, tl.float32)
     for tap in tl.static_range(KERNEL * KERNEL):
         dy, dx = tap // KERNEL - KERNEL // 2, tap % KERNEL - KERNEL // 2
-        tile, inside = _shifted_tile(maps + offset, heads, head_ok, pos, row, col, dy, dx, height, width)
-        expanded = tl.dot(tile, expand, input_precision=PRECISION) + expand_shift[None, :]
-        # The depthwise convolution pads the expanded maps with zeros, not with ReLU6(bias).
-        expanded = tl.where(inside[:, None], tl.minimum(tl.maximum(expanded, 0.0), 6.0), 0.0)
+        # Masked loads are the depthwise convolution's zero padding of the expanded maps.
+        tile, _ = _shifted_tile(rows, channels, channel_ok, 1, num_channels, pos, row, col, dy, dx, height, width)
         tap_weight = tl.load(depthwise_weight + channels * (KERNEL * KERNEL) + tap, mask=channel_ok, other=0.0)
-        local += expanded * tap_weight[None, :]
-    local += tl.load(depthwise_bias + channels, mask=channel_ok, other=0.0)[None, :]
-    local = tl.minimum(tl.maximum(local, 0.0), 6.0)
+        local += tile * tap_weight[None, :]
+    local = _clip6(local + tl.load(depthwise_bias + channels, mask=channel_ok, other=0.0)[None, :])
     reduce = tl.load(reduce_weight + heads[None, :] * num_channels + channels[:, None],
                      mask=channel_ok[:, None] & head_ok[None, :], other=0.0)  # fmt: skip
-    refined = tl.dot(local, reduce, input_precision=PRECISION)
+    refined = tl.dot(local, reduce, input_precision="tf32x3")
     refined += tl.load(reduce_bias + heads, mask=head_ok, other=0.0)[None, :]
-    centre, _ = _shifted_tile(maps + offset, heads, head_ok, pos, row, col, 0, 0, height, width)
+    base = maps + image * num_heads * pixels
+    centre, inside = _shifted_tile(base, heads, head_ok, pixels, 1, pos, row, col, 0, 0, height, width)
     refined += centre * tl.load(identity_scale + heads, mask=head_ok, other=0.0)[None, :]
-    pointers = out + offset + heads[None, :] * pixels + pos[:, None]
-    tl.store(pointers, refined.to(out.dtype.element_ty), mask=(pos < pixels)[:, None] & head_ok[None, :])
+    pointers = out + image * num_heads * pixels + heads[None, :] * pixels + pos[:, None]
+    tl.store(pointers, refined.to(out.dtype.element_ty), mask=inside[:, None] & head_ok[None, :])
 
 
 @triton.jit
 def _dense_conv_kernel(
     maps, out, weight, num_heads, height, width,
-    KERNEL: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr, PRECISION: tl.constexpr,
+    KERNEL: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr, MAPS_BF16: tl.constexpr,
 ):  # fmt: skip
     pixels = height * width
     pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    offset = tl.program_id(1).to(tl.int64) * num_heads * pixels
+    image = tl.program_id(1).to(tl.int64)
     row = pos // width
     col = pos % width
     heads = tl.arange(0, HEADS)
     head_ok = heads < num_heads
+    base = maps + image * num_heads * pixels
     taps: tl.constexpr = KERNEL * KERNEL
     refined = tl.full((BLOCK, HEADS), 0.0, tl.float32)
     for tap in tl.static_range(taps):
         dy, dx = tap // KERNEL - KERNEL // 2, tap % KERNEL - KERNEL // 2
-        tile, _ = _shifted_tile(maps + offset, heads, head_ok, pos, row, col, dy, dx, height, width)
+        tile, _ = _shifted_tile(base, heads, head_ok, pixels, 1, pos, row, col, dy, dx, height, width)
         # weight[o, i, tap] of the (H, H, k, k) kernel, read as an (in, out) matrix.
         mixing = tl.load(weight + heads[None, :] * (num_heads * taps) + heads[:, None] * taps + tap,
                          mask=head_ok[:, None] & head_ok[None, :], other=0.0)  # fmt: skip
-        refined += tl.dot(tile, mixing, input_precision=PRECISION)
-    pointers = out + offset + heads[None, :] * pixels + pos[:, None]
+        refined += _product(tile, mixing, MAPS_BF16)
+    pointers = out + image * num_heads * pixels + heads[None, :] * pixels + pos[:, None]
     tl.store(pointers, refined.to(out.dtype.element_ty), mask=(pos < pixels)[:, None] & head_ok[None, :])
 
 
@@ -107,24 +153,30 @@ def _tile_width(size: int) -> int:
     return max(16, triton.next_power_of_2(size))
 
 
-def _launch_shape(maps: Tensor) -> tuple[int, int]:
+def _exact_in_bf16(maps: Tensor) -> bool:
+    return SPLIT_BF16 and maps.dtype == torch.bfloat16
+
+
+def _grid(maps: Tensor, block: int) -> tuple[int, int]:
     batch, _, height, width = maps.shape
-    return triton.cdiv(height * width, BLOCK), batch
+    return triton.cdiv(height * width, block), batch
 
 
 def released_chain(maps: Tensor, chain: FoldedChain) -> Tensor:
-    """The released-code inference chain (:class:`FoldedChain`) on contiguous (B, H, N, M) maps, computed in
-    float32 and returned in the maps' dtype."""
+    """The released-code inference chain (:class:`FoldedChain`) on (B, H, N, M) maps, computed in float32
+    and returned in the maps' dtype."""
     maps = maps.contiguous()
     out = torch.empty_like(maps)
-    weights = [t.detach().float().contiguous() for t in chain]
+    expand_weight, expand_bias, depthwise_weight, *rest = (t.detach().float().contiguous() for t in chain)
     channels, _, kernel, _ = chain.depthwise_weight.shape
-    heads, height, width = maps.shape[1:]
-    _released_chain_kernel[_launch_shape(maps)](
-        maps, out, *weights, heads, channels, height, width,
-        KERNEL=kernel, HEADS=_tile_width(heads), CHANNELS=_tile_width(channels), BLOCK=BLOCK,
-        PRECISION="tf32x3",
-    )  # fmt: skip
+    batch, heads, height, width = maps.shape
+    expanded = maps.new_empty((batch, height * width, channels), dtype=torch.float32)
+    tiles = {"HEADS": _tile_width(heads), "CHANNELS": _tile_width(channels), "BLOCK": RELEASED_BLOCK}
+    grid = _grid(maps, RELEASED_BLOCK)
+    _expand_kernel[grid](maps, expanded, expand_weight, expand_bias, heads, channels, height * width, **tiles,
+                         MAPS_BF16=_exact_in_bf16(maps))  # fmt: skip
+    _local_reduce_kernel[grid](maps, expanded, out, depthwise_weight, *rest, heads, channels, height, width,
+                               KERNEL=kernel, **tiles)  # fmt: skip
     return out
 
 
@@ -134,8 +186,8 @@ def dense_conv(maps: Tensor, kernel: Tensor) -> Tensor:
     maps = maps.contiguous()
     out = torch.empty_like(maps)
     heads, height, width = maps.shape[1:]
-    _dense_conv_kernel[_launch_shape(maps)](
+    _dense_conv_kernel[_grid(maps, DENSE_BLOCK)](
         maps, out, kernel.detach().float().contiguous(), heads, height, width,
-        KERNEL=kernel.shape[-1], HEADS=_tile_width(heads), BLOCK=BLOCK, PRECISION="tf32x3",
+        KERNEL=kernel.shape[-1], HEADS=_tile_width(heads), BLOCK=DENSE_BLOCK, MAPS_BF16=_exact_in_bf16(maps),
     )  # fmt: skip
     return out

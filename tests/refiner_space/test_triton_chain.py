@@ -1,6 +1,6 @@
 """The Triton kernels of both refiner chains against the PyTorch paths: on CPU through Triton's
-interpreter (float32; the interpreter rounds to bf16 by truncation), on CUDA compiled, in float32 and bf16
-and through whole models."""
+interpreter in float32 (it has no working bf16 products), on CUDA compiled, in float32 and bf16 and
+through whole models."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def norm_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
 
 @pytest.fixture
 def interpreted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """:mod:`refiner_space.layers.triton_chain` with its kernels run by Triton's CPU interpreter."""
+    """:mod:`refiner_space.layers.triton_chain` with its kernels run by Triton's CPU interpreter. The
+    interpreter runs only kernels built on Triton's primitives, not on its jit-compiled helpers (``tl.zeros``)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     module = importlib.reload(importlib.import_module("refiner_space.layers.triton_chain"))
     yield module
@@ -58,8 +59,6 @@ def test_interpreted_released_chain_equals_the_pytorch_path(interpreted: ModuleT
         expected = refine_in_chunks(maps, chain)
         assert norm_error(out, expected) < 1e-6
         assert norm_error(out, refiner.explicit(maps)) < 1e-5
-        bf16 = interpreted.released_chain(maps.bfloat16(), chain)
-    assert bf16.dtype == torch.bfloat16 and norm_error(bf16, expected) < 1e-2
 
 
 @needs_triton

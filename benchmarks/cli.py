@@ -422,11 +422,11 @@ class ChainDtype(str, Enum):
 @bench_app.command("kernels")
 @one_line_errors
 def kernels_command(
-    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cuda",
+    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cpu",
     dtype: Annotated[ChainDtype, typer.Option(help="The maps' dtype: fp32 or bf16 (autocast for modules).")] = (
         ChainDtype.bf16
     ),
-    batch_size: Annotated[int, typer.Option(help="Images whose maps are refined at once.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images whose maps are refined at once.")] = 8,
     img_size: Annotated[int, typer.Option(help="Input size in pixels (sets the maps' N).")] = 224,
     compile_modules: Annotated[
         bool, typer.Option("--compile", help="Also time the modules through torch.compile.")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU half of the refiner-speed benchmarks in one call on a CUDA machine, from the repository root:
-# the Triton kernels' tests, a sweep of the kernels' variants, then `bench kernels`, `bench official`
+# the Triton kernels' tests, a sweep of their tile sizes, then `bench kernels`, `bench official`
 # and `bench throughput` (Triton kernels on and off). Every report is written as JSON
 # to $OUT (default gpu-results/); the summary printed last is what results/baselines/gpu.json keeps.
 # Runs on the machine's own PyTorch without installing the project (only torch, timm, typer, rich needed).
@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 python -c 'import torch, triton, timm; print("torch", torch.__version__, "triton", triton.__version__, "timm", timm.__version__)'
 timeout 120 python -m pytest -q -p no:cacheprovider tests/refiner_space/test_triton_chain.py 2>&1 | tail -4
 
-echo "== variants (Refined-ViT-S maps, batch 64, bf16): tile sizes, bf16 split products or tf32x3"
+echo "== tile sizes (Refined-ViT-S maps, batch 64, bf16)"
 timeout 150 python - <<'PY'
 import torch, triton.testing
 from refiner_space.layers import triton_chain
@@ -31,22 +31,21 @@ refiner = OfficialMapRefiner(12, head_dim=32).cuda().eval()
 maps = torch.rand(64, 12, 197, 197, device="cuda").softmax(-1).bfloat16()
 chain = refiner.folded_chain()
 kernel = torch.randn(12, 12, 3, 3, device="cuda")
+torch.set_grad_enabled(False)
 want_released = refine_in_chunks(maps, chain).double()
 want_dense = torch.nn.functional.conv2d(maps.float(), kernel, padding=1).double()
 def error(out, want):
     return ((out.double() - want).norm() / want.norm()).item()
-for split in (True, False):
-    triton_chain.SPLIT_BF16 = split
-    for block in (32, 64, 128):
-        triton_chain.RELEASED_BLOCK = triton_chain.DENSE_BLOCK = block
-        released = triton.testing.do_bench(lambda: triton_chain.released_chain(maps, chain), return_mode="median")
-        dense = triton.testing.do_bench(lambda: triton_chain.dense_conv(maps, kernel), return_mode="median")
-        print(f"split {split} block {block}: released {released:.3f} ms err {error(triton_chain.released_chain(maps, chain), want_released):.1e}, "
-              f"dense {dense:.3f} ms err {error(triton_chain.dense_conv(maps, kernel), want_dense):.1e}")
+for block in (32, 64, 128):
+    triton_chain.RELEASED_BLOCK = triton_chain.DENSE_BLOCK = block
+    released = triton.testing.do_bench(lambda: triton_chain.released_chain(maps, chain), return_mode="median")
+    dense = triton.testing.do_bench(lambda: triton_chain.dense_conv(maps, kernel), return_mode="median")
+    print(f"block {block}: released {released:.3f} ms err {error(triton_chain.released_chain(maps, chain), want_released):.1e}, "
+          f"dense {dense:.3f} ms err {error(triton_chain.dense_conv(maps, kernel), want_dense):.1e}")
 PY
 
-bench kernels_bf16 kernels --dtype bf16 --compile
-bench kernels_fp32 kernels --dtype fp32
+bench kernels_bf16 kernels --device cuda --batch-size 64 --dtype bf16 --compile
+bench kernels_fp32 kernels --device cuda --batch-size 64 --dtype fp32 --compile
 bench official_bf16 official --device cuda --amp bf16 --batch-size 64 --iters 20
 for triton in triton no-triton; do
   bench "throughput_bf16_$triton" throughput refined_vit_s refined_vit_16b_384 --device cuda --amp bf16 \

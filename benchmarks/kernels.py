@@ -84,9 +84,9 @@ class KernelReport:
 
 def measure_kernels(
     *,
-    device: str = "cuda",
+    device: str = "cpu",
     dtype: Dtype = "bf16",
-    batch_size: int = 64,
+    batch_size: int = 8,
     img_size: int = 224,
     iters: int = 20,
     warmup: int = 3,

@@ -1,10 +1,11 @@
 """Triton kernels for the two refiner chains at inference on CUDA.
 
 The folded paper chain is one pass: a program reads a tile of map positions (all heads) as k² shifted
-loads (served from cache) and does k² (H × H) products. The released chain is two: ReLU6(E·A + e) of every
-position written once as float32 rows, then the depthwise k×k convolution read from those rows, ReLU6,
-the reduction and the residual in one pass. A first version recomputed the expansion at each of the k²
-taps instead and was bound by those products (1.8 ms for a batch of 64 Refined-ViT-S maps on an H200).
+loads (served from cache) and does k² (H × H) products. The released chain is two passes: ReLU6(E·A + e)
+of every position written once as float32 rows padded to a power-of-two width, then the depthwise k×k
+convolution read from those rows, ReLU6, the reduction and the residual. Measured on an H200 (batch 64 of
+Refined-ViT-S's maps): 1.39 ms in bf16 and 1.50 ms in float32; recomputing the expansion at each of the
+k² taps in one pass took 1.36 and 1.95 ms, unpadded rows (masked, unaligned loads) 2.77 ms.
 
 Products keep float32 accuracy on the tensor cores: maps in bf16 are exact in bf16, so their products
 are two bf16 products with the weight split in high and low halves; other products are three TF32 ones
@@ -23,11 +24,10 @@ from torch import Tensor
 
 from refiner_space.layers.chunks import FoldedChain
 
-# Map positions per program, measured on an H200 at batch 64 of Refined-ViT-S's maps (bf16): 64 for the
-# released chain's kernels (32: 2×, 128: 2.2× slower), 128 for the dense convolution (64: 6 % slower).
+# Map positions per program, measured on an H200 at batch 64 of Refined-ViT-S's maps: 64 for the released
+# chain (32: 1.2–1.3× slower, 128: 1.5–1.6×), 128 for the dense convolution (64: 6 % slower).
 RELEASED_BLOCK = 64
 DENSE_BLOCK = 128
-SPLIT_BF16 = True
 
 
 @triton.jit
@@ -81,9 +81,9 @@ def _expand_kernel(
     expand = tl.load(expand_weight + channels[None, :] * num_heads + heads[:, None],
                      mask=head_ok[:, None] & channel_ok[None, :], other=0.0)  # fmt: skip
     shift = tl.load(expand_bias + channels, mask=channel_ok, other=0.0)
-    rows = _clip6(_product(tile, expand, MAPS_BF16) + shift[None, :])
-    pointers = expanded + image * pixels * num_channels + pos[:, None] * num_channels + channels[None, :]
-    tl.store(pointers, rows, mask=inside[:, None] & channel_ok[None, :])
+    rows = _clip6(_product(tile, expand, MAPS_BF16) + shift[None, :])  # zero in the padding channels
+    pointers = expanded + image * pixels * CHANNELS + pos[:, None] * CHANNELS + channels[None, :]
+    tl.store(pointers, rows, mask=inside[:, None])
 
 
 @triton.jit
@@ -102,15 +102,26 @@ def _local_reduce_kernel(
     channels = tl.arange(0, CHANNELS)
     head_ok = heads < num_heads
     channel_ok = channels < num_channels
-    rows = expanded + image * pixels * num_channels
+    rows = expanded + image * pixels * CHANNELS
     local = tl.full((BLOCK, CHANNELS), 0.0, tl.float32)
     for tap in tl.static_range(KERNEL * KERNEL):
         dy, dx = tap // KERNEL - KERNEL // 2, tap % KERNEL - KERNEL // 2
         # Masked loads are the depthwise convolution's zero padding of the expanded maps.
-        tile, _ = _shifted_tile(rows, channels, channel_ok, 1, num_channels, pos, row, col, dy, dx, height, width)
+        tile, _ = _shifted_tile(rows, channels, channels >= 0, 1, CHANNELS, pos, row, col, dy, dx, height, width)
         tap_weight = tl.load(depthwise_weight + channels * (KERNEL * KERNEL) + tap, mask=channel_ok, other=0.0)
         local += tile * tap_weight[None, :]
     local = _clip6(local + tl.load(depthwise_bias + channels, mask=channel_ok, other=0.0)[None, :])
+    _reduce_and_store(local, maps, out, reduce_weight, reduce_bias, identity_scale, image, heads, head_ok, channels,
+                      channel_ok, num_heads, num_channels, pos, row, col, height, width)  # fmt: skip
+
+
+@triton.jit
+def _reduce_and_store(
+    local, maps, out, reduce_weight, reduce_bias, identity_scale, image, heads, head_ok, channels, channel_ok,
+    num_heads, num_channels, pos, row, col, height, width,
+):  # fmt: skip
+    """R·local + r + s ⊙ A, stored in the maps' layout."""
+    pixels = height * width
     reduce = tl.load(reduce_weight + heads[None, :] * num_channels + channels[:, None],
                      mask=channel_ok[:, None] & head_ok[None, :], other=0.0)  # fmt: skip
     refined = tl.dot(local, reduce, input_precision="tf32x3")
@@ -153,10 +164,6 @@ def _tile_width(size: int) -> int:
     return max(16, triton.next_power_of_2(size))
 
 
-def _exact_in_bf16(maps: Tensor) -> bool:
-    return SPLIT_BF16 and maps.dtype == torch.bfloat16
-
-
 def _grid(maps: Tensor, block: int) -> tuple[int, int]:
     batch, _, height, width = maps.shape
     return triton.cdiv(height * width, block), batch
@@ -170,11 +177,11 @@ def released_chain(maps: Tensor, chain: FoldedChain) -> Tensor:
     expand_weight, expand_bias, depthwise_weight, *rest = (t.detach().float().contiguous() for t in chain)
     channels, _, kernel, _ = chain.depthwise_weight.shape
     batch, heads, height, width = maps.shape
-    expanded = maps.new_empty((batch, height * width, channels), dtype=torch.float32)
     tiles = {"HEADS": _tile_width(heads), "CHANNELS": _tile_width(channels), "BLOCK": RELEASED_BLOCK}
     grid = _grid(maps, RELEASED_BLOCK)
+    expanded = maps.new_empty((batch, height * width, tiles["CHANNELS"]), dtype=torch.float32)
     _expand_kernel[grid](maps, expanded, expand_weight, expand_bias, heads, channels, height * width, **tiles,
-                         MAPS_BF16=_exact_in_bf16(maps))  # fmt: skip
+                         MAPS_BF16=maps.dtype == torch.bfloat16)  # fmt: skip
     _local_reduce_kernel[grid](maps, expanded, out, depthwise_weight, *rest, heads, channels, height, width,
                                KERNEL=kernel, **tiles)  # fmt: skip
     return out
@@ -188,6 +195,6 @@ def dense_conv(maps: Tensor, kernel: Tensor) -> Tensor:
     heads, height, width = maps.shape[1:]
     _dense_conv_kernel[_grid(maps, DENSE_BLOCK)](
         maps, out, kernel.detach().float().contiguous(), heads, height, width,
-        KERNEL=kernel.shape[-1], HEADS=_tile_width(heads), BLOCK=DENSE_BLOCK, MAPS_BF16=_exact_in_bf16(maps),
+        KERNEL=kernel.shape[-1], HEADS=_tile_width(heads), BLOCK=DENSE_BLOCK, MAPS_BF16=maps.dtype == torch.bfloat16,
     )  # fmt: skip
     return out

@@ -32,6 +32,18 @@ def test_report_measures_inference_and_the_training_chain_at_equal_outputs() -> 
     assert "glibc_tunables" in report.environment  # the allocator's settings change these ratios
 
 
+def test_bf16_autocast_is_measured_and_bad_settings_are_refused() -> None:
+    report = measure_official(models=[("tiny", TINY)], batch_size=2, img_size=32, warmup=1, threads=1, amp="bf16")
+    (row,) = report.rows
+    assert report.amp == "bf16" and report.to_dict()["amp"] == "bf16" and report.device == "cpu"
+    assert 1e-5 < row.inference_error < 5e-2  # bf16 arithmetic, not float32: autocast was on
+    with pytest.raises(ValueError, match="amp='fp16': choose 'off' or 'bf16'"):
+        measure_official(models=[("tiny", TINY)], amp="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            measure_official(models=[("tiny", TINY)], device="cuda")
+
+
 def test_only_released_code_models_are_compared() -> None:
     with pytest.raises(ValueError, match="this compares 'refiner_official'"):
         measure_official(models=[("vit", TINY.replace(attention="vanilla"))])

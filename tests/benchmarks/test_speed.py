@@ -91,3 +91,21 @@ def test_search_speed_is_batch_one_latency_and_throughput() -> None:
 
     latency_ms, images_per_s = measure_config_speed(ModelConfig(**TINY), batch_size=2, threads=1)
     assert 0 < latency_ms < 10_000 and images_per_s > 0
+
+
+def test_triton_kernels_are_switched_for_the_measurement_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.speed as speed
+    from refiner_space.layers import fused
+
+    seen: list[bool] = []
+    measure_mode = speed._measure_mode
+
+    def recording(*args: object) -> object:
+        seen.append(fused._enabled)
+        return measure_mode(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(speed, "_measure_mode", recording)
+    settings = SpeedSettings(**FAST, modes=("latency",), triton_kernels=False)
+    result = measure_speed(("tiny", ModelConfig(**TINY)), None, settings)
+    assert seen == [False] and fused._enabled is True
+    assert result.to_dict()["settings"]["triton_kernels"] is False

@@ -15,6 +15,10 @@ Two files, each with a schema version and the environment that produced it:
      "models": {NAME: {"config_hash", "reference", "reference_hash",
                        "ratio": {"median", "q1", "q3", "iqr", "p90", "n"}}}}
 
+``gpu.json`` keeps the figures of ``benchmarks/gpu_check.sh`` on a lent GPU (schema
+``refiner-nas/gpu-baseline``, each report with the commit whose code ran it); nothing checks it, since CI
+has no GPU.
+
 Counts must match exactly. A speed ratio holds when its median is within ``relative_tolerance`` of the
 baseline's median (either side: a baseline that is too slow would hide the next regression). Models whose
 reference is themselves (the vanilla ViTs) have no speed entry.

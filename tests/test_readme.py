@@ -105,6 +105,7 @@ def tiny_options(words: list[str], tmp_path: Path, space: Path, line: str) -> li
         ("bench", "flops"): [],
         ("bench", "search"): ["--seeds", "2", "--strategies", "random+none", "--out", str(tmp_path / "bench_search")],
         ("bench", "proxies"): ["--out", str(tmp_path / "proxies.csv")],
+        ("bench", "kernels"): ["--batch-size", "1", "--img-size", "32", "--iters", "10", "--warmup", "0"],
     }[tuple(words)]
     uses_run_dir = words[0] in ("search", "leaderboard", "pareto", "export") and words != ["leaderboard", "add"]
     return extras + (["--run-dir", str(tmp_path / "runs")] if uses_run_dir else [])

@@ -230,8 +230,8 @@ def _improvements_2d(front: np.ndarray, points: np.ndarray, reference: np.ndarra
 
 def _meets_known_limits(budget: Budget, costs: dict[str, float]) -> bool:
     """Whether costs (params in M, MACs in G) meet the budget's parameter and MAC limits."""
-    return ((budget.max_params is None or costs["params"] * 1e6 <= budget.max_params)
-            and (budget.max_macs is None or costs["macs"] * 1e9 <= budget.max_macs))
+    excess = budget.static_excess(params=costs["params"] * 1e6, macs=costs["macs"] * 1e9)
+    return all(value <= 0 for value in excess.values())
 
 
 def grid_size(space: SearchSpace) -> float:

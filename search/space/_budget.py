@@ -74,13 +74,17 @@ class Budget(BaseModel):
         Raises:
             ValueError: ``max_latency_ms`` is set and no latency was given.
         """
-        measured = {"max_params": params, "max_macs": macs, "max_latency_ms": latency_ms}
-        excess = {}
-        for name, limit in self.model_dump(exclude_none=True).items():
-            if measured[name] is None:
-                raise ValueError(f"{name} is set: measure the latency and pass latency_ms")
-            excess[name] = measured[name] / limit - 1.0
+        if self.max_latency_ms is not None and latency_ms is None:
+            raise ValueError("max_latency_ms is set: measure the latency and pass latency_ms")
+        excess = self.static_excess(params=params, macs=macs)
+        if self.max_latency_ms is not None:
+            excess["max_latency_ms"] = latency_ms / self.max_latency_ms - 1.0  # type: ignore[operator]
         return excess
+
+    def static_excess(self, *, params: float, macs: float) -> dict[str, float]:
+        """:meth:`constraint_values` of the limits known before training (params and MACs)."""
+        limits = {"max_params": (params, self.max_params), "max_macs": (macs, self.max_macs)}
+        return {name: value / limit - 1.0 for name, (value, limit) in limits.items() if limit is not None}
 
     def unmet(self, candidates: Sequence[tuple[str, ModelConfig]]) -> tuple[str, str] | None:
         """Check the static limits (params, MACs) against the cheapest configurations of a space.

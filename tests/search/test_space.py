@@ -225,6 +225,12 @@ def test_budget_constraint_values_follow_optunas_sign_convention() -> None:
         budget.constraint_values(params=1, macs=1)
 
 
+def test_static_excess_leaves_latency_to_the_measurement() -> None:
+    budget = Budget(max_params="2M", max_latency_ms=10)
+    assert budget.static_excess(params=3_000_000, macs=10**12) == pytest.approx({"max_params": 0.5})
+    assert Budget().static_excess(params=1, macs=1) == {}
+
+
 def test_suggest_draws_valid_configs_and_respects_conditions(tiny: SearchSpace) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     variants = set()

@@ -20,6 +20,7 @@ from torch import Tensor
 from refiner_space.layers.chunks import FoldedChain, refine_in_chunks
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_MAX_BATCH = 65535  # images run on the kernels' second grid axis, which CUDA limits to 65,535 programs
 _enabled = True
 
 
@@ -52,6 +53,7 @@ def uses_triton(maps: Tensor) -> bool:
         _enabled
         and maps.is_cuda
         and maps.dtype in _KERNEL_DTYPES
+        and maps.shape[0] <= _MAX_BATCH
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and triton_installed()

@@ -111,17 +111,6 @@ def _local_reduce_kernel(
         tap_weight = tl.load(depthwise_weight + channels * (KERNEL * KERNEL) + tap, mask=channel_ok, other=0.0)
         local += tile * tap_weight[None, :]
     local = _clip6(local + tl.load(depthwise_bias + channels, mask=channel_ok, other=0.0)[None, :])
-    _reduce_and_store(local, maps, out, reduce_weight, reduce_bias, identity_scale, image, heads, head_ok, channels,
-                      channel_ok, num_heads, num_channels, pos, row, col, height, width)  # fmt: skip
-
-
-@triton.jit
-def _reduce_and_store(
-    local, maps, out, reduce_weight, reduce_bias, identity_scale, image, heads, head_ok, channels, channel_ok,
-    num_heads, num_channels, pos, row, col, height, width,
-):  # fmt: skip
-    """R·local + r + s ⊙ A, stored in the maps' layout."""
-    pixels = height * width
     reduce = tl.load(reduce_weight + heads[None, :] * num_channels + channels[:, None],
                      mask=channel_ok[:, None] & head_ok[None, :], other=0.0)  # fmt: skip
     refined = tl.dot(local, reduce, input_precision="tf32x3")

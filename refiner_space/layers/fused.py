@@ -57,7 +57,14 @@ def uses_triton(maps: Tensor) -> bool:
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and triton_installed()
+        and _has_tensor_core_floats(maps.device.index)
     )
+
+
+@cache
+def _has_tensor_core_floats(device_index: int | None) -> bool:
+    """TF32 and bf16 products, which the kernels use, need an Ampere or newer GPU (compute capability 8)."""
+    return torch.cuda.get_device_capability(device_index) >= (8, 0)
 
 
 def refine_released(maps: Tensor, chain: FoldedChain) -> Tensor:

@@ -44,6 +44,13 @@ def _shifted_tile(base, columns, column_ok, column_stride, row_stride, pos, row,
 
 
 @triton.jit
+def _positions(width, BLOCK: tl.constexpr):
+    """This program's image, its BLOCK map positions (row-major), and their rows and columns."""
+    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return tl.program_id(1).to(tl.int64), pos, pos // width, pos % width
+
+
+@triton.jit
 def _product(tile, weight, TILE_IS_BF16: tl.constexpr):
     """``tile @ weight`` to float32 accuracy on the tensor cores. A tile of bf16 maps is exact in bf16: two
     bf16 products with the weight split in high and low halves. Else three TF32 products."""
@@ -68,8 +75,7 @@ def _expand_kernel(
     HEADS: tl.constexpr, CHANNELS: tl.constexpr, BLOCK: tl.constexpr, MAPS_BF16: tl.constexpr,
 ):  # fmt: skip
     """ReLU6(E·A + e) of every position, written as (B, N·M, C) rows."""
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    image = tl.program_id(1).to(tl.int64)
+    image, pos, _, _ = _positions(pixels, BLOCK)
     heads = tl.arange(0, HEADS)
     channels = tl.arange(0, CHANNELS)
     head_ok = heads < num_heads
@@ -94,10 +100,7 @@ def _local_reduce_kernel(
 ):  # fmt: skip
     """ReLU6(DW(expanded) + d), reduced by R, plus r and the scaled maps."""
     pixels = height * width
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    image = tl.program_id(1).to(tl.int64)
-    row = pos // width
-    col = pos % width
+    image, pos, row, col = _positions(width, BLOCK)
     heads = tl.arange(0, HEADS)
     channels = tl.arange(0, CHANNELS)
     head_ok = heads < num_heads
@@ -128,10 +131,7 @@ def _dense_conv_kernel(
     KERNEL: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr, MAPS_BF16: tl.constexpr,
 ):  # fmt: skip
     pixels = height * width
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    image = tl.program_id(1).to(tl.int64)
-    row = pos // width
-    col = pos % width
+    image, pos, row, col = _positions(width, BLOCK)
     heads = tl.arange(0, HEADS)
     head_ok = heads < num_heads
     base = maps + image * num_heads * pixels

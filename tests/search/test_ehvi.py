@@ -96,10 +96,15 @@ def test_workers_sharing_a_study_train_distinct_architectures(random_table, tmp_
         SearchSettings(trials=10, workers=2, sampler="ehvi", run_dir=tmp_path / "runs"), path)
     study = launch(settings, show_progress=False)
     records = [TrialRecord.from_trial(t) for t in study.trials]
-    # Each worker may start a trial before it sees the other's last one finish: at least 10 trials. Each
-    # sees the other's running pick, so none trains (or looks up) an architecture twice.
-    assert len(records) >= 10 and {r.status for r in records} == {"trained"}
-    assert len({r.config_hash for r in records}) == len(records)
+    # Each worker may start a trial before it sees the other's last one finish: at least 10 trained. Each
+    # sees the other's running pick, so none trains an architecture twice. Picks are read, then written:
+    # two workers can still pick the same architecture within milliseconds, and the later trial then
+    # yields as a duplicate that trains nothing (seen once in about ten CI runs).
+    trained = [r for r in records if r.status == "trained"]
+    duplicates = [r for r in records if r.status == "duplicate"]
+    assert len(trained) >= 10 and len(trained) + len(duplicates) == len(records) and len(duplicates) <= 1
+    assert len({r.config_hash for r in trained}) == len(trained)
+    assert all(r.duplicate_of is not None and r.config_hash in {t.config_hash for t in trained} for r in duplicates)
 
 
 def test_a_space_too_large_to_enumerate_is_searched_through_random_pools():

@@ -25,6 +25,7 @@ INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next 
 
 
 _UNSET = object()
+_TRAINING = "training"  # system attribute: this trial passed its duplicate checks and trains
 
 
 class DuplicateOfFailedTrial(RuntimeError):
@@ -130,6 +131,11 @@ class TrialRunner:
         config_hash = config.config_hash()
         same = self._same_architecture(trial.study, config_hash, trial.number)
         running = _running_elsewhere(same, trial.number)
+        if running is None:
+            # Mark this trial as training, then look again: of two trials that passed the first look at
+            # once, each sees the other's mark and yields, so at most one of them trains.
+            trial.study._storage.set_trial_system_attr(trial._trial_id, _TRAINING, True)
+            running = _training_elsewhere(self._same_architecture(trial.study, config_hash, trial.number))
         if running is not None:
             sink.write(status="duplicate", duplicate_of=running, wall_time_s=time.perf_counter() - started)
             raise DuplicateOfRunningTrial(f"same architecture and budget as trial {running}, running in another worker")
@@ -191,9 +197,18 @@ class TrialRunner:
 
 
 def _running_elsewhere(same: list[FrozenTrial], number: int) -> int | None:
-    """An earlier-numbered running trial among ``same`` (trials of this architecture and budget). Each
-    worker writes its architecture before looking, so of two that draw it at once the later one always yields."""
-    return min((t.number for t in same if t.state == TrialState.RUNNING and t.number < number), default=None)
+    """A running trial among ``same`` (trials of this architecture and budget) that trial ``number`` yields
+    to: an earlier-numbered one, or one already training. Each worker writes its architecture before
+    looking, so of two that draw it at once the later-numbered one yields, unless it looked first and is
+    training already: then the earlier one yields."""
+    return min((t.number for t in same if t.state == TrialState.RUNNING
+                and (t.number < number or t.system_attrs.get(_TRAINING))), default=None)
+
+
+def _training_elsewhere(same: list[FrozenTrial]) -> int | None:
+    """A running trial among ``same`` marked as training."""
+    return min((t.number for t in same if t.state == TrialState.RUNNING and t.system_attrs.get(_TRAINING)),
+               default=None)
 
 
 def _earlier_result(same: list[FrozenTrial]) -> FrozenTrial | None:

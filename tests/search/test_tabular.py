@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
@@ -203,3 +205,87 @@ def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
     again = read_table(out)
     assert len(again.architectures) == 4 and again.provenance["epochs"] == 1
     assert again.rows["top1_curve"].map(len).eq(1).all() and (again.rows["params"] > 0).all()
+
+
+def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, tmp_path) -> None:
+    """Two workers, one architecture: trial 1 passed its duplicate check and trains when trial 0 (drawn
+    first, slower to get there) looks. Trial 0 leaves it to trial 1 instead of training it again."""
+    from search.tabular import cached_table, table_evaluator, table_space
+    from search.trial import DuplicateOfRunningTrial, TrialRunner
+
+    path = random_table()
+    settings = simulated_launch_settings(SearchSettings(trials=2, run_dir=tmp_path / "runs"), path)
+    space = table_space(cached_table(str(path)))
+    first, second = TrialRunner(table_evaluator(settings, space)), TrialRunner(table_evaluator(settings, space))
+    study = optuna.create_study(directions=[o.direction for o in settings.objective_list])
+    params = json.loads(cached_table(str(path)).rows["space_params"].iloc[0])
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    earlier, later = study.ask(), study.ask()
+    trainings, outcome = [], {}
+    evaluate = second.evaluator.evaluate
+
+    def evaluate_while_the_earlier_trial_looks(*args, **kwargs):
+        trainings.append(later.number)
+        with pytest.raises(DuplicateOfRunningTrial):
+            first(earlier)
+        outcome.update(first.last.fields)
+        return evaluate(*args, **kwargs)
+
+    second.evaluator.evaluate = evaluate_while_the_earlier_trial_looks
+    first.evaluator.evaluate = lambda *args, **kwargs: trainings.append(earlier.number)
+    second(later)
+    assert trainings == [later.number]
+    assert outcome["status"] == "duplicate" and outcome["duplicate_of"] == later.number
+
+
+def test_of_two_trials_past_their_first_look_at_once_only_one_trains(random_table, tmp_path) -> None:
+    """Trial 1 looks first and sees nobody; trial 0 then looks, sees trial 1 not yet training, marks itself
+    and starts training; trial 1 marks itself, looks again, sees trial 0 training and yields."""
+    from search.tabular import cached_table, table_evaluator, table_space
+    from search.trial import DuplicateOfRunningTrial, TrialRunner
+
+    path = random_table()
+    settings = simulated_launch_settings(SearchSettings(trials=2, run_dir=tmp_path / "runs"), path)
+    space = table_space(cached_table(str(path)))
+    first, second = TrialRunner(table_evaluator(settings, space)), TrialRunner(table_evaluator(settings, space))
+    study = optuna.create_study(directions=[o.direction for o in settings.objective_list])
+    params = json.loads(cached_table(str(path)).rows["space_params"].iloc[0])
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    earlier, later = study.ask(), study.ask()
+    looked, training, finished = threading.Event(), threading.Event(), threading.Event()
+    trainings, errors = [], []
+    same_architecture = second._same_architecture
+
+    def first_look_then_wait(*args):
+        found = same_architecture(*args)
+        if not looked.is_set():
+            looked.set()
+            assert training.wait(10)
+        return found
+
+    def train_until_the_other_has_decided(*args, **kwargs):
+        trainings.append(earlier.number)
+        training.set()
+        assert finished.wait(10)
+        return [50.0, 1.0]
+
+    def run_later() -> None:
+        try:
+            second(later)
+        except DuplicateOfRunningTrial as error:
+            errors.append(error)
+        finally:
+            finished.set()
+
+    second._same_architecture = first_look_then_wait
+    second.evaluator.evaluate = lambda *args, **kwargs: trainings.append(later.number)
+    first.evaluator.evaluate = train_until_the_other_has_decided
+    thread = threading.Thread(target=run_later)
+    thread.start()
+    assert looked.wait(10)
+    first(earlier)
+    thread.join(10)
+    assert trainings == [earlier.number] and len(errors) == 1
+    assert second.last.fields["status"] == "duplicate" and second.last.fields["duplicate_of"] == earlier.number

@@ -207,13 +207,12 @@ def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
     assert again.rows["top1_curve"].map(len).eq(1).all() and (again.rows["params"] > 0).all()
 
 
-def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, tmp_path) -> None:
-    """Two workers, one architecture: trial 1 passed its duplicate check and trains when trial 0 (drawn
-    first, slower to get there) looks. Trial 0 leaves it to trial 1 instead of training it again."""
+def two_workers_one_architecture(path, tmp_path):
+    """Two trial runners (as two workers would hold) and two asked trials of one architecture of the table
+    at ``path``, numbered 0 and 1."""
     from search.tabular import cached_table, table_evaluator, table_space
-    from search.trial import DuplicateOfRunningTrial, TrialRunner
+    from search.trial import TrialRunner
 
-    path = random_table()
     settings = simulated_launch_settings(SearchSettings(trials=2, run_dir=tmp_path / "runs"), path)
     space = table_space(cached_table(str(path)))
     first, second = TrialRunner(table_evaluator(settings, space)), TrialRunner(table_evaluator(settings, space))
@@ -221,7 +220,15 @@ def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, t
     params = json.loads(cached_table(str(path)).rows["space_params"].iloc[0])
     study.enqueue_trial(params)
     study.enqueue_trial(params)
-    earlier, later = study.ask(), study.ask()
+    return first, second, study.ask(), study.ask()
+
+
+def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, tmp_path) -> None:
+    """Two workers, one architecture: trial 1 passed its duplicate check and trains when trial 0 (drawn
+    first, slower to get there) looks. Trial 0 leaves it to trial 1 instead of training it again."""
+    from search.trial import DuplicateOfRunningTrial
+
+    first, second, earlier, later = two_workers_one_architecture(random_table(), tmp_path)
     trainings, outcome = [], {}
     evaluate = second.evaluator.evaluate
 
@@ -242,18 +249,9 @@ def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, t
 def test_of_two_trials_past_their_first_look_at_once_only_one_trains(random_table, tmp_path) -> None:
     """Trial 1 looks first and sees nobody; trial 0 then looks, sees trial 1 not yet training, marks itself
     and starts training; trial 1 marks itself, looks again, sees trial 0 training and yields."""
-    from search.tabular import cached_table, table_evaluator, table_space
-    from search.trial import DuplicateOfRunningTrial, TrialRunner
+    from search.trial import DuplicateOfRunningTrial
 
-    path = random_table()
-    settings = simulated_launch_settings(SearchSettings(trials=2, run_dir=tmp_path / "runs"), path)
-    space = table_space(cached_table(str(path)))
-    first, second = TrialRunner(table_evaluator(settings, space)), TrialRunner(table_evaluator(settings, space))
-    study = optuna.create_study(directions=[o.direction for o in settings.objective_list])
-    params = json.loads(cached_table(str(path)).rows["space_params"].iloc[0])
-    study.enqueue_trial(params)
-    study.enqueue_trial(params)
-    earlier, later = study.ask(), study.ask()
+    first, second, earlier, later = two_workers_one_architecture(random_table(), tmp_path)
     looked, training, finished = threading.Event(), threading.Event(), threading.Event()
     trainings, errors = [], []
     same_architecture = second._same_architecture

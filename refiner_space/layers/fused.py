@@ -1,4 +1,4 @@
-"""Which code computes a refiner chain at inference: Triton's one-pass kernels on CUDA
+"""Which code computes a refiner chain at inference: Triton's kernels on CUDA
 (:mod:`refiner_space.layers.triton_chain`), PyTorch everywhere else.
 
 The kernels are optional: without Triton, on CPU, with autograd recording, or inside ``torch.compile``

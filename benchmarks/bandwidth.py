@@ -7,6 +7,7 @@ The machine's limit is measured the same way, as a tensor copy (read + write) mu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +61,7 @@ def refiner_bandwidth(
     parameter = next(refiner.parameters())
     tokens = config.num_tokens
     maps = torch.rand(batch_size, config.num_heads, tokens, tokens, device=parameter.device).softmax(-1)
-    source = torch.empty(COPY_BYTES // 4, device=parameter.device)
-    source.uniform_()
-    target = torch.empty_like(source)
+    large_copy = copy_step(parameter.device)
     training = refiner.training
     refiner.eval()
 
@@ -72,7 +71,7 @@ def refiner_bandwidth(
 
     try:
         refine_t, copy_t = time_interleaved(
-            [refine, lambda: target.copy_(source)], device=parameter.device, warmup=warmup, iters=iters
+            [refine, large_copy], device=parameter.device, warmup=warmup, iters=iters
         )
     finally:
         refiner.train(training)
@@ -80,6 +79,18 @@ def refiner_bandwidth(
     return Bandwidth(
         refiner_bytes=moved,
         refiner_ms=Stats.of(refine_t).scaled(1000.0),
-        refiner_gb_per_s=Stats.of([moved / t / 1e9 for t in refine_t]),
-        copy_gb_per_s=Stats.of([2 * COPY_BYTES / t / 1e9 for t in copy_t]),
+        refiner_gb_per_s=gb_per_s(moved, refine_t),
+        copy_gb_per_s=gb_per_s(2 * COPY_BYTES, copy_t),
     )
+
+
+def copy_step(device: torch.device) -> Callable[[], object]:
+    """A copy of :data:`COPY_BYTES` on ``device`` (read + write: ``2 * COPY_BYTES`` moved), to time."""
+    source = torch.empty(COPY_BYTES // 4, device=device).uniform_()
+    target = torch.empty_like(source)
+    return lambda: target.copy_(source)
+
+
+def gb_per_s(moved_bytes: int, seconds: Sequence[float]) -> Stats:
+    """GB/s (1e9 bytes per second) of each timed run that moved ``moved_bytes``."""
+    return Stats.of([moved_bytes / t / 1e9 for t in seconds])

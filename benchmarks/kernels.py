@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from benchmarks.bandwidth import COPY_BYTES, find_refiner
+from benchmarks.bandwidth import COPY_BYTES, copy_step, find_refiner, gb_per_s
 from benchmarks.environment import environment
 from benchmarks.official import PlainOfficialRefiner
-from benchmarks.speed import MIN_ITERS
+from benchmarks.speed import MIN_ITERS, amp_autocast
 from benchmarks.timing import Stats, time_interleaved
 from refiner_space import build_model, named_config, triton_kernels
 from refiner_space.layers import AttentionRefiner, OfficialMapRefiner
@@ -105,8 +104,7 @@ def measure_kernels(
     target = torch.device(device)
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use --device cpu")
-    source = torch.empty(COPY_BYTES // 4, device=target).uniform_()
-    copy_target = torch.empty_like(source)
+    large_copy = copy_step(target)
     rows: list[KernelRow] = []
     copy_times: list[float] = []
     for chain, model_name in CHAIN_MODELS.items():
@@ -121,17 +119,17 @@ def measure_kernels(
         implementations = _implementations(refiner, maps, compile_modules)
         exact = _exact(refiner)(maps.double())
         errors = {name: _norm_error(run(), exact) for name, run in implementations.items()}
-        steps: list[Callable[[], object]] = [*implementations.values(), lambda: copy_target.copy_(source)]
-        times = time_interleaved(steps, device=target, warmup=warmup, iters=iters)
-        copy_times += times[-1]
+        *times, copy_t = time_interleaved([*implementations.values(), large_copy], device=target, warmup=warmup,
+                                          iters=iters)  # fmt: skip
+        copy_times += copy_t
         moved = 2 * maps.numel() * maps.element_size()
-        for name, durations in zip(implementations, times, strict=False):
+        for name, durations in zip(implementations, times, strict=True):
             rows.append(
                 KernelRow(
                     chain=chain,
                     implementation=name,
                     ms=Stats.of(durations).scaled(1000.0),
-                    gb_per_s=Stats.of([moved / t / 1e9 for t in durations]),
+                    gb_per_s=gb_per_s(moved, durations),
                     ratio=Stats.of([r / t for t, r in zip(durations, times[0], strict=True)]),
                     error=errors[name],
                 )
@@ -142,7 +140,7 @@ def measure_kernels(
         batch_size=batch_size,
         img_size=img_size,
         iters=iters,
-        copy_gb_per_s=Stats.of([2 * COPY_BYTES / t / 1e9 for t in copy_times]),
+        copy_gb_per_s=gb_per_s(2 * COPY_BYTES, copy_times),
         rows=tuple(rows),
         environment=environment(target),
     )
@@ -151,7 +149,7 @@ def measure_kernels(
 def _implementations(refiner: nn.Module, maps: Tensor, compile_modules: bool) -> dict[str, Callable[[], Tensor]]:
     """Each implementation as a call on ``maps``; the reference (the modules) first."""
     modules = _modules(refiner)
-    autocast = torch.autocast(maps.device.type, maps.dtype) if maps.dtype != torch.float32 else nullcontext()
+    autocast = amp_autocast(maps.device, "bf16" if maps.dtype == torch.bfloat16 else "off")
 
     def run(module: Callable[[Tensor], Tensor], kernels: bool, folded: bool) -> Callable[[], Tensor]:
         def call() -> Tensor:

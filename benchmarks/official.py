@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.environment import environment
-from benchmarks.speed import MIN_ITERS, cpu_threads
+from benchmarks.speed import MIN_ITERS, amp_autocast, cpu_threads
 from benchmarks.timing import Stats, time_interleaved
 from refiner_space import ModelConfig, build_model, named_config
 from refiner_space.layers import OfficialMapRefiner, OfficialShareAttention
@@ -147,10 +146,6 @@ def measure_official(
     return OfficialReport(batch_size, img_size, iters, warmup, rows, env, device, amp)
 
 
-def _autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
-    return torch.autocast(device.type, torch.bfloat16) if amp == "bf16" else nullcontext()
-
-
 def _relative_error(ours: Tensor, reference: Tensor) -> float:
     return ((ours - reference).abs().max() / reference.abs().max()).item()
 
@@ -165,7 +160,7 @@ def _measure_model(
 
     def inference(module: nn.Module) -> Callable[[], Tensor]:
         def step() -> Tensor:
-            with torch.inference_mode(), _autocast(device, amp):
+            with torch.inference_mode(), amp_autocast(device, amp):
                 return module(images).float()
 
         return step
@@ -203,7 +198,7 @@ def _time_train_chain(
     def train_step(module: nn.Module, dtype: torch.dtype = torch.float32) -> Callable[[], list[Tensor]]:
         inputs = maps.to(dtype).detach().requires_grad_()
         gradient = upstream.to(dtype)
-        autocast = _autocast(device, amp if dtype == torch.float32 else "off")  # the exact chain: float64
+        autocast = amp_autocast(device, amp if dtype == torch.float32 else "off")  # the exact chain: float64
 
         def step() -> list[Tensor]:
             module.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -330,11 +330,16 @@ def _images(config: ModelConfig, batch_size: int, settings: SpeedSettings) -> to
     return images.contiguous(memory_format=torch.channels_last) if settings.channels_last else images
 
 
-def _autocast(settings: SpeedSettings) -> Any:
-    if settings.amp == "off":
+def amp_autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
+    """Autocast to ``amp`` (``bf16`` or ``fp16``) on ``device``, or nothing for ``off``."""
+    if amp == "off":
         return nullcontext()
-    dtype = torch.bfloat16 if settings.amp == "bf16" else torch.float16
-    return torch.autocast(device_type=settings.torch_device.type, dtype=dtype)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _autocast(settings: SpeedSettings) -> AbstractContextManager[Any]:
+    return amp_autocast(settings.torch_device, settings.amp)
 
 
 def _compiled(model: nn.Module, settings: SpeedSettings) -> Callable[[torch.Tensor], torch.Tensor]:

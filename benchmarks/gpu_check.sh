@@ -2,7 +2,7 @@
 # The GPU half of the refiner-speed benchmarks in one call on a CUDA machine, from the repository root:
 # the Triton kernels' tests, a sweep of their tile sizes, then `bench kernels`, `bench official`
 # and `bench throughput` (Triton kernels on and off). Every report is written as JSON
-# to $OUT (default gpu-results/); the summary printed last is what results/baselines/gpu.json keeps.
+# to $OUT (default gpu-results/), the reports results/baselines/gpu.json keeps; a summary is printed last.
 # Runs on the machine's own PyTorch without installing the project (only torch, timm, typer, rich needed).
 set -uo pipefail
 out="${OUT:-gpu-results}"

@@ -3,7 +3,7 @@
 # the Triton kernels' tests, a sweep of their tile sizes, then `bench kernels`, `bench official`
 # and `bench throughput` (Triton kernels on and off). Every report is written as JSON
 # to $OUT (default gpu-results/), the reports results/baselines/gpu.json keeps; a summary is printed last.
-# Runs on the machine's own PyTorch without installing the project (only torch, timm, typer, rich needed).
+# Runs on the machine's own PyTorch without installing the project (it needs torch, timm, typer, rich and pydantic).
 set -uo pipefail
 out="${OUT:-gpu-results}"
 mkdir -p "$out"

@@ -49,7 +49,7 @@ from refiner_space import ModelConfig
 from results.pareto import non_dominated_mask
 from search.evaluate import ArchitectureEvaluator
 from search.liveness import this_worker
-from search.records import EVALUATED
+from search.records import count_evaluated
 from search.scheduling import work_on_study
 from search.settings import SearchSettings
 from search.space import SearchSpace
@@ -414,7 +414,7 @@ def check_study(plan: ScalePlan, wall_s: float, killed: int, times: IterationTim
         plan=plan, wall_s=wall_s,
         states=dict(Counter(t.state.name for t in trials)),
         statuses=dict(Counter(t.user_attrs.get("status") for t in trials)),
-        evaluated=sum(t.user_attrs.get("status") in EVALUATED for t in trials),
+        evaluated=count_evaluated(trials),
         trials=len(trials),
         distinct=len({t.user_attrs.get("config_hash") for t in trials}),
         left_unfinished=sum(t.state not in FINISHED_STATES for t in trials),

@@ -63,15 +63,19 @@ class KnownCostSampler(BaseSampler):
         startup: random architectures trained before the model guides the search.
         pool: candidates drawn per trial when the space is too large to enumerate.
         samples: Monte-Carlo draws of the modelled objectives per candidate.
+        fidelity_epoch: model top-1 after this epoch instead of at the end of training, learning from
+            every trial that got that far (for the ``promote`` stopper, which pauses trials there).
     """
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, architecture_of: ArchitectureOf,
-                 costs_of: CostsOf, seed: int, startup: int = 4, pool: int = 32, samples: int = 128) -> None:
+                 costs_of: CostsOf, seed: int, startup: int = 4, pool: int = 32, samples: int = 128,
+                 fidelity_epoch: int | None = None) -> None:
         if startup < 1 or pool < 1 or samples < 1:
             raise ValueError(f"startup={startup}, pool={pool} and samples={samples} must be at least 1")
         self.space, self.objectives = space, list(objectives)
         self.architecture_of, self.costs_of = architecture_of, costs_of
         self.startup, self.pool, self.samples = startup, pool, samples
+        self.fidelity_epoch = fidelity_epoch
         self._rng = random.Random(seed)
         self._fallback = RandomSampler(seed=seed)
         self._picks: dict[int, dict[str, Any]] = {}
@@ -122,10 +126,10 @@ class KnownCostSampler(BaseSampler):
         tried = self._tried(trials)
         candidates = [c for c in self.candidates() if c.architecture not in tried]
         self._rng.shuffle(candidates)  # ties go to a random one
-        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "trained"]
+        finished, observed = self.observations(trials)
         if len(finished) < self.startup or not candidates:
             return candidates
-        gains = self.expected_improvements(finished, self._running(trials), candidates)
+        gains = self.expected_improvements(finished, observed, self._running(trials), candidates)
         if gains.max() <= 0.0:
             return candidates
         return [candidates[index] for index in np.argsort(-gains, kind="stable")]
@@ -148,11 +152,27 @@ class KnownCostSampler(BaseSampler):
             drawn.setdefault(candidate.architecture, candidate)
         return self._within_limits(list(drawn.values()))
 
-    def expected_improvements(self, finished: Sequence[FrozenTrial], running: Sequence[Candidate],
-                              candidates: Sequence[Candidate]) -> np.ndarray:
-        """Monte-Carlo expected hypervolume improvement of each candidate (all objectives minimised)."""
+    def observations(self, trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], np.ndarray]:
+        """The trials the model learns from and their objective values (trials × objectives): the
+        trained ones' results, or with ``fidelity_epoch`` every trial's top-1 after that epoch."""
+        if self.fidelity_epoch is None:
+            finished = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "trained"]
+            return finished, np.array([t.values for t in finished], dtype=float).reshape(-1, len(self.objectives))
+        from search.stoppers import NOT_COMPETING, record_costs
+
+        reached = [t for t in trials if len(t.user_attrs.get("top1_curve") or ()) >= self.fidelity_epoch
+                   and t.user_attrs.get("status") not in NOT_COMPETING]
+        rows = [{**record_costs(t.user_attrs), "top1": t.user_attrs["top1_curve"][self.fidelity_epoch - 1]}
+                for t in reached]
+        return reached, np.array([[row[o.name] for o in self.objectives] for row in rows],
+                                 dtype=float).reshape(-1, len(self.objectives))
+
+    def expected_improvements(self, finished: Sequence[FrozenTrial], observed: np.ndarray,
+                              running: Sequence[Candidate], candidates: Sequence[Candidate]) -> np.ndarray:
+        """Monte-Carlo expected hypervolume improvement of each candidate (all objectives minimised) over
+        the ``finished`` trials' ``observed`` values (trials × objectives)."""
         signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in self.objectives])
-        observed = np.array([t.values for t in finished], dtype=float) * signs
+        observed = observed * signs
         known = [index for index, o in enumerate(self.objectives) if o.name in KNOWN_COSTS]
         modelled = [index for index in range(len(self.objectives)) if index not in known]
         seen = [self._candidate_of(t.params) for t in finished]

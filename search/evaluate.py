@@ -6,8 +6,11 @@ Ray results) is the caller's :class:`RecordSink`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from refiner_space import ModelConfig, build_model, set_refiner_fold
@@ -27,9 +30,19 @@ class RecordSink(Protocol):
     def set_constraint(self, name: str, value: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a trial keeps its training state after every epoch (``directory``; None: nowhere), and the
+    curve of the epochs already done there (a resumed trial goes on after them)."""
+
+    directory: Path | None = None
+    done: tuple[float, ...] = ()
+
+
 EpochCallback = Callable[[int, float, list[float]], None]
-# report(epoch, top1, seconds of training so far) after each epoch; returns the reported top-1 curve.
-TrainStep = Callable[[ModelConfig, DataBundle, Callable[[int, float, float], None]], list[float]]
+# report(epoch, top1, seconds of training so far) after each epoch from len(state.done) on; returns the
+# whole top-1 curve, the epochs done before included.
+TrainStep = Callable[[ModelConfig, DataBundle, Callable[[int, float, float], None], TrainingState], list[float]]
 
 
 class ArchitectureEvaluator:
@@ -40,7 +53,8 @@ class ArchitectureEvaluator:
         count_costs: parameters, MACs and FLOPs of a configuration.
         measure_speed: (batch-1 latency in ms, images/s) on the search device; only called when an
             objective or the budget needs it.
-        train: the training step; default :meth:`train_proxy` (a table backend reads curves instead).
+        train: the training step; default :meth:`train_proxy` (a table backend reads curves instead,
+            and keeps no training state: ``checkpoints`` is then False).
     """
 
     def __init__(
@@ -60,6 +74,7 @@ class ArchitectureEvaluator:
         self.count_costs = count_costs
         self.measure_speed = measure_speed
         self.train = train or self.train_proxy
+        self.checkpoints = train is None
         self.device = str(resolve_device(settings.device))
         self.budget, self.budget_key = settings.budget(), settings.budget_key()
         self.train_settings = settings.train_settings()
@@ -78,13 +93,14 @@ class ArchitectureEvaluator:
                    budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device),
                    worker=this_worker(), **extra)
 
-    def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback) -> list[float]:
-        """Count, check the budget, train; returns the objective values in the settings' order.
+    def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback,
+                 state: TrainingState = TrainingState()) -> list[float]:
+        """Count, check the budget, train (on from ``state``); returns the objective values in the settings' order.
 
         A configuration over budget is never trained: its status is ``over_budget``, its top-1 is recorded
         as 0 and its constraints mark it infeasible; runners tell Optuna such a trial as pruned, not as a
         result. ``on_epoch(epoch, top1, curve)`` runs after each epoch's record is written and may raise to
-        stop the trial.
+        stop the trial. ``epochs_run`` counts the epochs this call trained; the curve holds ``state.done`` too.
         """
         started = time.perf_counter()
         costs = self.count_costs(config)
@@ -102,7 +118,7 @@ class ArchitectureEvaluator:
             sink.write(status="over_budget", top1=0.0, wall_time_s=time.perf_counter() - started)
             return self.values(top1=0.0, measured=measured)
 
-        curve: list[float] = []
+        curve: list[float] = list(state.done)
         train_time_s = 0.0
 
         def report(epoch: int, top1: float, elapsed_s: float) -> None:
@@ -110,17 +126,19 @@ class ArchitectureEvaluator:
             nonlocal train_time_s
             curve.append(top1)
             train_time_s = elapsed_s
-            sink.write(top1_curve=curve, epochs_run=len(curve), train_time_s=elapsed_s)
+            sink.write(top1_curve=curve, epochs_run=len(curve) - len(state.done), train_time_s=elapsed_s)
             on_epoch(epoch, top1, curve)
 
-        reported = self.train(config, data, report)
-        sink.write(status="trained", top1=reported[-1], top1_curve=list(reported), epochs_run=len(reported),
-                   train_time_s=train_time_s, wall_time_s=time.perf_counter() - started)
+        reported = self.train(config, data, report, state)
+        sink.write(status="trained", top1=reported[-1], top1_curve=list(reported),
+                   epochs_run=len(reported) - len(state.done), train_time_s=train_time_s,
+                   wall_time_s=time.perf_counter() - started)
         return self.values(top1=reported[-1], measured=measured)
 
-    def train_proxy(self, config: ModelConfig, data: DataBundle,
-                    report: Callable[[int, float, float], None]) -> list[float]:
-        """Build and train ``config`` with the launch's recipe; its reported top-1 curve."""
+    def train_proxy(self, config: ModelConfig, data: DataBundle, report: Callable[[int, float, float], None],
+                    state: TrainingState) -> list[float]:
+        """Build and train ``config`` with the launch's recipe (its state saved to, and resumed from,
+        ``state.directory``); its reported top-1 curve."""
         seed_everything(self.settings.seed)
         model = build_model(config)
         if config.attention == "refiner" and config.attention_reduction:
@@ -128,7 +146,8 @@ class ArchitectureEvaluator:
             # faster in training, and the r·H expanded maps are never stored.
             set_refiner_fold(model, True)
         started = time.perf_counter()
-        result = train_model(model, data, self.train_settings,
+        settings = dataclasses.replace(self.train_settings, checkpoint_dir=state.directory, resume=bool(state.done))
+        result = train_model(model, data, settings,
                              report=lambda epoch, top1: report(epoch, top1, time.perf_counter() - started))
         return list(result.reported_curve)
 

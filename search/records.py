@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict
 
 RECORD_VERSION = 1
 
-Status = Literal["running", "trained", "over_budget", "duplicate", "pruned", "early_stopped", "failed"]
-# Statuses of trials that evaluated an architecture (what ``--trials N`` counts): trained, stopped early,
-# or costed and found over budget. Duplicates reuse a result and failures have none.
-EVALUATED: frozenset[str] = frozenset({"trained", "over_budget", "pruned", "early_stopped"})
+Status = Literal["running", "trained", "over_budget", "duplicate", "pruned", "early_stopped", "paused", "failed"]
+# Statuses of trials that evaluated an architecture (what ``--trials N`` counts): trained, stopped early
+# or paused, or costed and found over budget. Duplicates reuse a result and failures have none; a trial
+# that resumes a paused one (``resumed_from``) goes on with an architecture already counted.
+EVALUATED: frozenset[str] = frozenset({"trained", "over_budget", "pruned", "early_stopped", "paused"})
 
 
 class TrialRecord(BaseModel):
@@ -26,8 +27,10 @@ class TrialRecord(BaseModel):
     top-1 is recorded as 0 and its Optuna state is PRUNED, so Optuna's views hold no result for it),
     ``duplicate`` (same architecture and budget as ``duplicate_of``, whose result and Optuna state it
     reuses), ``pruned`` / ``early_stopped`` (stopped after some epochs; ``stop_reason`` says why),
-    ``failed`` (``fail_reason`` says why; ``requeued`` when the failure was not the architecture's —
-    Ctrl-C, a dead worker — and the same architecture was enqueued again).
+    ``paused`` (stopped at a rung by the ``promote`` stopper, its training state kept in ``checkpoint_dir``;
+    a later trial with ``resumed_from`` set to its number may go on from there, and its ``epochs_run``
+    counts only the epochs it added), ``failed`` (``fail_reason`` says why; ``requeued`` when the failure
+    was not the architecture's — Ctrl-C, a dead worker — and the same architecture was enqueued again).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -61,6 +64,8 @@ class TrialRecord(BaseModel):
     requeued: bool = False
     prescreen_s: float | None = None  # seconds pre-screening spent choosing this architecture (proxy, proposals)
     prescreen_score: float | None = None  # the proxy score that chose it
+    resumed_from: int | None = None  # the paused trial this one went on from
+    checkpoint_dir: str | None = None  # where a paused trial's training state waits to be resumed
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
@@ -69,7 +74,12 @@ class TrialRecord(BaseModel):
 
 def count_evaluated(trials: Iterable[FrozenTrial]) -> int:
     """Trials that evaluated an architecture (:data:`EVALUATED`), read without validating whole records."""
-    return sum(1 for trial in trials if trial.user_attrs.get("status") in EVALUATED)
+    return sum(evaluated_architecture(trial.user_attrs) for trial in trials)
+
+
+def evaluated_architecture(attrs: dict[str, Any]) -> bool:
+    """Whether a trial's record fields count as an evaluated architecture (see :data:`EVALUATED`)."""
+    return attrs.get("status") in EVALUATED and attrs.get("resumed_from") is None
 
 
 def record_fields(**fields: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 Sampler = Literal["auto", "tpe", "nsga2", "random", "grid", "gp", "ehvi"]
 Pruner = Literal["median", "hyperband", "none"]
-Stopper = Literal["dominance", "mo_asha"]  # how multi-objective trials stop early (search.stoppers)
+Stopper = Literal["dominance", "mo_asha", "promote"]  # how multi-objective trials stop early (search.stoppers)
 Proxy = Literal["synflow", "naswot", "grad_norm", "params"]  # what pre-screening ranks candidates by
 # The options a proxy result depends on: results are comparable (and reusable) only when they agree.
 _BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",

@@ -8,6 +8,12 @@
   (top-1 at the rung, cost objectives), ties within a front broken by crowding distance (boundary
   points first), as MO-ASHA (Schmucker et al., 2021) promotes. Asynchronous: no trial waits for others,
   the first trials at a rung always go on.
+- ``promote``: pause and resume (:class:`RungPromotion`). One rung at 40 % of the budget; a trial
+  reaching it goes on only if it is in MO-ASHA's best ``ceil(n / eta)`` there *and* its point at the rung
+  would add at least 2 % to the hypervolume of the fully trained trials' points at the same rung. Otherwise
+  it pauses (status ``paused``, its training state kept), and is resumed later, by the trial
+  :class:`search.promotion.PromotingSampler` starts for it, once it passes both tests: more trials at
+  the rung let more through, and the completed ones' front moves. Unlike a stop, a pause loses nothing.
 """
 
 from __future__ import annotations
@@ -26,15 +32,22 @@ from search.early_stop import DominanceEarlyStop
 from search.objectives import Objective
 from search.settings import Stopper
 
-_NOT_COMPETING = ("duplicate", "failed", "over_budget")
+NOT_COMPETING = ("duplicate", "failed", "over_budget")
 
 
 class EarlyStoppedTrial(optuna.TrialPruned):
     """Raised to stop a multi-objective trial; the message is the stop reason."""
 
 
+class PausedTrial(EarlyStoppedTrial):
+    """Raised to pause a multi-objective trial at a rung; it may be resumed from its checkpoint later."""
+
+
 class EarlyStopper(Protocol):
-    """Decides after each epoch whether a running multi-objective trial stops."""
+    """Decides after each epoch whether a running multi-objective trial stops (or, when ``pauses``, pauses:
+    the trial keeps its training state and may be resumed)."""
+
+    pauses: bool
 
     def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
                     costs: dict[str, float], budget_key: str) -> str | None:
@@ -88,6 +101,7 @@ class DominanceStopper:
     """Today's rule (:mod:`search.early_stop`) behind the :class:`EarlyStopper` interface."""
 
     rule: DominanceEarlyStop
+    pauses: bool = False
 
     def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
                     costs: dict[str, float], budget_key: str) -> str | None:
@@ -104,6 +118,7 @@ class MultiObjectiveASHA:
     max_epoch: int
     reduction_factor: int = 3
     min_epoch: int = 1
+    pauses: bool = False
 
     def __post_init__(self) -> None:
         if self.reduction_factor < 2:
@@ -135,7 +150,7 @@ class MultiObjectiveASHA:
                 continue
             attrs = trial.user_attrs
             curve = attrs.get("top1_curve") or ()
-            if attrs.get("status") in _NOT_COMPETING or attrs.get("budget_key") != budget_key or len(curve) < epoch:
+            if attrs.get("status") in NOT_COMPETING or attrs.get("budget_key") != budget_key or len(curve) < epoch:
                 continue
             points.append(self.minimised(curve[epoch - 1], record_costs(attrs)))
         if is_promoted(np.array(points), 0, self.reduction_factor):
@@ -144,8 +159,98 @@ class MultiObjectiveASHA:
         return f"not in the best {keep} of {len(points)} trials at the epoch-{epoch} rung (MO-ASHA)"
 
 
+RESUME_OF = "resume_of"  # system attribute: the paused trial a trial was started to resume
+
+
+@dataclass(frozen=True)
+class RungPromotion:
+    """The ``promote`` rule above: whether a trial at the rung goes on, and which paused trials resume.
+
+    ``min_share``: the least hypervolume a point must add, as a share of the box spanned by the rung's points.
+    """
+
+    objectives: Sequence[Objective]
+    max_epoch: int
+    reduction_factor: int = 3
+    min_share: float = 0.02
+    pauses: bool = True
+
+    @property
+    def rung(self) -> int | None:
+        """The epoch after which trials are compared (40 % of the budget); None below two epochs."""
+        return max(1, round(0.4 * self.max_epoch)) if self.max_epoch >= 2 else None
+
+    def stop_reason(self, trials: Sequence[FrozenTrial], *, number: int, epoch: int, top1: float,
+                    costs: dict[str, float], budget_key: str) -> str | None:
+        if epoch != self.rung:
+            return None
+        population, completed = self._rung_points(trials, budget_key)
+        population.pop(number, None)
+        gains = self.gains(population, completed, {number: self._asha.minimised(top1, costs)})
+        if gains[number] > 0:
+            return None
+        return (f"paused at the epoch-{epoch} rung: not in the best third there, or adding less than "
+                f"{self.min_share:.0%} to the completed trials' hypervolume at that epoch; may be resumed")
+
+    def promotions(self, trials: Sequence[FrozenTrial], budget_key: str) -> list[FrozenTrial]:
+        """Paused trials of ``budget_key`` no other trial resumes, that pass the rule now, best first."""
+        claimed = {t.system_attrs.get(RESUME_OF) for t in trials if t.state != TrialState.FAIL}
+        population, completed = self._rung_points(trials, budget_key)
+        paused = {t.number: t for t in trials if t.state == TrialState.PRUNED and t.number not in claimed
+                  and t.user_attrs.get("status") == "paused" and t.number in population}
+        if not paused:
+            return []
+        gains = self.gains(population, completed, {number: population[number] for number in paused})
+        order = sorted((n for n, gain in gains.items() if gain > 0), key=lambda n: (-gains[n], n))
+        return [paused[n] for n in order]
+
+    def gains(self, population: dict[int, list[float]], completed: set[int],
+              candidates: dict[int, list[float]]) -> dict[int, float]:
+        """Per candidate (trial number -> minimised point at the rung): the hypervolume its point adds to
+        the points of the ``completed`` trials of ``population``, as a share of the box of all points; 0
+        when it is not in MO-ASHA's best ``ceil(n / eta)`` of everyone or adds less than ``min_share``."""
+        from search.ehvi import hypervolume_improvements
+
+        if not candidates:
+            return {}
+        everyone = {**population, **candidates}
+        numbers = sorted(everyone)  # ties in MO-ASHA's order go to the earlier trial
+        points = np.array([everyone[n] for n in numbers], dtype=float)
+        keep = math.ceil(len(numbers) / self.reduction_factor)
+        best = {numbers[index] for index in promotion_order(points)[:keep]}
+        reference = points.max(axis=0) + 0.1 * np.maximum(np.ptp(points, axis=0), 1e-9)
+        box = float(np.prod(reference - points.min(axis=0)))
+        front = np.array([population[n] for n in population if n in completed], dtype=float)
+        added = hypervolume_improvements(front.reshape(-1, points.shape[1]),
+                                         np.array(list(candidates.values()), dtype=float), reference)
+        return {n: float(gain) / box if n in best and gain > self.min_share * box else 0.0
+                for n, gain in zip(candidates, added, strict=True)}
+
+    @property
+    def _asha(self) -> MultiObjectiveASHA:
+        return MultiObjectiveASHA(self.objectives, max_epoch=self.max_epoch, reduction_factor=self.reduction_factor)
+
+    def _rung_points(self, trials: Sequence[FrozenTrial], budget_key: str) -> tuple[dict[int, list[float]], set[int]]:
+        """Minimised points at the rung of the trials of ``budget_key`` that reached it and compete (a
+        paused trial once resumed counts through the trial that resumed it), and which of them completed."""
+        resumed = {t.user_attrs.get("resumed_from") for t in trials}
+        points, completed = {}, set()
+        for trial in trials:
+            attrs = trial.user_attrs
+            curve = attrs.get("top1_curve") or ()
+            if (self.rung is None or attrs.get("status") in NOT_COMPETING or attrs.get("budget_key") != budget_key
+                    or len(curve) < self.rung or trial.number in resumed):
+                continue
+            points[trial.number] = self._asha.minimised(curve[self.rung - 1], record_costs(attrs))
+            if attrs.get("status") == "trained":
+                completed.add(trial.number)
+        return points, completed
+
+
 def make_stopper(name: Stopper, objectives: Sequence[Objective], max_epoch: int) -> EarlyStopper:
     """The stopper ``name`` for a study's objectives and epoch budget."""
     if name == "mo_asha":
         return MultiObjectiveASHA(objectives, max_epoch=max_epoch)
+    if name == "promote":
+        return RungPromotion(objectives, max_epoch=max_epoch)
     return DominanceStopper(DominanceEarlyStop(objectives))

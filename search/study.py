@@ -12,6 +12,7 @@ from optuna.storages import BaseStorage
 from refiner_space import ModelConfig
 from search.dashboard import name_metrics
 from search.settings import Sampler, SearchSettings
+from search.stoppers import RungPromotion
 from search.space import SearchSpace
 from search.storage import open_storage, redact
 
@@ -59,6 +60,26 @@ def make_sampler(
     trials running in other workers as bad results for now (constant liar), so workers spread out."""
     seed = settings.seed if seed is None else seed
     settings = settings.model_copy(update={"sampler": resolve_sampler(settings, space)})
+    rule = promotion_rule(settings)
+    if rule is None:
+        return _drawing_sampler(settings, space, seed=seed)
+    from search.promotion import PromotingSampler
+
+    return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
+                            settings.budget_key())
+
+
+def promotion_rule(settings: SearchSettings) -> RungPromotion | None:
+    """The ``promote`` stopper's rule when the launch pauses and resumes trials (``--early-stop --stopper
+    promote``, several objectives), else None."""
+    if not settings.early_stop or settings.stopper != "promote" or len(settings.objective_list) < 2:
+        return None
+    return RungPromotion(settings.objective_list, max_epoch=settings.epochs)
+
+
+def _drawing_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
+                     fidelity_epoch: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler ``settings.sampler`` (resolved) that draws new architectures; ``fidelity_epoch``: EHVI's."""
     if settings.sampler == "tpe":
         startup = max(4, min(10, settings.trials // 3))
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
@@ -73,17 +94,18 @@ def make_sampler(
             setattr(sampler, name, value)
         return sampler
     if settings.sampler == "ehvi":
-        return known_cost_sampler(settings, space, seed=seed)
+        return known_cost_sampler(settings, space, seed=seed, fidelity_epoch=fidelity_epoch)
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
 
 
-def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int) -> optuna.samplers.BaseSampler:
+def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
+                       fidelity_epoch: int | None = None) -> optuna.samplers.BaseSampler:
     """:class:`search.ehvi.KnownCostSampler` costing candidates as the launch's trials do."""
     from search.ehvi import KnownCostSampler
 
     costs = LaunchCosts(settings, space)
     return KnownCostSampler(space, settings.objective_list, architecture_of=costs.architecture,
-                            costs_of=costs.known_costs, seed=seed)
+                            costs_of=costs.known_costs, seed=seed, fidelity_epoch=fidelity_epoch)
 
 
 class LaunchCosts:

@@ -14,7 +14,7 @@ from collections import defaultdict
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import EVALUATED
+from search.records import evaluated_architecture
 
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -44,7 +44,7 @@ class StudyIndex:
                 self.unfinished[trial.number] = trial
                 continue
             self.unfinished.pop(trial.number, None)
-            self.evaluated += trial.user_attrs.get("status") in EVALUATED
+            self.evaluated += evaluated_architecture(trial.user_attrs)
             key = _architecture(trial)
             if key is not None:
                 self._finished_by_architecture[key].append(trial)

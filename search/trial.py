@@ -6,22 +6,27 @@ trial that fails or is interrupted still says how far it got and why.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search.evaluate import ArchitectureEvaluator, EpochCallback
+from search.evaluate import ArchitectureEvaluator, EpochCallback, TrainingState
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
 from search.records import TrialRecord, record_fields
-from search.stoppers import EarlyStoppedTrial, make_stopper
+from search.promotion import resumed_trial
+from search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial, make_stopper
 from search.study import prunes_over_budget
 from search.study_index import StudyIndex
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
+_logger = logging.getLogger("refiner_nas.search")
 
 
 _UNSET = object()
@@ -129,7 +134,10 @@ class TrialRunner:
         config, data = self.evaluator.fit_to_data(self.evaluator.space.suggest(trial))
         self.evaluator.describe(config, data, sink, retry_of=trial.user_attrs.get("retry_of"))
         config_hash = config.config_hash()
-        same = self._same_architecture(trial.study, config_hash, trial.number)
+        paused = resumed_trial(trial.study, trial._trial_id)
+        if paused is not None:
+            sink.write(resumed_from=paused.number)
+        same = [t for t in self._same_architecture(trial.study, config_hash, trial.number) if t is not paused]
         running = _running_elsewhere(same, trial.number)
         if running is None:
             # Mark this trial as training, then look again: of two trials that passed the first look at
@@ -142,10 +150,36 @@ class TrialRunner:
         earlier = _earlier_result(same)
         if earlier is not None:
             return self._reuse(sink, earlier, started)
-        values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink))
+        state = self._training_state(trial, paused)
+        # A resumed trial is past the rung: nothing stops or pauses it again.
+        stopper = self.early_stop if paused is None else None
+        values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink, stopper, state), state)
         if sink.fields["status"] == "over_budget" and self.prune_over_budget:
             raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
+        if paused is not None and state.directory is not None:
+            shutil.rmtree(state.directory, ignore_errors=True)  # trained to the end: nothing to resume
         return values
+
+    def _training_state(self, trial: optuna.Trial, paused: FrozenTrial | None) -> TrainingState:
+        """Where this trial keeps its training state (only when its stopper pauses trials and its training
+        writes checkpoints), and the epochs it goes on after: the paused trial's, when its state is there."""
+        if self.early_stop is None or not self.early_stop.pauses:
+            return TrainingState()
+        if paused is None:
+            if not self.evaluator.checkpoints:
+                return TrainingState()
+            folder = self.evaluator.settings.study_dir / "checkpoints" / f"trial-{trial.number}"
+            shutil.rmtree(folder, ignore_errors=True)  # left by an earlier run of this trial number
+            return TrainingState(directory=folder)
+        curve = tuple(paused.user_attrs.get("top1_curve") or ())
+        folder = paused.user_attrs.get("checkpoint_dir")
+        if folder is None:  # a table's trial: its curve is the whole state
+            return TrainingState() if self.evaluator.checkpoints else TrainingState(done=curve)
+        if not Path(folder).is_dir():
+            _logger.warning("trial %d resumes trial %d, whose training state %s is not on this machine: it trains "
+                            "from the start", trial.number, paused.number, folder)
+            return TrainingState(directory=Path(folder))
+        return TrainingState(directory=Path(folder), done=curve)
 
     def _keep_result(self, trial: optuna.Trial, sink: OptunaSink, values: Sequence[float]) -> None:
         """A training that completed after its trial was re-queued: saved as a trial of its own, which
@@ -156,7 +190,8 @@ class TrialRunner:
             trial.study.add_trial(frozen)
         raise TrialTakenOver(f"trial {trial.number} was re-queued by another worker; its result is kept")
 
-    def _on_epoch(self, trial: optuna.Trial, sink: OptunaSink) -> EpochCallback:
+    def _on_epoch(self, trial: optuna.Trial, sink: OptunaSink, stopper: EarlyStopper | None,
+                  state: TrainingState) -> EpochCallback:
         single_objective = len(self.objectives) == 1
 
         def on_epoch(epoch: int, top1: float, curve: list[float]) -> None:
@@ -166,10 +201,14 @@ class TrialRunner:
                     reason = f"pruned by {type(trial.study.pruner).__name__} at epoch {epoch + 1}"
                     sink.write(status="pruned", stop_reason=reason)
                     raise optuna.TrialPruned(reason)
-            elif self.early_stop is not None:
-                reason = self.early_stop.stop_reason(
+            elif stopper is not None:
+                reason = stopper.stop_reason(
                     trial.study.get_trials(deepcopy=False), number=trial.number, epoch=len(curve), top1=top1,
                     costs=self.evaluator.cost_values(sink.fields), budget_key=self.budget_key)
+                if reason is not None and stopper.pauses:
+                    directory = None if state.directory is None else str(state.directory)
+                    sink.write(status="paused", stop_reason=reason, checkpoint_dir=directory)
+                    raise PausedTrial(reason)
                 if reason is not None:
                     sink.write(status="early_stopped", stop_reason=reason)
                     raise EarlyStoppedTrial(reason)

@@ -19,7 +19,7 @@ from typing import Any
 
 from refiner_space import ModelConfig
 from search.data import DataBundle, load_data
-from search.evaluate import ArchitectureEvaluator
+from search.evaluate import ArchitectureEvaluator, TrainingState
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.tabular._schema import BenchmarkTable, read_table
@@ -128,13 +128,14 @@ class TableTrainer:
         digest = hashlib.sha256(f"{self.seed}:{arch_id}".encode()).digest()
         return runs[int.from_bytes(digest[:4], "little") % len(runs)]
 
-    def train(self, config: ModelConfig, data: DataBundle, report: Any) -> list[float]:
-        """The training step: report each epoch of the table's curve with simulated time."""
+    def train(self, config: ModelConfig, data: DataBundle, report: Any, state: TrainingState) -> list[float]:
+        """The training step: report each epoch of the table's curve after ``state.done`` with simulated time."""
         curve, epoch_s = self.curve(config)
-        for epoch, top1 in enumerate(curve):
+        start = len(state.done)
+        for epoch in range(start, len(curve)):
             if self.time_scale:
                 time.sleep(epoch_s * self.time_scale)
-            report(epoch, top1, epoch_s * (epoch + 1))
+            report(epoch, curve[epoch], epoch_s * (epoch + 1 - start))
         return list(curve)
 
 

@@ -51,7 +51,7 @@ class Strategy:
         sampler, _, rest = text.partition("+")
         stopper, _, screen = rest.partition("+")
         proxy, _, count = screen.partition(":")
-        samplers, stoppers = tuple(s for s in get_args(Sampler) if s != "grid"), ("none", "dominance", "mo_asha")
+        samplers, stoppers = tuple(s for s in get_args(Sampler) if s != "grid"), ("none", *get_args(Stopper))
         proxies = get_args(Proxy)
         if (sampler not in samplers or stopper not in stoppers
                 or (screen and (proxy not in proxies or not count.isdigit() or int(count) < 1))):

@@ -1,0 +1,70 @@
+"""Resuming paused trials: the sampler side of the ``promote`` stopper (:class:`search.stoppers.RungPromotion`).
+
+Before each new trial, :class:`PromotingSampler` asks the rule which paused trials pass it now. If one
+does, the new trial takes that trial's parameters and is marked as its resumption (a system attribute the
+trial runner reads), so it goes on from the paused trial's checkpoint instead of drawing an architecture;
+otherwise the wrapped sampler draws as usual. Living in the sampler, promotion works wherever trials are
+asked: a launch, its worker processes, ``search worker`` on other machines, a simulated search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from search.stoppers import RESUME_OF, RungPromotion
+
+
+class PromotingSampler(BaseSampler):
+    """``base``, except that a new trial resumes the best paused trial the ``rule`` promotes, if any."""
+
+    def __init__(self, base: BaseSampler, rule: RungPromotion, budget_key: str) -> None:
+        self.base, self.rule, self.budget_key = base, rule, budget_key
+        self._resumed: dict[int, dict[str, Any]] = {}  # trial id -> the paused trial's params
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if "fixed_params" not in trial.system_attrs:
+            promoted = self.rule.promotions(study.get_trials(deepcopy=False), self.budget_key)
+            if promoted:
+                paused = promoted[0]
+                self._resumed[trial._trial_id] = dict(paused.params)
+                study._storage.set_trial_system_attr(trial._trial_id, RESUME_OF, paused.number)
+                return
+        self.base.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if trial._trial_id in self._resumed:
+            return {}
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if trial._trial_id in self._resumed:
+            return {}
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        params = self._resumed.get(trial._trial_id, {})
+        if param_name in params:
+            return params[param_name]
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._resumed.pop(trial._trial_id, None)
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+
+def resumed_trial(study: Study, trial_id: int) -> FrozenTrial | None:
+    """The paused trial the trial ``trial_id`` was started to resume, or None."""
+    number = study._storage.get_trial(trial_id).system_attrs.get(RESUME_OF)
+    return None if number is None else study.get_trials(deepcopy=False)[number]

@@ -26,7 +26,7 @@ from search.launch import launch
 from search.settings import SearchSettings
 
 # Statuses of trials that spent training on their architecture (over-budget ones were only costed).
-TRAINED = ("trained", "pruned", "early_stopped")
+TRAINED = ("trained", "pruned", "early_stopped", "paused")
 
 
 @dataclass(frozen=True)

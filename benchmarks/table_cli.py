@@ -63,7 +63,7 @@ def _table_path(table: Path | None) -> Path:
 def search_command(
     table: TableOption = None,
     strategies: Annotated[str, typer.Option(help="SAMPLER+STOPPER[+PROXY:K],... (samplers random, tpe, nsga2, "
-                                                 "gp, ehvi; stoppers none, dominance, mo_asha; optional "
+                                                 "gp, ehvi; stoppers none, dominance, mo_asha, promote; optional "
                                                  "pre-screening of K candidates by synflow, naswot, grad_norm "
                                                  "or params).")] = ",".join(DEFAULT_STRATEGIES),
     seeds: Annotated[int, typer.Option(help="Repetitions (seeds 0..N-1) per strategy.")] = 30,

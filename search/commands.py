@@ -58,8 +58,9 @@ def launch(
     ),
     early_stop: Annotated[bool, typer.Option(help="Stop trials early with --stopper (multi-objective studies).")] = (
         DEFAULTS.early_stop),
-    stopper: Annotated[str, typer.Option(help="dominance or mo_asha (successive halving): how multi-objective "
-                                              "trials stop early with --early-stop.")] = DEFAULTS.stopper,
+    stopper: Annotated[str, typer.Option(help="dominance, mo_asha (successive halving) or promote (pause at 40 % "
+                                              "of the epochs, resume when promoted): how multi-objective trials "
+                                              "stop early with --early-stop.")] = DEFAULTS.stopper,
     prescreen: Annotated[int, typer.Option(help="Before each trial, score this many candidates proposed by the "
                                                 "sampler with --proxy at initialisation and train the best "
                                                 "(0: off).")] = DEFAULTS.prescreen,

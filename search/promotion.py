@@ -9,6 +9,7 @@ asked: a launch, its worker processes, ``search worker`` on other machines, a si
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,15 +22,21 @@ from search.stoppers import RESUME_OF, RungPromotion
 
 
 class PromotingSampler(BaseSampler):
-    """``base``, except that a new trial resumes the best paused trial the ``rule`` promotes, if any."""
+    """``base``, except that a new trial resumes the best paused trial the ``rule`` promotes, if any.
+    ``architectures``: how many the space holds (infinite when unknown); once the study has tried them all,
+    paused trials are resumed in the rule's order even if they do not pass it."""
 
-    def __init__(self, base: BaseSampler, rule: RungPromotion, budget_key: str) -> None:
-        self.base, self.rule, self.budget_key = base, rule, budget_key
+    def __init__(self, base: BaseSampler, rule: RungPromotion, budget_key: str, *,
+                 architectures: float = math.inf) -> None:
+        self.base, self.rule, self.budget_key, self.architectures = base, rule, budget_key, architectures
         self._resumed: dict[int, dict[str, Any]] = {}  # trial id -> the paused trial's params
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if "fixed_params" not in trial.system_attrs:
-            promoted = self.rule.promotions(study.get_trials(deepcopy=False), self.budget_key)
+            trials = study.get_trials(deepcopy=False)
+            tried = {t.user_attrs.get("config_hash") for t in trials
+                     if t.user_attrs.get("budget_key") == self.budget_key} - {None}
+            promoted = self.rule.promotions(trials, self.budget_key, exhausted=len(tried) >= self.architectures)
             if promoted:
                 paused = promoted[0]
                 self._resumed[trial._trial_id] = dict(paused.params)

@@ -192,8 +192,11 @@ class RungPromotion:
         return (f"paused at the epoch-{epoch} rung: not in the best third there, or adding less than "
                 f"{self.min_share:.0%} to the completed trials' hypervolume at that epoch; may be resumed")
 
-    def promotions(self, trials: Sequence[FrozenTrial], budget_key: str) -> list[FrozenTrial]:
-        """Paused trials of ``budget_key`` no other trial resumes, that pass the rule now, best first."""
+    def promotions(self, trials: Sequence[FrozenTrial], budget_key: str, *,
+                   exhausted: bool = False) -> list[FrozenTrial]:
+        """Paused trials of ``budget_key`` no other trial resumes, that pass the rule now, best first; once
+        the space is ``exhausted`` (no new architecture left to draw), every such paused trial, those that
+        pass first, then by MO-ASHA's order at the rung, so the search goes on where it paused."""
         claimed = {t.system_attrs.get(RESUME_OF) for t in trials if t.state != TrialState.FAIL}
         population, completed = self._rung_points(trials, budget_key)
         paused = {t.number: t for t in trials if t.state == TrialState.PRUNED and t.number not in claimed
@@ -201,7 +204,10 @@ class RungPromotion:
         if not paused:
             return []
         gains = self.gains(population, completed, {number: population[number] for number in paused})
-        order = sorted((n for n, gain in gains.items() if gain > 0), key=lambda n: (-gains[n], n))
+        numbers = sorted(paused)
+        position = {numbers[index]: place for place, index in
+                    enumerate(promotion_order(np.array([population[n] for n in numbers], dtype=float)))}
+        order = sorted((n for n in numbers if exhausted or gains[n] > 0), key=lambda n: (-gains[n], position[n]))
         return [paused[n] for n in order]
 
     def gains(self, population: dict[int, list[float]], completed: set[int],

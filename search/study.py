@@ -65,8 +65,10 @@ def make_sampler(
         return _drawing_sampler(settings, space, seed=seed)
     from search.promotion import PromotingSampler
 
+    from search.ehvi import grid_size
+
     return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
-                            settings.budget_key())
+                            settings.budget_key(), architectures=grid_size(space))
 
 
 def promotion_rule(settings: SearchSettings) -> RungPromotion | None:

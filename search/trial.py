@@ -137,7 +137,8 @@ class TrialRunner:
         paused = resumed_trial(trial.study, trial._trial_id)
         if paused is not None:
             sink.write(resumed_from=paused.number)
-        same = [t for t in self._same_architecture(trial.study, config_hash, trial.number) if t is not paused]
+        resumes = None if paused is None else paused.number
+        same = [t for t in self._same_architecture(trial.study, config_hash, trial.number) if t.number != resumes]
         running = _running_elsewhere(same, trial.number)
         if running is None:
             # Mark this trial as training, then look again: of two trials that passed the first look at
@@ -153,33 +154,38 @@ class TrialRunner:
         state = self._training_state(trial, paused)
         # A resumed trial is past the rung: nothing stops or pauses it again.
         stopper = self.early_stop if paused is None else None
-        values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink, stopper, state), state)
+        try:
+            values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink, stopper, state), state)
+        finally:
+            if paused is not None and state.directory is not None:
+                shutil.rmtree(state.directory, ignore_errors=True)  # this trial's copy of the paused state
+        if paused is not None and paused.user_attrs.get("checkpoint_dir"):
+            # Trained to the end: nothing is left to resume.
+            shutil.rmtree(paused.user_attrs["checkpoint_dir"], ignore_errors=True)
         if sink.fields["status"] == "over_budget" and self.prune_over_budget:
             raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
-        if paused is not None and state.directory is not None:
-            shutil.rmtree(state.directory, ignore_errors=True)  # trained to the end: nothing to resume
         return values
 
     def _training_state(self, trial: optuna.Trial, paused: FrozenTrial | None) -> TrainingState:
         """Where this trial keeps its training state (only when its stopper pauses trials and its training
-        writes checkpoints), and the epochs it goes on after: the paused trial's, when its state is there."""
+        writes checkpoints), and the epochs it goes on after. A trial resuming a paused one goes on from a
+        copy of its state, so the paused state stays as it was if this trial is cut short."""
         if self.early_stop is None or not self.early_stop.pauses:
             return TrainingState()
+        curve = tuple(paused.user_attrs.get("top1_curve") or ()) if paused is not None else ()
+        if not self.evaluator.checkpoints:  # a table's trial: its curve is the whole state
+            return TrainingState(done=curve)
+        folder = self.evaluator.settings.study_dir / "checkpoints" / f"trial-{trial.number}"
+        shutil.rmtree(folder, ignore_errors=True)  # left by an earlier run of this trial number
         if paused is None:
-            if not self.evaluator.checkpoints:
-                return TrainingState()
-            folder = self.evaluator.settings.study_dir / "checkpoints" / f"trial-{trial.number}"
-            shutil.rmtree(folder, ignore_errors=True)  # left by an earlier run of this trial number
             return TrainingState(directory=folder)
-        curve = tuple(paused.user_attrs.get("top1_curve") or ())
-        folder = paused.user_attrs.get("checkpoint_dir")
-        if folder is None:  # a table's trial: its curve is the whole state
-            return TrainingState() if self.evaluator.checkpoints else TrainingState(done=curve)
-        if not Path(folder).is_dir():
+        source = paused.user_attrs.get("checkpoint_dir")
+        if source is None or not Path(source).is_dir():
             _logger.warning("trial %d resumes trial %d, whose training state %s is not on this machine: it trains "
-                            "from the start", trial.number, paused.number, folder)
-            return TrainingState(directory=Path(folder))
-        return TrainingState(directory=Path(folder), done=curve)
+                            "from the start", trial.number, paused.number, source)
+            return TrainingState(directory=folder)
+        shutil.copytree(source, folder)
+        return TrainingState(directory=folder, done=curve)
 
     def _keep_result(self, trial: optuna.Trial, sink: OptunaSink, values: Sequence[float]) -> None:
         """A training that completed after its trial was re-queued: saved as a trial of its own, which

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from results.pareto import hypervolume
 from search.launch import launch, make_evaluator, prepare_space
@@ -79,6 +80,8 @@ def test_a_trial_goes_on_when_it_leads_the_rung_and_pauses_when_a_completed_one_
     # Of the paused ones, only the cheap one (500 params, 50 %) is in the best third and adds 8 % to the
     # completed trial's hypervolume at the rung; the others are dominated by it.
     assert [t.number for t in rule.promotions(trials, "b")] == [2]
+    # Once no new architecture is left, every paused trial resumes: those that pass first, then by rank.
+    assert [t.number for t in rule.promotions(trials, "b", exhausted=True)] == [2, 1, 3]
     assert rule.promotions(trials, "other budget") == []
 
 
@@ -141,8 +144,22 @@ class Promote:
     def __init__(self, trial):
         self.trial = trial
 
-    def promotions(self, trials, budget_key):
-        return [] if any(t.system_attrs.get(RESUME_OF) is not None for t in trials) else [self.trial]
+    def promotions(self, trials, budget_key, *, exhausted=False):
+        resuming = [t for t in trials if t.system_attrs.get(RESUME_OF) is not None and t.state != TrialState.FAIL]
+        return [] if resuming else [self.trial]
+
+
+def interrupt_after_one_epoch(train):
+    """The training step ``train``, interrupted (as by Ctrl-C) after its first epoch."""
+
+    def interrupted(config, data, report, state):
+        def report_then_stop(epoch, top1, elapsed_s):
+            report(epoch, top1, elapsed_s)
+            raise KeyboardInterrupt
+
+        return train(config, data, report_then_stop, state)
+
+    return interrupted
 
 
 @pytest.mark.slow
@@ -161,17 +178,30 @@ def test_a_resumed_trial_trains_exactly_as_an_uninterrupted_one(tmp_path):
     paused = TrialRecord.from_trial(paused_trial)
     assert paused.status == "paused" and paused.epochs_run == 1 and len(paused.top1_curve) == 1
     checkpoint = Path(paused.checkpoint_dir)
-    assert checkpoint == settings.study_dir.resolve() / "checkpoints" / "trial-0" or checkpoint.name == "trial-0"
+    assert checkpoint == settings.study_dir / "checkpoints" / "trial-0"
     assert (checkpoint / "last.pt").is_file()
     assert count_evaluated(study.trials) == 1
 
     study.sampler = PromotingSampler(optuna.samplers.RandomSampler(seed=1), Promote(paused_trial),
                                      settings.budget_key())
-    study.optimize(runner, n_trials=1)
-    resumed = TrialRecord.from_trial(study.trials[1])
+    # The first resumption is cut short after one more epoch: the paused state stays as it was.
+    train = runner.evaluator.train
+    runner.evaluator.train = interrupt_after_one_epoch(train)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(runner, n_trials=1)
+    runner.evaluator.train = train
+    cut = TrialRecord.from_trial(study.trials[1])
+    assert cut.status == "failed" and cut.resumed_from == 0 and cut.requeued and len(cut.top1_curve) == 2
+    assert not (settings.study_dir / "checkpoints" / "trial-1").exists() and (checkpoint / "last.pt").is_file()
+    # Its re-queued retry finds the paused trial (a duplicate, nothing trained); the next trial resumes it.
+    study.optimize(runner, n_trials=2)
+    retry = TrialRecord.from_trial(study.trials[2])
+    assert retry.status == "duplicate" and retry.duplicate_of == 0 and retry.retry_of == 1
+    resumed = TrialRecord.from_trial(study.trials[3])
     assert resumed.resumed_from == 0 and resumed.status == "trained" and resumed.config_hash == paused.config_hash
     assert resumed.epochs_run == 2 and resumed.top1_curve[:1] == paused.top1_curve
     assert not checkpoint.exists(), "the checkpoint goes once the architecture is trained to the end"
+    assert not (settings.study_dir / "checkpoints" / "trial-3").exists(), "and so does the resumed trial's copy"
     assert count_evaluated(study.trials) == 1, "one architecture, evaluated once"
 
     alone = optuna.create_study(directions=["maximize", "minimize"])

@@ -11,14 +11,17 @@ from optuna.trial import TrialState
 from search.records import EVALUATED
 from search.study_index import StudyIndex
 
-STATUSES = ["trained", "over_budget", "duplicate", "pruned", "early_stopped", "failed"]
+# "resumed": trained by a trial that went on from a paused one, whose architecture is already counted.
+STATUSES = ["trained", "over_budget", "duplicate", "pruned", "early_stopped", "paused", "resumed", "failed"]
 END_STATE = {"trained": TrialState.COMPLETE, "over_budget": TrialState.COMPLETE, "duplicate": TrialState.COMPLETE,
-             "pruned": TrialState.PRUNED, "early_stopped": TrialState.PRUNED, "failed": TrialState.FAIL}
+             "pruned": TrialState.PRUNED, "early_stopped": TrialState.PRUNED, "paused": TrialState.PRUNED,
+             "resumed": TrialState.COMPLETE, "failed": TrialState.FAIL}
 
 
 def brute_force(study: optuna.Study, config_hash: str, budget_key: str) -> tuple[int, int, int, list[int]]:
     trials = study.get_trials(deepcopy=False)
-    return (sum(t.user_attrs.get("status") in EVALUATED and t.state.is_finished() for t in trials),
+    return (sum(t.user_attrs.get("status") in EVALUATED and "resumed_from" not in t.user_attrs
+                and t.state.is_finished() for t in trials),
             sum(t.state == TrialState.RUNNING for t in trials), sum(t.state == TrialState.WAITING for t in trials),
             [t.number for t in trials if t.user_attrs.get("config_hash") == config_hash
              and t.user_attrs.get("budget_key") == budget_key])
@@ -42,7 +45,9 @@ def test_the_index_answers_as_full_scans_do(seed: int) -> None:
         else:
             trial = running.pop(rng.randrange(len(running)))
             status = rng.choice(STATUSES)
-            trial.set_user_attr("status", status)
+            if status == "resumed":
+                trial.set_user_attr("resumed_from", 0)
+            trial.set_user_attr("status", "trained" if status == "resumed" else status)
             state = END_STATE[status]
             study.tell(trial, [1.0, 2.0] if state == TrialState.COMPLETE else None, state=state)
         if rng.random() < 0.3:

@@ -157,11 +157,11 @@ class TrialRunner:
         try:
             values = self.evaluator.evaluate(config, data, sink, self._on_epoch(trial, sink, stopper, state), state)
         finally:
-            if paused is not None and state.directory is not None:
-                shutil.rmtree(state.directory, ignore_errors=True)  # this trial's copy of the paused state
-        if paused is not None and paused.user_attrs.get("checkpoint_dir"):
-            # Trained to the end: nothing is left to resume.
-            shutil.rmtree(paused.user_attrs["checkpoint_dir"], ignore_errors=True)
+            # A paused trial's state waits there; trained, failed or cut short, nothing of this run is resumed.
+            if sink.fields.get("status") != "paused":
+                _remove(state.directory)
+        if paused is not None:
+            _remove(paused.user_attrs.get("checkpoint_dir"))  # trained to the end: nothing is left to resume
         if sink.fields["status"] == "over_budget" and self.prune_over_budget:
             raise OverBudgetTrial(f"over budget: constraint values {sink.fields['constraint_values']}")
         return values
@@ -176,7 +176,7 @@ class TrialRunner:
         if not self.evaluator.checkpoints:  # a table's trial: its curve is the whole state
             return TrainingState(done=curve)
         folder = self.evaluator.settings.study_dir / "checkpoints" / f"trial-{trial.number}"
-        shutil.rmtree(folder, ignore_errors=True)  # left by an earlier run of this trial number
+        _remove(folder)  # left by an earlier run of this trial number
         if paused is None:
             return TrainingState(directory=folder)
         source = paused.user_attrs.get("checkpoint_dir")
@@ -239,6 +239,11 @@ class TrialRunner:
         raise DuplicateOfFailedTrial(
             f"same architecture and budget as failed trial {earlier.number} ({record.fail_reason})"
         )
+
+
+def _remove(folder: str | Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _running_elsewhere(same: list[FrozenTrial], number: int) -> int | None:

@@ -201,7 +201,7 @@ def test_a_resumed_trial_trains_exactly_as_an_uninterrupted_one(tmp_path):
     assert resumed.resumed_from == 0 and resumed.status == "trained" and resumed.config_hash == paused.config_hash
     assert resumed.epochs_run == 2 and resumed.top1_curve[:1] == paused.top1_curve
     assert not checkpoint.exists(), "the checkpoint goes once the architecture is trained to the end"
-    assert not (settings.study_dir / "checkpoints" / "trial-3").exists(), "and so does the resumed trial's copy"
+    assert not any((settings.study_dir / "checkpoints").iterdir()), "and so does the resumed trial's copy"
     assert count_evaluated(study.trials) == 1, "one architecture, evaluated once"
 
     alone = optuna.create_study(directions=["maximize", "minimize"])

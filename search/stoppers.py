@@ -9,8 +9,9 @@
   points first), as MO-ASHA (Schmucker et al., 2021) promotes. Asynchronous: no trial waits for others,
   the first trials at a rung always go on.
 - ``promote``: pause and resume (:class:`RungPromotion`). One rung at 40 % of the budget; a trial
-  reaching it goes on only if it is in MO-ASHA's best ``ceil(n / eta)`` there *and* its point at the rung
-  would add at least 2 % to the hypervolume of the fully trained trials' points at the same rung. Otherwise
+  reaching it goes on only if it is in MO-ASHA's order among the best ``floor(n / eta)`` there (so none
+  before ``eta`` trials got there: nothing is lost by waiting) *and* its point at the rung would add at
+  least 2 % to the hypervolume of the fully trained trials' points at the same rung. Otherwise
   it pauses (status ``paused``, its training state kept), and is resumed later, by the trial
   :class:`search.promotion.PromotingSampler` starts for it, once it passes both tests: more trials at
   the rung let more through, and the completed ones' front moves. Unlike a stop, a pause loses nothing.
@@ -214,7 +215,7 @@ class RungPromotion:
               candidates: dict[int, list[float]]) -> dict[int, float]:
         """Per candidate (trial number -> minimised point at the rung): the hypervolume its point adds to
         the points of the ``completed`` trials of ``population``, as a share of the box of all points; 0
-        when it is not in MO-ASHA's best ``ceil(n / eta)`` of everyone or adds less than ``min_share``."""
+        when it is not in MO-ASHA's best ``floor(n / eta)`` of everyone or adds less than ``min_share``."""
         from search.ehvi import hypervolume_improvements
 
         if not candidates:
@@ -222,7 +223,7 @@ class RungPromotion:
         everyone = {**population, **candidates}
         numbers = sorted(everyone)  # ties in MO-ASHA's order go to the earlier trial
         points = np.array([everyone[n] for n in numbers], dtype=float)
-        keep = math.ceil(len(numbers) / self.reduction_factor)
+        keep = len(numbers) // self.reduction_factor
         best = {numbers[index] for index in promotion_order(points)[:keep]}
         reference = points.max(axis=0) + 0.1 * np.maximum(np.ptp(points, axis=0), 1e-9)
         box = float(np.prod(reference - points.min(axis=0)))

@@ -3,7 +3,6 @@ pause and resume trials on a table, and a real launch whose resumed trial trains
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def test_gains_follow_brute_force_ranks_and_hypervolume(seed):
     order = list(promotion_order(points))
     ranks = brute_ranks(points)
     assert [ranks[i] for i in order] == sorted(ranks)
-    best = set(order[: math.ceil(count / 3)])
+    best = set(order[: count // 3])
     reference = points.max(axis=0) + 0.1 * np.ptp(points, axis=0)
     box = np.prod(reference - points.min(axis=0))
     front = points[sorted(completed)].reshape(-1, 2)
@@ -63,7 +62,9 @@ def test_a_trial_goes_on_when_it_leads_the_rung_and_pauses_when_a_completed_one_
     for number, (curve, params, status) in enumerate([([40.0, 60.0, 70.0, 75.0, 80.0], 1000, "trained"),
                                                       ([20.0, 30.0], 3000, "paused"),
                                                       ([35.0, 50.0], 500, "paused"),
-                                                      ([10.0, 15.0], 5000, "paused")]):
+                                                      ([10.0, 15.0], 5000, "paused"),
+                                                      ([5.0, 8.0], 6000, "paused"),
+                                                      ([3.0, 6.0], 7000, "paused")]):
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if status == "trained" else optuna.trial.TrialState.PRUNED,
             values=[curve[-1], params / 1e6] if status == "trained" else None,
@@ -81,7 +82,9 @@ def test_a_trial_goes_on_when_it_leads_the_rung_and_pauses_when_a_completed_one_
     # completed trial's hypervolume at the rung; the others are dominated by it.
     assert [t.number for t in rule.promotions(trials, "b")] == [2]
     # Once no new architecture is left, every paused trial resumes: those that pass first, then by rank.
-    assert [t.number for t in rule.promotions(trials, "b", exhausted=True)] == [2, 1, 3]
+    assert [t.number for t in rule.promotions(trials, "b", exhausted=True)] == [2, 1, 3, 4, 5]
+    # Before three trials reached the rung, none goes on (the best floor(n / 3) is nobody).
+    assert rule.stop_reason(trials[:1], number=9, epoch=2, top1=90.0, costs=costs, budget_key="b") is not None
     assert rule.promotions(trials, "other budget") == []
 
 

@@ -132,6 +132,19 @@ def test_a_simulated_launch_records_pauses_and_resumptions(tmp_path):
     assert not (tmp_path / "runs" / settings.study_name / "checkpoints").exists(), "a table keeps no checkpoints"
 
 
+@pytest.mark.slow
+def test_two_worker_processes_pause_and_resume_without_training_an_epoch_twice(tmp_path):
+    table = read_table(SHIPPED_TABLE)
+    settings = simulated_launch_settings(SearchSettings(trials=24, workers=2, sampler="ehvi", early_stop=True,
+                                                        stopper="promote", run_dir=tmp_path / "runs"), SHIPPED_TABLE)
+    study = launch(settings, show_progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    assert len({r.worker for r in records}) >= 2, "both workers ran trials"
+    check_paused_and_resumed(records, table.curves, epochs=20, rung=8)
+    assert count_evaluated(study.trials) >= 24
+    assert all(r.status in ("trained", "paused", "duplicate") for r in records)
+
+
 class PauseTrialZero:
     """A stopper that pauses trial 0 after its first epoch and nothing else."""
 

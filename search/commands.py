@@ -134,6 +134,9 @@ def launch(
     if backend == "ray" and settings.prescreen:
         raise fail(f"--prescreen {settings.prescreen}: Ray's searcher draws its own trials; use --prescreen 0 "
                    "or --backend optuna")
+    if backend == "ray" and settings.early_stop and settings.stopper == "promote":
+        raise fail("--stopper promote: Ray trials cannot be paused and resumed; use --stopper dominance or "
+                   "mo_asha, or --backend optuna")
     _print_plan(settings, dry_run=dry_run)
     if dry_run:
         return

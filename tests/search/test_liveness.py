@@ -123,8 +123,8 @@ def test_a_training_finished_after_a_takeover_is_kept_and_its_retry_reuses_it() 
     evaluator = table_evaluator(settings, space)
     train = evaluator.train
 
-    def train_then_get_cut_off(config, data, report):
-        curve = train(config, data, report)
+    def train_then_get_cut_off(config, data, report, state):
+        curve = train(config, data, report, state)
         running = study.get_trials(states=(TrialState.RUNNING,))[0]
         assert fail_and_requeue(study, running, "its worker sent no heartbeat for 61 s")  # another worker's view
         return curve

@@ -239,8 +239,9 @@ class RungPromotion:
 
     def _rung_points(self, trials: Sequence[FrozenTrial], budget_key: str) -> tuple[dict[int, list[float]], set[int]]:
         """Minimised points at the rung of the trials of ``budget_key`` that reached it and compete (a
-        paused trial once resumed counts through the trial that resumed it), and which of them completed."""
-        resumed = {t.user_attrs.get("resumed_from") for t in trials}
+        paused trial being resumed counts through the trial that resumes it, unless that one failed), and
+        which of them completed."""
+        resumed = {t.user_attrs.get("resumed_from") for t in trials if t.state != TrialState.FAIL}
         points, completed = {}, set()
         for trial in trials:
             attrs = trial.user_attrs

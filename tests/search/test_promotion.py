@@ -81,6 +81,12 @@ def test_a_trial_goes_on_when_it_leads_the_rung_and_pauses_when_a_completed_one_
     # Of the paused ones, only the cheap one (500 params, 50 %) is in the best third and adds 8 % to the
     # completed trial's hypervolume at the rung; the others are dominated by it.
     assert [t.number for t in rule.promotions(trials, "b")] == [2]
+    # A resumption that failed (Ctrl-C, a dead worker) leaves its paused trial to be resumed again.
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, system_attrs={RESUME_OF: 2},
+                                              user_attrs={"status": "failed", "resumed_from": 2, "budget_key": "b",
+                                                          "top1_curve": [35.0, 50.0, 60.0], "params": 500}))
+    trials = study.get_trials()
+    assert [t.number for t in rule.promotions(trials, "b")] == [2]
     # Once no new architecture is left, every paused trial resumes: those that pass first, then by rank.
     assert [t.number for t in rule.promotions(trials, "b", exhausted=True)] == [2, 1, 3, 4, 5]
     # Before three trials reached the rung, none goes on (the best floor(n / 3) is nobody).

@@ -63,9 +63,8 @@ def make_sampler(
     rule = promotion_rule(settings)
     if rule is None:
         return _drawing_sampler(settings, space, seed=seed)
-    from search.promotion import PromotingSampler
-
     from search.ehvi import grid_size
+    from search.promotion import PromotingSampler
 
     return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
                             settings.budget_key(), architectures=grid_size(space))

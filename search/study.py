@@ -12,8 +12,8 @@ from optuna.storages import BaseStorage
 from refiner_space import ModelConfig
 from search.dashboard import name_metrics
 from search.settings import Sampler, SearchSettings
-from search.stoppers import RungPromotion
 from search.space import SearchSpace
+from search.stoppers import RungPromotion
 from search.storage import open_storage, redact
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.evaluate import ArchitectureEvaluator, EpochCallback, TrainingState
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
-from search.records import TrialRecord, record_fields
 from search.promotion import resumed_trial
+from search.records import TrialRecord, record_fields
 from search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial, make_stopper
 from search.study import prunes_over_budget
 from search.study_index import StudyIndex

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from results.pareto import hypervolume
 from search.launch import launch, make_evaluator, prepare_space
-from search.promotion import PromotingSampler
 from search.objectives import parse_objectives
+from search.promotion import PromotingSampler
 from search.records import TrialRecord, count_evaluated
 from search.settings import SearchSettings
 from search.stoppers import RESUME_OF, RungPromotion, promotion_order

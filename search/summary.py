@@ -31,7 +31,8 @@ def study_status(study: optuna.Study) -> StudyStatus:
     """Counts by Optuna state and by record status, the best result and the size of the front."""
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name.lower() for t in trials)
-    statuses = Counter(TrialRecord.from_trial(t).status for t in trials)
+    records = [TrialRecord.from_trial(t) for t in trials]
+    statuses = Counter(f"{r.status} after a pause" if r.resumed_from is not None else r.status for r in records)
     front = pareto_front(study)
     objectives = study.user_attrs.get("objectives", "")
     if front.empty:

@@ -18,6 +18,7 @@ from search.promotion import PromotingSampler
 from search.records import TrialRecord, count_evaluated
 from search.settings import SearchSettings
 from search.stoppers import RESUME_OF, RungPromotion, promotion_order
+from search.summary import study_status
 from search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
 from search.trial import TrialRunner
 from tests.search.test_stoppers import brute_ranks
@@ -136,6 +137,10 @@ def test_a_simulated_launch_records_pauses_and_resumptions(tmp_path):
     check_paused_and_resumed(records, table.curves, epochs=20, rung=8)
     assert count_evaluated(study.trials) == 24 == len({r.config_hash for r in records if r.status != "duplicate"})
     assert not (tmp_path / "runs" / settings.study_name / "checkpoints").exists(), "a table keeps no checkpoints"
+    statuses = study_status(study).statuses
+    resumed = sum(r.status == "trained" and r.resumed_from is not None for r in records)
+    assert statuses["trained after a pause"] == resumed and statuses["paused"] == sum(
+        r.status == "paused" for r in records)
 
 
 @pytest.mark.slow

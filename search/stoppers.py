@@ -242,6 +242,7 @@ class RungPromotion:
         paused trial being resumed counts through the trial that resumes it, unless that one failed), and
         which of them completed."""
         resumed = {t.user_attrs.get("resumed_from") for t in trials if t.state != TrialState.FAIL}
+        asha = self._asha
         points, completed = {}, set()
         for trial in trials:
             attrs = trial.user_attrs
@@ -249,7 +250,7 @@ class RungPromotion:
             if (self.rung is None or attrs.get("status") in NOT_COMPETING or attrs.get("budget_key") != budget_key
                     or len(curve) < self.rung or trial.number in resumed):
                 continue
-            points[trial.number] = self._asha.minimised(curve[self.rung - 1], record_costs(attrs))
+            points[trial.number] = asha.minimised(curve[self.rung - 1], record_costs(attrs))
             if attrs.get("status") == "trained":
                 completed.add(trial.number)
         return points, completed

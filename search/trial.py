@@ -134,7 +134,9 @@ class TrialRunner:
         config, data = self.evaluator.fit_to_data(self.evaluator.space.suggest(trial))
         self.evaluator.describe(config, data, sink, retry_of=trial.user_attrs.get("retry_of"))
         config_hash = config.config_hash()
-        paused = resumed_trial(trial.study, trial._trial_id)
+        # Only a launch that pauses trials resumes them: no other trial pays for the lookup.
+        pauses = self.early_stop is not None and self.early_stop.pauses
+        paused = resumed_trial(trial.study, trial._trial_id) if pauses else None
         if paused is not None:
             sink.write(resumed_from=paused.number)
         resumes = None if paused is None else paused.number

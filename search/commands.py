@@ -56,11 +56,13 @@ def launch(
     pruner: Annotated[str, typer.Option(help="median, hyperband or none (single-objective studies).")] = (
         DEFAULTS.pruner
     ),
-    early_stop: Annotated[bool, typer.Option(help="Stop trials early with --stopper (multi-objective studies).")] = (
-        DEFAULTS.early_stop),
-    stopper: Annotated[str, typer.Option(help="dominance, mo_asha (successive halving) or promote (pause at 40 % "
-                                              "of the epochs, resume when promoted): how multi-objective trials "
-                                              "stop early with --early-stop.")] = DEFAULTS.stopper,
+    early_stop: Annotated[bool | None, typer.Option(
+        "--early-stop/--no-early-stop", show_default=False,
+        help="Stop trials early with --stopper (multi-objective studies). Default: on where the sampler "
+             "resolves to ehvi, off otherwise.")] = DEFAULTS.early_stop,
+    stopper: Annotated[str, typer.Option(help="promote (pause at 40 % of the epochs, resume when promoted), "
+                                              "dominance or mo_asha (successive halving): how multi-objective "
+                                              "trials stop early.")] = DEFAULTS.stopper,
     prescreen: Annotated[int, typer.Option(help="Before each trial, score this many candidates proposed by the "
                                                 "sampler with --proxy at initialisation and train the best "
                                                 "(0: off).")] = DEFAULTS.prescreen,
@@ -137,6 +139,8 @@ def launch(
     if backend == "ray" and settings.early_stop and settings.stopper == "promote":
         raise fail("--stopper promote: Ray trials cannot be paused and resumed; use --stopper dominance or "
                    "mo_asha, or --backend optuna")
+    if backend == "ray" and settings.early_stop is None:
+        settings = settings.model_copy(update={"early_stop": False})  # the default pauses; Ray cannot resume
     _print_plan(settings, dry_run=dry_run)
     if dry_run:
         return

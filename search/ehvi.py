@@ -2,11 +2,13 @@
 
 Parameters and MACs are fixed by a configuration before anything is trained, yet TPE, NSGA-II and GP
 treat them as outcomes to learn. :class:`KnownCostSampler` counts them for every candidate and models
-only what training measures (top-1, latency): a Gaussian process per such objective, on the candidates'
-dimensions and costs. It then trains the candidate whose expected hypervolume improvement over the
-front found so far is largest (Monte-Carlo, exact in the known objectives). Candidates over a known
-cost limit (``max_params``, ``max_macs``) are never proposed, and an architecture the study already
-holds is never proposed again.
+only what training measures (top-1, latency). It starts with a small design that tries every value of
+every dimension (:func:`design_levels`), cheapest architecture first, then models each measured objective
+as a sum of per-value effects (Bayesian linear regression on one-hot choices and scaled numbers), so
+that a few trials inform every architecture that shares a value with them. It trains the candidate
+whose expected hypervolume improvement over the front found so far is largest (Monte-Carlo, exact in
+the known objectives). Candidates over a known cost limit (``max_params``, ``max_macs``) are never
+proposed, and an architecture the study already holds is never proposed again.
 
 The candidates are the whole space when it has at most :data:`ENUMERATE_LIMIT` points, otherwise
 ``pool`` random draws per trial. Trials running in other workers count as found at their predicted
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,6 @@ class KnownCostSampler(BaseSampler):
         objectives: the launch's objectives, in order.
         architecture_of: the hash trials record for a configuration (cheap; called for every draw).
         costs_of: a configuration's known cost values (see :data:`KNOWN_COSTS`); once per architecture.
-        startup: random architectures trained before the model guides the search.
         pool: candidates drawn per trial when the space is too large to enumerate.
         samples: Monte-Carlo draws of the modelled objectives per candidate.
         fidelity_epoch: model top-1 after this epoch instead of at the end of training, learning from
@@ -68,13 +68,16 @@ class KnownCostSampler(BaseSampler):
     """
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, architecture_of: ArchitectureOf,
-                 costs_of: CostsOf, seed: int, startup: int = 4, pool: int = 32, samples: int = 128,
+                 costs_of: CostsOf, seed: int, pool: int = 32, samples: int = 128,
                  fidelity_epoch: int | None = None) -> None:
-        if startup < 1 or pool < 1 or samples < 1:
-            raise ValueError(f"startup={startup}, pool={pool} and samples={samples} must be at least 1")
+        if pool < 1 or samples < 1:
+            raise ValueError(f"pool={pool} and samples={samples} must be at least 1")
         self.space, self.objectives = space, list(objectives)
         self.architecture_of, self.costs_of = architecture_of, costs_of
-        self.startup, self.pool, self.samples = startup, pool, samples
+        self.pool, self.samples = pool, samples
+        self.levels, self.design_size = design_levels(space), design_size(space)
+        # The design tries the cheapest architectures first, in the launch's first known cost.
+        self.design_cost = next((o.name for o in self.objectives if o.name in KNOWN_COSTS), "params")
         self.fidelity_epoch = fidelity_epoch
         self._rng = random.Random(seed)
         self._fallback = RandomSampler(seed=seed)
@@ -121,13 +124,16 @@ class KnownCostSampler(BaseSampler):
     # The choice.
 
     def ranking(self, trials: Sequence[FrozenTrial]) -> list[Candidate]:
-        """The architectures not yet in the study, best first given its ``trials``: random order during
-        start-up (or when no candidate is expected to improve the front), else by expected improvement."""
+        """The architectures not yet in the study, best first given its ``trials``: the design's order for
+        its first :attr:`design_size` architectures, then by expected improvement (random order when the
+        model has fewer than two observations or no candidate is expected to improve the front)."""
         tried = self._tried(trials)
         candidates = [c for c in self.candidates() if c.architecture not in tried]
         self._rng.shuffle(candidates)  # ties go to a random one
+        if len(tried - {None}) < self.design_size:
+            return self._design_order(trials, candidates)
         finished, observed = self.observations(trials)
-        if len(finished) < self.startup or not candidates:
+        if len(finished) < 2 or not candidates:
             return candidates
         gains = self.expected_improvements(finished, observed, self._running(trials), candidates)
         if gains.max() <= 0.0:
@@ -199,6 +205,18 @@ class KnownCostSampler(BaseSampler):
 
     # Candidates.
 
+    def _design_order(self, trials: Sequence[FrozenTrial], candidates: list[Candidate]) -> list[Candidate]:
+        """``candidates`` by how many design levels the study has not tried yet they hold (most first), then
+        by cost (cheapest first): each design pick covers as much of the space as one architecture can."""
+        tried = [t.params for t in trials] + [c.params for c in self._running(trials)]
+        covered = {(name, value) for params in tried for name, value in params.items()}
+
+        def uncovered(candidate: Candidate) -> int:
+            return sum(value in self.levels.get(name, ()) and (name, value) not in covered
+                       for name, value in candidate.params.items())
+
+        return sorted(candidates, key=lambda c: (-uncovered(c), c.costs[self.design_cost]))
+
     def _candidate(self, params: dict[str, Any], config: ModelConfig) -> Candidate:
         architecture = self.architecture_of(config)
         if architecture not in self._described:
@@ -254,6 +272,27 @@ def _meets_known_limits(budget: Budget, costs: dict[str, float]) -> bool:
     return all(value <= 0 for value in excess.values())
 
 
+def design_levels(space: SearchSpace) -> dict[str, set[Any]]:
+    """Per sampled dimension, the values the start-up design tries: every choice of a categorical one, the
+    two ends of a numeric one (the model takes numbers as a scaled feature, so the ends span it)."""
+    levels: dict[str, set[Any]] = {}
+    for dim in space.dimensions:
+        if not dim.domain.sampled:
+            continue
+        values = dim.domain.values()
+        if values is None:  # a continuous range
+            values = [dim.domain.low, dim.domain.high]  # type: ignore[attr-defined]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        levels[dim.name] = {min(values), max(values)} if numeric else set(values)
+    return levels
+
+
+def design_size(space: SearchSpace) -> int:
+    """Architectures in the start-up design: enough to try every level of the dimension with the most
+    (at least two, so that the model has a slope to fit)."""
+    return max(2, *(len(values) for values in design_levels(space).values()))
+
+
 def grid_size(space: SearchSpace) -> float:
     """Points of the space's grid (infinite with a continuous range); conditional repeats included."""
     try:
@@ -263,8 +302,7 @@ def grid_size(space: SearchSpace) -> float:
 
 
 def _features(candidates: Sequence[Candidate]) -> np.ndarray:
-    """One row per candidate in [0, 1]: numbers scaled over the candidates, other values one-hot, and the
-    logarithm of each known cost scaled alike."""
+    """One row per candidate in [0, 1]: numbers scaled over the candidates, other values one-hot."""
     names = sorted({name for c in candidates for name in c.params})
     columns: list[np.ndarray] = []
     for name in names:
@@ -275,9 +313,7 @@ def _features(candidates: Sequence[Candidate]) -> np.ndarray:
         else:
             for level in sorted({repr(v) for v in values if v is not None}):
                 columns.append(np.array([float(repr(v) == level) for v in values]))
-    for name in KNOWN_COSTS:
-        columns.append(_scaled(np.log(np.array([max(c.costs[name], 1e-12) for c in candidates]))))
-    return np.column_stack(columns)
+    return np.column_stack(columns) if columns else np.zeros((len(candidates), 1))
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
@@ -287,20 +323,13 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def _posterior(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of the noise-free function at ``test_x`` under a GP fitted to the
-    observations (ARD Matern 5/2 kernel plus a noise term, hyperparameters by marginal likelihood)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+    """Mean and standard deviation of the noise-free function at ``test_x`` under Bayesian linear regression
+    on the observations (weight and noise precisions by evidence maximisation): an additive model, whose
+    per-value effects few trials already estimate, where a kernel needs neighbours of every candidate."""
+    from sklearn.linear_model import BayesianRidge
 
     if len(test_x) == 0:
         return np.zeros(0), np.zeros(0)
-    kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.ones(train_x.shape[1]), (1e-2, 1e2), nu=2.5)
-              + WhiteKernel(0.1, (1e-4, 1.0)))
-    model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(train_x, train_y)
+    model = BayesianRidge().fit(train_x, train_y)
     mean, total = model.predict(test_x, return_std=True)
-    noise = model.kernel_.k2.noise_level * float(np.var(train_y))  # normalize_y scales the noise term
-    return mean, np.sqrt(np.maximum(total**2 - noise, 1e-12))
+    return mean, np.sqrt(np.maximum(total**2 - 1.0 / model.alpha_, 1e-12))

@@ -3,7 +3,8 @@
 Every worker (the launch itself, its local worker processes, ``search worker`` on other machines) runs
 :func:`work_on_study`. ``--trials N`` counts evaluated architectures (:data:`search.records.EVALUATED`);
 a trial that repeats an architecture (a duplicate) or fails does not count. A worker takes a new trial
-only while the evaluated and running trials fall short of N, runs re-queued trials first, and before it
+only while the evaluated and running trials fall short of N, or while a paused trial passes the
+``promote`` rule (resuming it evaluates no new architecture), runs re-queued trials first, and before it
 leaves waits for the other workers' running trials: they finish, or their worker is found dead, the
 trial is re-queued and this worker runs it. So no trial is left running once every worker has stopped.
 """
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 
 from search.journal import JournalWriteError
 from search.liveness import dead_trials, fail_and_requeue
+from search.stoppers import RungPromotion
 from search.storage_retry import StorageUnavailableError, recovered_at
 from search.study_index import StudyIndex
 from search.trial import TrialRunner
@@ -57,7 +59,8 @@ def work_on_study(study: optuna.Study, runner: TrialRunner, *, trials: int, hear
         if requeue_dead_trials(study, index.refresh(study), heartbeat_s=heartbeat_s):
             index.refresh(study)
         progress = study_progress(index)
-        if not progress.waiting and progress.evaluated + progress.running >= trials:
+        if (not progress.waiting and progress.evaluated + progress.running >= trials
+                and not _promotion_pending(study, runner)):
             if not progress.running:
                 return
             time.sleep(min(poll_s, heartbeat_s))
@@ -66,6 +69,15 @@ def work_on_study(study: optuna.Study, runner: TrialRunner, *, trials: int, hear
             return
         status = run_one_trial(study, runner)
         repeated_draws = repeated_draws + 1 if status in ("duplicate", "failed") else 0
+
+
+def _promotion_pending(study: optuna.Study, runner: TrialRunner) -> bool:
+    """Whether a paused trial of the runner's budget passes its ``promote`` rule now (so the next trial
+    resumes it)."""
+    rule = runner.early_stop
+    if not isinstance(rule, RungPromotion):
+        return False
+    return bool(rule.promotions(study.get_trials(deepcopy=False), runner.budget_key))
 
 
 def run_one_trial(study: optuna.Study, runner: TrialRunner) -> str | None:

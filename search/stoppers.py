@@ -168,12 +168,15 @@ class RungPromotion:
     """The ``promote`` rule above: whether a trial at the rung goes on, and which paused trials resume.
 
     ``min_share``: the least hypervolume a point must add, as a share of the box spanned by the rung's points.
+    ``min_population``: no trial goes on before this many reached the rung, so the first ones are compared
+    with each other (the launch's start-up design) before any is trained further.
     """
 
     objectives: Sequence[Objective]
     max_epoch: int
     reduction_factor: int = 3
     min_share: float = 0.02
+    min_population: int = 3
     pauses: bool = True
 
     @property
@@ -215,7 +218,8 @@ class RungPromotion:
               candidates: dict[int, list[float]]) -> dict[int, float]:
         """Per candidate (trial number -> minimised point at the rung): the hypervolume its point adds to
         the points of the ``completed`` trials of ``population``, as a share of the box of all points; 0
-        when it is not in MO-ASHA's best ``floor(n / eta)`` of everyone or adds less than ``min_share``."""
+        when it is not in MO-ASHA's best ``floor(n / eta)`` of everyone (at least one once ``min_population``
+        trials reached the rung, none before) or adds less than ``min_share``."""
         from search.ehvi import hypervolume_improvements
 
         if not candidates:
@@ -223,7 +227,7 @@ class RungPromotion:
         everyone = {**population, **candidates}
         numbers = sorted(everyone)  # ties in MO-ASHA's order go to the earlier trial
         points = np.array([everyone[n] for n in numbers], dtype=float)
-        keep = len(numbers) // self.reduction_factor
+        keep = max(1, len(numbers) // self.reduction_factor) if len(numbers) >= self.min_population else 0
         best = {numbers[index] for index in promotion_order(points)[:keep]}
         reference = points.max(axis=0) + 0.1 * np.maximum(np.ptp(points, axis=0), 1e-9)
         box = float(np.prod(reference - points.min(axis=0)))
@@ -256,10 +260,11 @@ class RungPromotion:
         return points, completed
 
 
-def make_stopper(name: Stopper, objectives: Sequence[Objective], max_epoch: int) -> EarlyStopper:
-    """The stopper ``name`` for a study's objectives and epoch budget."""
+def make_stopper(name: Stopper, objectives: Sequence[Objective], max_epoch: int, *,
+                 min_population: int = 3) -> EarlyStopper:
+    """The stopper ``name`` for a study's objectives and epoch budget (``min_population``: ``promote``'s)."""
     if name == "mo_asha":
         return MultiObjectiveASHA(objectives, max_epoch=max_epoch)
     if name == "promote":
-        return RungPromotion(objectives, max_epoch=max_epoch)
+        return RungPromotion(objectives, max_epoch=max_epoch, min_population=min_population)
     return DominanceStopper(DominanceEarlyStop(objectives))

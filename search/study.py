@@ -13,7 +13,7 @@ from refiner_space import ModelConfig
 from search.dashboard import name_metrics
 from search.settings import Sampler, SearchSettings
 from search.space import SearchSpace
-from search.stoppers import RungPromotion
+from search.stoppers import EarlyStopper, RungPromotion, make_stopper
 from search.storage import open_storage, redact
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def make_sampler(
     trials running in other workers as bad results for now (constant liar), so workers spread out."""
     seed = settings.seed if seed is None else seed
     settings = settings.model_copy(update={"sampler": resolve_sampler(settings, space)})
-    rule = promotion_rule(settings)
+    rule = promotion_rule(settings, space)
     if rule is None:
         return _drawing_sampler(settings, space, seed=seed)
     from search.ehvi import grid_size
@@ -70,12 +70,33 @@ def make_sampler(
                             settings.budget_key(), architectures=grid_size(space))
 
 
-def promotion_rule(settings: SearchSettings) -> RungPromotion | None:
+def resolve_early_stop(settings: SearchSettings, space: SearchSpace) -> bool:
+    """Whether trials stop early: ``--early-stop`` or ``--no-early-stop`` as given, by default where the
+    sampler resolves to EHVI on several objectives (EHVI with ``promote``: the measured win, README "Search
+    efficiency")."""
+    if settings.early_stop is not None:
+        return settings.early_stop
+    return resolve_sampler(settings, space) == "ehvi" and len(settings.objective_list) >= 2
+
+
+def launch_stopper(settings: SearchSettings, space: SearchSpace) -> EarlyStopper | None:
+    """How the launch's multi-objective trials stop early (None when they do not). ``promote`` compares
+    nothing before the start-up design (or the whole launch, if shorter) reached its rung."""
+    if not resolve_early_stop(settings, space):
+        return None
+    from search.ehvi import design_size
+
+    return make_stopper(settings.stopper, settings.objective_list, settings.epochs,
+                        min_population=min(design_size(space), settings.trials))
+
+
+def promotion_rule(settings: SearchSettings, space: SearchSpace) -> RungPromotion | None:
     """The ``promote`` stopper's rule when the launch pauses and resumes trials (``--early-stop --stopper
     promote``, several objectives), else None."""
-    if not settings.early_stop or settings.stopper != "promote" or len(settings.objective_list) < 2:
+    stopper = launch_stopper(settings, space)
+    if not isinstance(stopper, RungPromotion) or len(settings.objective_list) < 2:
         return None
-    return RungPromotion(settings.objective_list, max_epoch=settings.epochs)
+    return stopper
 
 
 def _drawing_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,

@@ -21,8 +21,8 @@ from search.evaluate import ArchitectureEvaluator, EpochCallback, TrainingState
 from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
 from search.promotion import resumed_trial
 from search.records import TrialRecord, record_fields
-from search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial, make_stopper
-from search.study import prunes_over_budget
+from search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial
+from search.study import launch_stopper, prunes_over_budget
 from search.study_index import StudyIndex
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
@@ -98,8 +98,7 @@ class TrialRunner:
         self.objectives = evaluator.objectives
         self.budget_key = evaluator.budget_key
         settings = evaluator.settings
-        self.early_stop = (make_stopper(settings.stopper, self.objectives, settings.epochs) if settings.early_stop
-                           else None)
+        self.early_stop = launch_stopper(settings, evaluator.space)
         self.last: OptunaSink | None = None  # the sink of the latest trial: its record fields, taken over or not
         self.index = StudyIndex()  # of the study this runner's trials belong to
         self.prune_over_budget = prunes_over_budget(settings)

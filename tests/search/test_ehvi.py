@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from results.pareto import hypervolume
-from search.ehvi import ENUMERATE_LIMIT, KnownCostSampler, hypervolume_improvements
+from search.ehvi import (
+    ENUMERATE_LIMIT,
+    KnownCostSampler,
+    _features,
+    _posterior,
+    design_levels,
+    design_size,
+    hypervolume_improvements,
+)
 from search.launch import launch
 from search.objectives import parse_objectives
 from search.records import TrialRecord
@@ -93,7 +101,7 @@ def test_ehvi_finds_a_planted_front_with_fewer_epochs_than_random_search(random_
 def test_workers_sharing_a_study_train_distinct_architectures(random_table, tmp_path):
     path = random_table()
     settings = simulated_launch_settings(
-        SearchSettings(trials=10, workers=2, sampler="ehvi", run_dir=tmp_path / "runs"), path)
+        SearchSettings(trials=10, workers=2, sampler="ehvi", early_stop=False, run_dir=tmp_path / "runs"), path)
     study = launch(settings, show_progress=False)
     records = [TrialRecord.from_trial(t) for t in study.trials]
     # Each worker may start a trial before it sees the other's last one finish: at least 10 trained. Each
@@ -116,7 +124,7 @@ def test_a_space_too_large_to_enumerate_is_searched_through_random_pools():
         return {"params": config.embed_dim * config.depth * 500 / 1e6, "macs": config.embed_dim * 1e-6}
 
     sampler = KnownCostSampler(space, objectives, architecture_of=lambda config: config.config_hash(),
-                               costs_of=costs_of, seed=0, startup=3, pool=16, samples=32)
+                               costs_of=costs_of, seed=0, pool=16, samples=32)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     seen = []
 
@@ -133,10 +141,71 @@ def test_a_space_too_large_to_enumerate_is_searched_through_random_pools():
 
 
 def test_bad_sampler_settings_name_the_value():
-    with pytest.raises(ValueError, match="startup=0"):
+    with pytest.raises(ValueError, match="pool=0"):
         KnownCostSampler(SearchSpace.load("tabular"), parse_objectives("top1:max,params:min"),
-                         architecture_of=str, costs_of=dict, seed=0, startup=0)
+                         architecture_of=str, costs_of=dict, seed=0, pool=0)
 
+
+def _tabular_sampler(cost: str) -> KnownCostSampler:
+    space = SearchSpace.load("tabular")
+
+    def costs_of(config):  # more blocks, wider and refined attention cost more
+        size = config.depth * config.embed_dim * (1 + (config.attention == "refiner"))
+        return {"params": size / 1e3, "macs": (100 - size) / 1e3}
+
+    return KnownCostSampler(space, parse_objectives(f"top1:max,{cost}:min"),
+                            architecture_of=lambda config: config.config_hash(), costs_of=costs_of, seed=0)
+
+
+@pytest.mark.parametrize("cost", ["params", "macs"])
+def test_the_design_tries_every_value_cheapest_architectures_first(cost):
+    sampler = _tabular_sampler(cost)
+    assert design_levels(sampler.space) == {
+        "depth": {2, 3}, "embed_dim": {16, 32}, "context_broadcast": {"off", "mlp_end"},
+        "attention_block": {"vanilla", "talking_heads", "refiner_r1_k3", "refiner_r3_k1", "refiner_r3_k3",
+                            "refiner_r3_k3_shared"}}
+    assert sampler.design_size == design_size(sampler.space) == 6
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    design = []
+    for _ in range(sampler.design_size):
+        trial = study.ask()
+        config = sampler.space.suggest(trial)
+        design.append(sampler._candidate(trial.params, config))
+        trial.set_user_attr("config_hash", config.config_hash())
+        study.tell(trial, [50.0, design[-1].costs[cost]])
+    # Six picks try every value of every dimension; each first covers as many new values as one can.
+    for name, levels in design_levels(sampler.space).items():
+        assert {c.params[name] for c in design} == levels
+    everything = sampler.candidates()
+    first_cost = min(c.costs[cost] for c in everything)
+    assert design[0].costs[cost] == first_cost  # the cheapest architecture of the space
+    # The sixth pick covers only the last block left; it is the cheapest architecture with that block.
+    last_block = design[-1].params["attention_block"]
+    assert design[-1].costs[cost] == min(c.costs[cost] for c in everything
+                                         if c.params["attention_block"] == last_block)
+
+
+def test_the_model_carries_a_value_effect_to_sizes_it_has_not_seen():
+    # Additive top-1: the refiner_r1_k3 block adds 20 points at every size. Seen at the smallest size only,
+    # it is predicted at the largest, where no trial has been.
+    sampler = _tabular_sampler("params")
+    candidates = sampler.candidates()
+    small = [c for c in candidates if c.params["depth"] == 2 and c.params["embed_dim"] == 16
+             and c.params["context_broadcast"] == "off"]
+    large = [c for c in candidates if c.params["depth"] == 3 and c.params["embed_dim"] == 32
+             and c.params["context_broadcast"] == "off"]
+    sizes = [c for c in candidates
+             if c.params["attention_block"] == "vanilla" and c.params["context_broadcast"] == "off"]
+
+    def quality(c):
+        return 50 + 10 * (c.params["embed_dim"] == 32) + 5 * (c.params["depth"] == 3) + 20 * (
+            c.params["attention_block"] == "refiner_r1_k3")
+
+    seen = small + sizes
+    features = _features(seen + large)
+    mean, spread = _posterior(features[: len(seen)], np.array([quality(c) for c in seen]), features[len(seen):])
+    np.testing.assert_allclose(mean, [quality(c) for c in large], atol=0.5)
+    assert spread.max() < 1.0
 
 
 def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
@@ -146,3 +215,19 @@ def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
     assert resolve_sampler(settings, SearchSpace.load("tabular")) == "ehvi"
     assert resolve_sampler(settings, SearchSpace.load("tiny")) == "tpe"
     assert resolve_sampler(settings.model_copy(update={"sampler": "random"}), SearchSpace.load("tabular")) == "random"
+
+
+def test_trials_pause_and_resume_by_default_where_the_sampler_is_ehvi():
+    from search.stoppers import RungPromotion
+    from search.study import launch_stopper, resolve_early_stop
+
+    tabular, tiny = SearchSpace.load("tabular"), SearchSpace.load("tiny")
+    settings = SearchSettings(sampler="auto")
+    assert resolve_early_stop(settings, tabular) and not resolve_early_stop(settings, tiny)
+    assert not resolve_early_stop(settings.model_copy(update={"objectives": "top1:max"}), tabular)
+    assert not resolve_early_stop(settings.model_copy(update={"early_stop": False}), tabular)
+    assert resolve_early_stop(settings.model_copy(update={"early_stop": True}), tiny)
+    stopper = launch_stopper(settings, tabular)
+    assert isinstance(stopper, RungPromotion) and stopper.min_population == 6  # the design's six architectures
+    short = launch_stopper(settings.model_copy(update={"trials": 4}), tabular)
+    assert isinstance(short, RungPromotion) and short.min_population == 4  # a launch shorter than the design

@@ -18,6 +18,7 @@ from search.promotion import PromotingSampler
 from search.records import TrialRecord, count_evaluated
 from search.settings import SearchSettings
 from search.stoppers import RESUME_OF, RungPromotion, promotion_order
+from search.study import promotion_rule
 from search.summary import study_status
 from search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
 from search.trial import TrialRunner
@@ -141,6 +142,23 @@ def test_a_simulated_launch_records_pauses_and_resumptions(tmp_path):
     resumed = sum(r.status == "trained" and r.resumed_from is not None for r in records)
     assert statuses["trained after a pause"] == resumed and statuses["paused"] == sum(
         r.status == "paused" for r in records)
+
+
+@pytest.mark.parametrize("trials", [6, 8, 12])
+def test_a_default_launch_resumes_what_the_rule_promotes_before_it_ends(tmp_path, trials):
+    # The default on the table's space (EHVI) pauses: nothing goes on before the six-architecture design
+    # reached the rung, so the last design trial leaves promotable trials paused. The launch resumes them
+    # past --trials (they are no new architectures) and ends with none that the rule would resume.
+    settings = simulated_launch_settings(SearchSettings(trials=trials, run_dir=tmp_path / "runs"), SHIPPED_TABLE)
+    space = prepare_space(settings)
+    rule = promotion_rule(settings, space)
+    assert rule is not None and rule.min_population == 6
+    study = launch(settings, show_progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    assert count_evaluated(study.trials) == trials
+    assert any(r.status == "trained" and r.resumed_from is not None for r in records)
+    assert rule.promotions(study.get_trials(deepcopy=False), settings.budget_key()) == []
+    check_paused_and_resumed(records, read_table(SHIPPED_TABLE).curves, epochs=20, rung=8)
 
 
 @pytest.mark.slow

@@ -213,7 +213,7 @@ def two_workers_one_architecture(path, tmp_path):
     from search.tabular import cached_table, table_evaluator, table_space
     from search.trial import TrialRunner
 
-    settings = simulated_launch_settings(SearchSettings(trials=2, run_dir=tmp_path / "runs"), path)
+    settings = simulated_launch_settings(SearchSettings(trials=2, early_stop=False, run_dir=tmp_path / "runs"), path)
     space = table_space(cached_table(str(path)))
     first, second = TrialRunner(table_evaluator(settings, space)), TrialRunner(table_evaluator(settings, space))
     study = optuna.create_study(directions=[o.direction for o in settings.objective_list])

@@ -173,12 +173,37 @@ class KnownCostSampler(BaseSampler):
         return reached, np.array([[row[o.name] for o in self.objectives] for row in rows],
                                  dtype=float).reshape(-1, len(self.objectives))
 
+    def worth_resuming(self, trials: Sequence[FrozenTrial], paused: Sequence[FrozenTrial],
+                       completed: Sequence[FrozenTrial]) -> FrozenTrial | None:
+        """Of the ``paused`` trials, the one whose value at :attr:`fidelity_epoch` adds the most to the
+        hypervolume of the ``completed`` trials' values there, if that is more than any untried architecture
+        is expected to add (either way, the epochs after the rung are to be trained); else None, as during
+        the design or without a fidelity epoch."""
+        tried = self._tried(trials)
+        if self.fidelity_epoch is None or not paused or len(tried - {None}) < self.design_size:
+            return None
+        finished, observed = self.observations(trials)
+        reached, points = self.observations(paused)
+        if len(finished) < 2 or not reached:
+            return None
+        candidates = [c for c in self.candidates() if c.architecture not in tried]
+        gains = self.expected_improvements(finished, observed, self._running(trials), candidates,
+                                           front=self.observations(completed)[1], exact=points)
+        best = int(np.argmax(gains[len(candidates):]))
+        if gains[len(candidates) + best] > max(gains[: len(candidates)], default=0.0):
+            return reached[best]
+        return None
+
     def expected_improvements(self, finished: Sequence[FrozenTrial], observed: np.ndarray,
-                              running: Sequence[Candidate], candidates: Sequence[Candidate]) -> np.ndarray:
+                              running: Sequence[Candidate], candidates: Sequence[Candidate], *,
+                              front: np.ndarray | None = None, exact: np.ndarray | None = None) -> np.ndarray:
         """Monte-Carlo expected hypervolume improvement of each candidate (all objectives minimised) over
-        the ``finished`` trials' ``observed`` values (trials × objectives)."""
+        ``front`` (values, rows × objectives; by default the ``finished`` trials' ``observed`` values, which
+        the model learns from) and the running trials at their predicted values; then the improvement of
+        each row of ``exact`` (values known without a model), over the same front and reference."""
         signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in self.objectives])
         observed = observed * signs
+        known_points = np.zeros((0, len(self.objectives))) if exact is None else exact * signs
         known = [index for index, o in enumerate(self.objectives) if o.name in KNOWN_COSTS]
         modelled = [index for index in range(len(self.objectives)) if index not in known]
         seen = [self._candidate_of(t.params) for t in finished]
@@ -195,13 +220,15 @@ class KnownCostSampler(BaseSampler):
             name = self.objectives[index].name
             means[:, index] = [c.costs[name] * signs[index] for c in [*running, *candidates]]
         believed = means[: len(running)]
-        front = np.vstack([observed, believed]) if len(believed) else observed
-        everything = np.vstack([front, means])
+        base = observed if front is None else front * signs
+        front = np.vstack([base, believed])
+        everything = np.vstack([observed, front, means, known_points])
         reference = everything.max(axis=0) + 0.1 * np.maximum(np.ptp(everything, axis=0), 1e-12)
         samples = np.repeat(means[len(running):, None, :], self.samples, axis=1)
         samples[:, :, modelled] += spreads[len(running):, None, modelled] * draws[None, :, :]
         improvements = hypervolume_improvements(front, samples.reshape(-1, len(self.objectives)), reference)
-        return improvements.reshape(len(candidates), self.samples).mean(axis=1)
+        expected = improvements.reshape(len(candidates), self.samples).mean(axis=1)
+        return np.concatenate([expected, hypervolume_improvements(front, known_points, reference)])
 
     # Candidates.
 

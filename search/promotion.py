@@ -2,8 +2,10 @@
 
 Before each new trial, :class:`PromotingSampler` asks the rule which paused trials pass it now. If one
 does, the new trial takes that trial's parameters and is marked as its resumption (a system attribute the
-trial runner reads), so it goes on from the paused trial's checkpoint instead of drawing an architecture;
-otherwise the wrapped sampler draws as usual. Living in the sampler, promotion works wherever trials are
+trial runner reads), so it goes on from the paused trial's checkpoint instead of drawing an architecture.
+If none does and the wrapped sampler models the rung (:class:`ResumptionWeigher`, as EHVI does), it
+weighs resuming the best paused trial against drawing a new architecture. Otherwise the wrapped sampler
+draws as usual. Living in the sampler, promotion works wherever trials are
 asked: a launch, its worker processes, ``search worker`` on other machines, a simulated search.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
@@ -19,6 +21,14 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from search.stoppers import RESUME_OF, RungPromotion
+
+
+@runtime_checkable
+class ResumptionWeigher(Protocol):
+    """A sampler that can tell when resuming a paused trial is worth more than drawing a new architecture."""
+
+    def worth_resuming(self, trials: Sequence[FrozenTrial], paused: Sequence[FrozenTrial],
+                       completed: Sequence[FrozenTrial]) -> FrozenTrial | None: ...
 
 
 class PromotingSampler(BaseSampler):
@@ -37,6 +47,9 @@ class PromotingSampler(BaseSampler):
             tried = {t.user_attrs.get("config_hash") for t in trials
                      if t.user_attrs.get("budget_key") == self.budget_key} - {None}
             promoted = self.rule.promotions(trials, self.budget_key, exhausted=len(tried) >= self.architectures)
+            if not promoted and isinstance(self.base, ResumptionWeigher):
+                weighed = self.base.worth_resuming(trials, *self.rule.paused_and_completed(trials, self.budget_key))
+                promoted = [] if weighed is None else [weighed]
             if promoted:
                 paused = promoted[0]
                 self._resumed[trial._trial_id] = dict(paused.params)

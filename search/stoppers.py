@@ -9,12 +9,13 @@
   points first), as MO-ASHA (Schmucker et al., 2021) promotes. Asynchronous: no trial waits for others,
   the first trials at a rung always go on.
 - ``promote``: pause and resume (:class:`RungPromotion`). One rung at 40 % of the budget; a trial
-  reaching it goes on only if it is in MO-ASHA's order among the best ``floor(n / eta)`` there (so none
-  before ``eta`` trials got there: nothing is lost by waiting) *and* its point at the rung would add at
-  least 2 % to the hypervolume of the fully trained trials' points at the same rung. Otherwise
-  it pauses (status ``paused``, its training state kept), and is resumed later, by the trial
-  :class:`search.promotion.PromotingSampler` starts for it, once it passes both tests: more trials at
-  the rung let more through, and the completed ones' front moves. Unlike a stop, a pause loses nothing.
+  reaching it goes on only if it is in MO-ASHA's order among the best ``floor(n / eta)`` there (at
+  least one, and none before ``min_population`` trials got there: nothing is lost by waiting) *and* its
+  point at the rung would add at least 1 % to the hypervolume of the fully trained trials' points at the
+  same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by
+  the trial :class:`search.promotion.PromotingSampler` starts for it, once it passes both tests (more
+  trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs
+  resuming it above drawing a new architecture. Unlike a stop, a pause loses nothing.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class RungPromotion:
     objectives: Sequence[Objective]
     max_epoch: int
     reduction_factor: int = 3
-    min_share: float = 0.02
+    min_share: float = 0.01
     min_population: int = 3
     pauses: bool = True
 
@@ -201,10 +202,8 @@ class RungPromotion:
         """Paused trials of ``budget_key`` no other trial resumes, that pass the rule now, best first; once
         the space is ``exhausted`` (no new architecture left to draw), every such paused trial, those that
         pass first, then by MO-ASHA's order at the rung, so the search goes on where it paused."""
-        claimed = {t.system_attrs.get(RESUME_OF) for t in trials if t.state != TrialState.FAIL}
         population, completed = self._rung_points(trials, budget_key)
-        paused = {t.number: t for t in trials if t.state == TrialState.PRUNED and t.number not in claimed
-                  and t.user_attrs.get("status") == "paused" and t.number in population}
+        paused = self._resumable(trials, population)
         if not paused:
             return []
         gains = self.gains(population, completed, {number: population[number] for number in paused})
@@ -236,6 +235,21 @@ class RungPromotion:
                                          np.array(list(candidates.values()), dtype=float), reference)
         return {n: float(gain) / box if n in best and gain > self.min_share * box else 0.0
                 for n, gain in zip(candidates, added, strict=True)}
+
+    def paused_and_completed(self, trials: Sequence[FrozenTrial],
+                             budget_key: str) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """The paused trials of ``budget_key`` no other trial resumes, and the completed trials whose points
+        at the rung the paused ones would add to (what a sampler weighs a resumption against)."""
+        population, completed = self._rung_points(trials, budget_key)
+        by_number = {t.number: t for t in trials}
+        return (list(self._resumable(trials, population).values()),
+                [by_number[number] for number in sorted(completed)])
+
+    def _resumable(self, trials: Sequence[FrozenTrial], population: dict[int, list[float]]) -> dict[int, FrozenTrial]:
+        """Paused trials at the rung (in ``population``) that no other trial resumes, by number."""
+        claimed = {t.system_attrs.get(RESUME_OF) for t in trials if t.state != TrialState.FAIL}
+        return {t.number: t for t in trials if t.state == TrialState.PRUNED and t.number not in claimed
+                and t.user_attrs.get("status") == "paused" and t.number in population}
 
     @property
     def _asha(self) -> MultiObjectiveASHA:

@@ -8,6 +8,8 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from results.pareto import hypervolume
 from search.ehvi import (
@@ -231,3 +233,42 @@ def test_trials_pause_and_resume_by_default_where_the_sampler_is_ehvi():
     assert isinstance(stopper, RungPromotion) and stopper.min_population == 6  # the design's six architectures
     short = launch_stopper(settings.model_copy(update={"trials": 4}), tabular)
     assert isinstance(short, RungPromotion) and short.min_population == 4  # a launch shorter than the design
+
+
+def _rung_trial(number, candidate, top1, status):
+    """A trial of ``candidate`` that reached epoch 2 at ``top1`` there: paused (pruned) or trained."""
+    state = TrialState.COMPLETE if status == "trained" else TrialState.PRUNED
+    trial = optuna.trial.create_trial(
+        state=state, values=[top1, candidate.costs["params"]] if state == TrialState.COMPLETE else None,
+        params=candidate.params,
+        distributions={name: CategoricalDistribution([value]) for name, value in candidate.params.items()},
+        user_attrs={"config_hash": candidate.architecture, "status": status, "top1_curve": [top1 / 2, top1],
+                    "params": candidate.costs["params"] * 1e6, "macs": candidate.costs["macs"] * 1e9})
+    trial.number = number
+    return trial
+
+
+@pytest.mark.parametrize("paused_top1, resumed", [(95.0, True), (55.0, False)])
+def test_a_paused_trial_is_resumed_when_it_adds_more_than_any_new_architecture_is_expected_to(paused_top1, resumed):
+    space = SearchSpace.load("tabular")
+
+    def costs_of(config):
+        return {"params": config.depth * config.embed_dim / 1e3, "macs": config.embed_dim / 1e3}
+
+    sampler = KnownCostSampler(space, parse_objectives("top1:max,params:min"),
+                               architecture_of=lambda c: c.config_hash(), costs_of=costs_of, seed=0, fidelity_epoch=2)
+    candidates = sorted(sampler.candidates(), key=lambda c: (c.costs["params"], c.architecture))
+    # Every architecture but two has been seen at the rung around 60 %; the cheapest one was trained there.
+    seen = [_rung_trial(n, c, 60.0 + (n % 3), "paused") for n, c in enumerate(candidates[2:-2], start=2)]
+    completed = _rung_trial(0, candidates[0], 70.0, "trained")
+    paused = _rung_trial(1, candidates[1], paused_top1, "paused")  # as cheap as the trained one
+    trials = [completed, paused, *seen]
+    choice = sampler.worth_resuming(trials, [paused], [completed])
+    assert (choice is paused) == resumed
+    # What it weighed: the paused trial's exact point over the trained trial's, and the untried two.
+    finished, observed = sampler.observations(trials)
+    gains = sampler.expected_improvements(finished, observed, [], candidates[-2:], front=observed[:1],
+                                          exact=observed[1:2])
+    assert gains.shape == (3,) and (gains[2] > 0) == resumed
+    # During the design (fewer architectures tried than it holds), nothing is weighed.
+    assert sampler.worth_resuming(trials[: sampler.design_size - 1], [paused], [completed]) is None

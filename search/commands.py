@@ -133,14 +133,10 @@ def launch(
         settings, backend = simulated_launch_settings(settings, Path(backend.removeprefix("table:"))), "optuna"
     if backend not in ("optuna", "ray"):
         raise fail(f"--backend {backend!r} is not one of optuna, ray, table:FILE")
-    if backend == "ray" and settings.prescreen:
-        raise fail(f"--prescreen {settings.prescreen}: Ray's searcher draws its own trials; use --prescreen 0 "
-                   "or --backend optuna")
-    if backend == "ray" and settings.early_stop and settings.stopper == "promote":
-        raise fail("--stopper promote: Ray trials cannot be paused and resumed; use --stopper dominance or "
-                   "mo_asha, or --backend optuna")
-    if backend == "ray" and settings.early_stop is None:
-        settings = settings.model_copy(update={"early_stop": False})  # the default pauses; Ray cannot resume
+    if backend == "ray":
+        from search.ray_backend import ray_settings
+
+        settings = ray_settings(settings)
     _print_plan(settings, dry_run=dry_run)
     if dry_run:
         return

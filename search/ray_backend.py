@@ -139,10 +139,26 @@ def ray_folder(settings: SearchSettings) -> Path:
     return (settings.study_dir / RAY_FOLDER).resolve() / settings.study_name
 
 
+def ray_settings(settings: SearchSettings) -> SearchSettings:
+    """``settings`` as Ray Tune runs them: its searcher draws every trial, so none is pre-screened or
+    resumed, and the default early stop (which pauses where EHVI runs) is off.
+
+    Raises:
+        ValueError: pre-screening or ``--early-stop --stopper promote``, in one line naming the fix.
+    """
+    if settings.prescreen:
+        raise ValueError(f"--prescreen {settings.prescreen}: Ray's searcher draws its own trials; use --prescreen 0 "
+                         "or --backend optuna")
+    if settings.early_stop and settings.stopper == "promote":
+        raise ValueError("--stopper promote: Ray trials cannot be paused and resumed; use --stopper dominance or "
+                         "mo_asha, or --backend optuna")
+    return settings.model_copy(update={"early_stop": bool(settings.early_stop)})
+
+
 def launch_ray(settings: SearchSettings, options: RayOptions, *, show_progress: bool = False) -> optuna.Study:
     """Run the search through Ray Tune (a local Ray instance, or the cluster at ``options.address``),
     with the same live progress display as Optuna launches when ``show_progress``."""
-    settings = settings.with_absolute_paths()  # Ray runs trials in other working directories
+    settings = ray_settings(settings).with_absolute_paths()  # Ray runs trials in other working directories
     space = prepare_space(settings)
     study = open_study(settings, space)
     _start_ray(options)
@@ -169,7 +185,7 @@ def launch_ray(settings: SearchSettings, options: RayOptions, *, show_progress: 
 
 def resume_ray(*, study: str, storage: str | None, run_dir: Path, options: RayOptions) -> optuna.Study:
     """Restore an interrupted Ray run (``Tuner.restore``) with its searcher; finished trials are kept."""
-    settings = worker_settings(study=study, storage=storage, run_dir=run_dir.resolve())
+    settings = ray_settings(worker_settings(study=study, storage=storage, run_dir=run_dir.resolve()))
     path = ray_folder(settings)
     _start_ray(options)
     from ray import tune

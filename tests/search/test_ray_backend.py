@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.ray_backend import RayOptions, launch_ray, ray_folder, resume_ray
+from search.ray_backend import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
 from search.records import TrialRecord
 from search.settings import SearchSettings
 from search.study import load_existing_study
@@ -126,3 +126,15 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
         assert trial.state == (TrialState.PRUNED if prune else TrialState.COMPLETE)
         assert trial.values == (None if prune else [0.0, 1.0])
         assert trial.user_attrs["status"] == "over_budget" and trial.constraints == {"max_params": 0.5}
+
+
+def test_ray_runs_no_pause_by_default_and_refuses_one_asked_for() -> None:
+    # Where EHVI runs, launches pause and resume by default; Ray's searcher cannot resume a trial.
+    settings = SearchSettings(space="tabular")
+    assert settings.early_stop is None
+    assert ray_settings(settings).early_stop is False
+    assert ray_settings(settings.model_copy(update={"early_stop": True, "stopper": "dominance"})).early_stop
+    with pytest.raises(ValueError, match="--stopper promote: Ray trials cannot be paused"):
+        ray_settings(settings.model_copy(update={"early_stop": True}))
+    with pytest.raises(ValueError, match="--prescreen 4"):
+        ray_settings(settings.model_copy(update={"prescreen": 4}))

@@ -317,7 +317,7 @@ def design_levels(space: SearchSpace) -> dict[str, set[Any]]:
 def design_size(space: SearchSpace) -> int:
     """Architectures in the start-up design: enough to try every level of the dimension with the most
     (at least two, so that the model has a slope to fit)."""
-    return max(2, *(len(values) for values in design_levels(space).values()))
+    return max([2, *(len(values) for values in design_levels(space).values())])
 
 
 def grid_size(space: SearchSpace) -> float:

@@ -167,6 +167,9 @@ def test_the_design_tries_every_value_cheapest_architectures_first(cost):
         "attention_block": {"vanilla", "talking_heads", "refiner_r1_k3", "refiner_r3_k1", "refiner_r3_k3",
                             "refiner_r3_k3_shared"}}
     assert sampler.design_size == design_size(sampler.space) == 6
+    fixed = SearchSpace.from_dict({"dimensions": {"img_size": 32, "in_chans": 1, "num_classes": 10, "patch_size": 4,
+                                                  "depth": 2, "embed_dim": 16, "num_heads": 4}})
+    assert design_levels(fixed) == {} and design_size(fixed) == 2
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     design = []
     for _ in range(sampler.design_size):

@@ -108,8 +108,8 @@ def leaderboard(
     reported: Annotated[bool, typer.Option(help="Show the paper's Table 7 alongside.")] = True,
     output: Annotated[Path | None, typer.Option(help="Write the table to this file instead of printing it.")] = None,
     force: ForceOption = False,
-    all_rows: Annotated[bool, typer.Option("--all", help="Also show over-budget (never trained) and duplicate "
-                                                         "trials.")] = False,
+    all_rows: Annotated[bool, typer.Option("--all", help="Also show over-budget (never trained), duplicate and "
+                                                         "resumed paused trials.")] = False,
 ) -> None:
     """Collect studies into the leaderboard and show it with the paper's Table 7 (labelled 'reported')."""
     if ctx.invoked_subcommand is not None:
@@ -119,7 +119,8 @@ def leaderboard(
     stored = _collect(study or [], storage or [], run_dir, results_dir, collect)
     shown = stored if all_rows else result_rows(stored)
     if len(shown) < len(stored):
-        typer.echo(f"{len(stored) - len(shown)} over-budget or duplicate trials not shown (--all shows them)", err=True)
+        typer.echo(f"{len(stored) - len(shown)} over-budget, duplicate or resumed trials not shown (--all shows them)",
+                   err=True)
     table = leaderboard_table(shown, studies=study or [], where=where, sort=sort, top=top, reported=reported)
     text = render(table, output_format, columns=choose_columns(columns), title="refiner-nas leaderboard")
     if output is None:

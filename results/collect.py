@@ -162,6 +162,7 @@ def trial_row(trial: FrozenTrial, *, study: str, storage_label: str) -> dict[str
         "budget_key": record.budget_key,
         "epochs_run": record.epochs_run,
         "duplicate_of": record.duplicate_of,
+        "resumed_from": record.resumed_from,
         **{name: config.get(name) for name in ("attention", "depth", "embed_dim", "num_heads")},
         "wall_time_s": record.wall_time_s,
         "completed_at": None if trial.datetime_complete is None else trial.datetime_complete.isoformat(),

@@ -75,9 +75,15 @@ def select_rows(
 
 def result_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows that are results of their own: without proxy trials that were never trained because they
-    broke a budget (recorded with top-1 0) or that repeat an earlier trial (a copy of its result)."""
-    hidden = (frame["kind"] == "proxy") & frame["status"].isin(list(NOT_RESULTS))
-    return frame[~hidden.fillna(False).to_numpy(bool)].reset_index(drop=True)
+    broke a budget (recorded with top-1 0), that repeat an earlier trial (a copy of its result) or that
+    paused and were resumed by a later trial (whose row holds the whole curve)."""
+    proxy = frame["kind"].eq("proxy").fillna(False)
+    resumers = frame[proxy & frame["status"].eq("trained").fillna(False) & frame["resumed_from"].notna()]
+    resumed = pd.MultiIndex.from_arrays([resumers["storage"], resumers["study"], resumers["resumed_from"]])
+    own = pd.MultiIndex.from_arrays([frame["storage"], frame["study"], frame["trial"]])
+    superseded = frame["status"].eq("paused").fillna(False) & own.isin(resumed)
+    hidden = proxy & (frame["status"].isin(list(NOT_RESULTS)).fillna(False) | superseded)
+    return frame[~hidden.to_numpy(bool)].reset_index(drop=True)
 
 
 def _where_mask(frame: pd.DataFrame, where: str) -> pd.Series:

@@ -43,6 +43,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "budget_key": ("string", "hash of the proxy budget: equal keys mean comparable proxy results"),
     "epochs_run": ("Int64", "epochs actually trained"),
     "duplicate_of": ("Int64", "trial whose result a duplicate trial reuses"),
+    "resumed_from": ("Int64", "paused trial this trial went on from (its row then holds no result of its own)"),
     "attention": ("string", "attention variant"),
     "depth": ("Int64", "blocks"),
     "embed_dim": ("Int64", "embedding width"),

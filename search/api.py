@@ -16,7 +16,7 @@ Results (``leaderboard``, ``pareto``, ``export``, ``train``)::
 
     collect(run_dir=..., results_dir=...)     trials of studies into the leaderboard file
     load_leaderboard(results_dir)             the stored rows
-    result_rows(frame)                        without over-budget and duplicate trials
+    result_rows(frame)                        without over-budget, duplicate and resumed paused trials
     leaderboard_table(frame, ...)             selected, sorted, with the paper's Table 7
     parse_objectives("top1:max,params:min")   objectives over leaderboard columns
     leaderboard_front(frame, objectives)      Pareto front across studies, with its hypervolume

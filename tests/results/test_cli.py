@@ -173,7 +173,7 @@ def test_over_budget_and_duplicate_trials_only_with_all(tmp_path: Path, app, mak
     options = ["--run-dir", tmp_path / "runs", "--results-dir", tmp_path / "res", "--no-reported", "--format", "csv"]
     default = run(app, "leaderboard", *options)
     assert default.exit_code == 0, default.output
-    assert "2 over-budget or duplicate trials not shown (--all shows them)" in default.stderr
+    assert "2 over-budget, duplicate or resumed trials not shown (--all shows them)" in default.stderr
     shown = pd.read_csv(io.StringIO(default.stdout))
     assert list(shown["status"]) == ["trained"] and list(shown["top1"]) == [80.0]
     everything = pd.read_csv(io.StringIO(run(app, "leaderboard", *options, "--all").stdout))

@@ -11,6 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from results.collect import collect
+from results.leaderboard import result_rows
 from results.pareto import hypervolume
 from search.launch import launch, make_evaluator, prepare_space
 from search.objectives import parse_objectives
@@ -159,6 +161,13 @@ def test_a_default_launch_resumes_what_the_rule_promotes_before_it_ends(tmp_path
     assert any(r.status == "trained" and r.resumed_from is not None for r in records)
     assert rule.promotions(study.get_trials(deepcopy=False), settings.budget_key()) == []
     check_paused_and_resumed(records, read_table(SHIPPED_TABLE).curves, epochs=20, rung=8)
+    # The leaderboard shows each architecture once: a paused trial that was resumed and trained is shown
+    # through the trial that resumed it (with --all, both).
+    everything = collect(studies=[settings.study_name], run_dir=tmp_path / "runs", results_dir=tmp_path / "res").frame
+    shown = result_rows(everything)
+    superseded = {r.resumed_from for r in records if r.status == "trained" and r.resumed_from is not None}
+    assert superseded and set(shown["trial"]) == {t.number for t in study.trials} - superseded
+    assert len(shown) == trials == shown["config_hash"].nunique()
 
 
 @pytest.mark.slow

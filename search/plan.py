@@ -28,7 +28,8 @@ _MEASURED_BATCH = 4
 @dataclass(frozen=True)
 class LaunchPlan:
     """A launch's work: trials still to run, their epochs and images, and the seconds it should take
-    (None when not measured). ``architectures`` is the grid size for grid searches, else None."""
+    (None when not measured). ``architectures`` is the grid size for grid searches, else None;
+    ``pause_epoch`` the ``promote`` stopper's rung when trials pause, else None."""
 
     study: str
     trials_to_run: int
@@ -41,6 +42,7 @@ class LaunchPlan:
     device: str
     step_s: float | None = None
     measured_on: str | None = None
+    pause_epoch: int | None = None
 
     @property
     def estimate_s(self) -> float | None:
@@ -75,6 +77,9 @@ class LaunchPlan:
             f"{self.epochs} epochs each, {self.train_images} training images at {size or 'the drawn'} px "
             f"({self.steps_per_epoch} steps per epoch) on {self.device}"
         ]
+        if self.pause_epoch is not None:
+            lines.append(f"pausing: a trial that does not lead after epoch {self.pause_epoch} pauses there and is "
+                         "resumed if promoted (--stopper promote; --no-early-stop trains every trial in full)")
         if self.step_s is not None:
             lines.append(f"estimate: {self.step_s * 1e3:.0f} ms per training step measured on {self.measured_on}: "
                          f"at most {_duration(self.estimate_s or 0.0)} of training")
@@ -99,7 +104,7 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     import optuna
 
     from search.launch import data_loader, prepare_space
-    from search.study import make_sampler
+    from search.study import make_sampler, promotion_rule
     from search.training import resolve_device
 
     space = prepare_space(settings)
@@ -116,6 +121,7 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
         study=settings.study_name, trials_to_run=to_run, finished=finished, epochs=settings.epochs,
         architectures=architectures, img_size=space.fixed.get("img_size"), train_images=len(data.train),
         steps_per_epoch=math.ceil(len(data.train) / settings.batch_size), device=device,
+        pause_epoch=None if (rule := promotion_rule(settings, space)) is None else rule.rung,
     )
     if not measure:
         return plan

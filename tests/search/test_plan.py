@@ -24,7 +24,8 @@ def test_dry_run_validates_measures_and_writes_nothing(small_space, tmp_path: Pa
     lines = result.stdout.splitlines()
     assert lines[0] == ("plan: study small: 3 trials to run (0 finished), 2 epochs each, 1438 training images at "
                         f"16 px ({math.ceil(1438 / 64)} steps per epoch) on cpu")
-    assert lines[1].startswith("estimate: ") and "ms per training step measured on " in lines[1]
+    assert lines[1].startswith("pausing: a trial that does not lead after epoch 1 pauses")  # EHVI's default
+    assert lines[2].startswith("estimate: ") and "ms per training step measured on " in lines[2]
     assert lines[-1] == "dry run: nothing was trained or recorded"
     assert not runs.exists()
 
@@ -59,3 +60,17 @@ def test_a_launch_prints_its_plan_before_any_trial(small_space, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "plan: study small: 4 trials to run (0 finished), 1 epochs each, 1438 training images" in result.stderr
     assert "estimate:" not in result.output  # measured only by --dry-run
+
+
+def test_the_plan_says_when_trials_pause_and_how_to_turn_it_off(tmp_path: Path) -> None:
+    from search.tabular import SHIPPED_TABLE
+
+    launch = ["search", "launch", "--backend", f"table:{SHIPPED_TABLE}", "--run-dir", str(tmp_path), "--dry-run"]
+    pausing = runner.invoke(app, launch)
+    assert pausing.exit_code == 0, pausing.output
+    assert pausing.stdout.splitlines()[1] == (
+        "pausing: a trial that does not lead after epoch 8 pauses there and is resumed if promoted (--stopper "
+        "promote; --no-early-stop trains every trial in full)")
+    plain = runner.invoke(app, [*launch, "--no-early-stop"])
+    assert plain.exit_code == 0, plain.output
+    assert not any(line.startswith("pausing:") for line in plain.stdout.splitlines())

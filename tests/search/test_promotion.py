@@ -3,6 +3,9 @@ pause and resume trials on a table, and a real launch whose resumed trial trains
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from search.promotion import PromotingSampler
 from search.records import TrialRecord, count_evaluated
 from search.settings import SearchSettings
 from search.stoppers import RESUME_OF, RungPromotion, promotion_order
-from search.study import promotion_rule
+from search.study import load_existing_study, promotion_rule
 from search.summary import study_status
 from search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
 from search.trial import TrialRunner
@@ -173,9 +176,26 @@ def test_a_default_launch_resumes_what_the_rule_promotes_before_it_ends(tmp_path
 @pytest.mark.slow
 def test_two_worker_processes_pause_and_resume_without_training_an_epoch_twice(tmp_path):
     table = read_table(SHIPPED_TABLE)
-    settings = simulated_launch_settings(SearchSettings(trials=24, workers=2, sampler="ehvi", early_stop=True,
+    settings = simulated_launch_settings(SearchSettings(trials=24, workers=0, sampler="ehvi", early_stop=True,
                                                         stopper="promote", run_dir=tmp_path / "runs"), SHIPPED_TABLE)
-    study = launch(settings, show_progress=False)
+    launch(settings, show_progress=False)  # creates the study only
+    # Simulated trials take milliseconds: the two workers start their loops together, once both are loaded.
+    go = tmp_path / "go"
+    script = ("import os, pathlib, sys, time\n"
+              "from search.worker import run_worker, worker_settings\n"
+              "settings = worker_settings(study=sys.argv[1], storage=None, run_dir=pathlib.Path(sys.argv[2]))\n"
+              "go = pathlib.Path(sys.argv[3])\n"
+              "go.with_name(f'ready-{os.getpid()}').touch()\n"
+              "while not go.exists(): time.sleep(0.005)\n"
+              "run_worker(settings)\n")
+    workers = [subprocess.Popen([sys.executable, "-c", script, settings.study_name, str(tmp_path / "runs"), str(go)])
+               for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+    study = load_existing_study(settings)
     records = [TrialRecord.from_trial(t) for t in study.trials]
     assert len({r.worker for r in records}) >= 2, "both workers ran trials"
     check_paused_and_resumed(records, table.curves, epochs=20, rung=8)

@@ -1,6 +1,6 @@
 """Cost accounting (parameters, MACs, FLOPs) and speed benchmarks for the model family.
 
-Public names are imported lazily, so that ``benchmarks.cli`` (and ``refiner-nas --help``) start without
+Public names are imported lazily, so that ``refiner_nas.benchmarks.cli`` (and ``refiner-nas --help``) start without
 torch.
 """
 
@@ -10,25 +10,25 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Costs": "benchmarks.flops",
-    "PartCosts": "benchmarks.flops",
-    "UncountedOperatorError": "benchmarks.flops",
-    "count_costs": "benchmarks.flops",
-    "count_model": "benchmarks.flops",
-    "CostCache": "benchmarks.cost_cache",
-    "CachedCountError": "benchmarks.cost_cache",
-    "SpeedSettings": "benchmarks.speed",
-    "SpeedResult": "benchmarks.speed",
-    "measure_speed": "benchmarks.speed",
-    "reference_config": "benchmarks.speed",
-    "measure_config_speed": "benchmarks.speed",
-    "measure_fold": "benchmarks.fold",
-    "measure_official": "benchmarks.official",
-    "plain_reference": "benchmarks.official",
-    "refiner_bandwidth": "benchmarks.bandwidth",
-    "regress": "benchmarks.regress",
-    "Stats": "benchmarks.timing",
-    "largest_fitting_batch": "benchmarks.timing",
+    "Costs": "refiner_nas.benchmarks.flops",
+    "PartCosts": "refiner_nas.benchmarks.flops",
+    "UncountedOperatorError": "refiner_nas.benchmarks.flops",
+    "count_costs": "refiner_nas.benchmarks.flops",
+    "count_model": "refiner_nas.benchmarks.flops",
+    "CostCache": "refiner_nas.benchmarks.cost_cache",
+    "CachedCountError": "refiner_nas.benchmarks.cost_cache",
+    "SpeedSettings": "refiner_nas.benchmarks.speed",
+    "SpeedResult": "refiner_nas.benchmarks.speed",
+    "measure_speed": "refiner_nas.benchmarks.speed",
+    "reference_config": "refiner_nas.benchmarks.speed",
+    "measure_config_speed": "refiner_nas.benchmarks.speed",
+    "measure_fold": "refiner_nas.benchmarks.fold",
+    "measure_official": "refiner_nas.benchmarks.official",
+    "plain_reference": "refiner_nas.benchmarks.official",
+    "refiner_bandwidth": "refiner_nas.benchmarks.bandwidth",
+    "regress": "refiner_nas.benchmarks.regress",
+    "Stats": "refiner_nas.benchmarks.timing",
+    "largest_fitting_batch": "refiner_nas.benchmarks.timing",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.timing import Stats, time_interleaved
-from refiner_space import ModelConfig
-from refiner_space.layers import AttentionRefiner, OfficialMapRefiner
+from refiner_nas.benchmarks.timing import Stats, time_interleaved
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.refiner_space.layers import AttentionRefiner, OfficialMapRefiner
 
 COPY_BYTES = 256 * 2**20  # 8× a 32 MiB L3: the copy runs from and to main memory
 

@@ -1,7 +1,7 @@
 """``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
 
-Every command is a thin shell over a library function (:mod:`benchmarks.flops`,
-:mod:`benchmarks.speed`, :mod:`benchmarks.fold`, :mod:`benchmarks.official`, :mod:`benchmarks.regress`).
+Every command is a thin shell over a library function (:mod:`refiner_nas.benchmarks.flops`,
+:mod:`refiner_nas.benchmarks.speed`, :mod:`refiner_nas.benchmarks.fold`, :mod:`refiner_nas.benchmarks.official`, :mod:`refiner_nas.benchmarks.regress`).
 Heavy imports happen inside the commands so that ``--help`` answers at once. Tables by default;
 ``--json`` or ``--csv`` for scripts.
 """
@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from search.cli_errors import one_line_errors
-from search.tables import print_table
+from refiner_nas.search.cli_errors import one_line_errors
+from refiner_nas.search.tables import print_table
 
 if TYPE_CHECKING:
-    from benchmarks.bandwidth import Bandwidth
-    from benchmarks.flops import Costs
-    from benchmarks.speed import SpeedResult
-    from benchmarks.timing import Stats
-    from refiner_space import ModelConfig
+    from refiner_nas.benchmarks.bandwidth import Bandwidth
+    from refiner_nas.benchmarks.flops import Costs
+    from refiner_nas.benchmarks.speed import SpeedResult
+    from refiner_nas.benchmarks.timing import Stats
+    from refiner_nas.refiner_space import ModelConfig
 
 bench_app = typer.Typer(
     name="bench",
@@ -60,12 +60,12 @@ AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table
 
 def resolve_model(spec: str, img_size: int | None = None) -> tuple[str, ModelConfig]:
     """A registered name or a configuration YAML (ModelConfig or exported, as every command reads
-    them: :func:`refiner_space.analysis.sources.resolve_config`), as (label, configuration).
+    them: :func:`refiner_nas.refiner_space.analysis.sources.resolve_config`), as (label, configuration).
 
     Raises:
         SourceError / ConfigError (ValueError): an unknown name, an unreadable or invalid file or size.
     """
-    from refiner_space.analysis.sources import resolve_config
+    from refiner_nas.refiner_space.analysis.sources import resolve_config
 
     config = resolve_config(spec)
     return spec, config if img_size is None else config.replace(img_size=img_size)
@@ -146,7 +146,7 @@ def flops(
     MACs count products and convolutions; FLOPs are 2 per MAC plus element-wise FLOPs (norms, softmax,
     activations, adds, means); fvcore_flops is plain fvcore's total, for comparison with papers.
     """
-    from benchmarks.flops import count_costs
+    from refiner_nas.benchmarks.flops import count_costs
 
     _check_format(as_json, as_csv)
     resolved = [resolve_model(spec, img_size) for spec in models]
@@ -256,7 +256,7 @@ def throughput(
     """Images/s for inference and training steps, batch-1 latency and peak memory, each against a
     reference model measured in the same process (ratio > 1: faster than the reference), and the
     refiner's achieved memory bandwidth next to the machine's copy bandwidth."""
-    from benchmarks.speed import SpeedSettings, measure_speed, reference_for
+    from refiner_nas.benchmarks.speed import SpeedSettings, measure_speed, reference_for
 
     _check_format(as_json, as_csv)
     settings = SpeedSettings(
@@ -316,7 +316,7 @@ def fold_command(
 ) -> None:
     """Paper refiner folded (one dense k×k conv) against unfolded and against the same-shape vanilla ViT,
     on CPU in one process: time per batch, ratios, peak memory (inference and a training step)."""
-    from benchmarks.fold import measure_fold
+    from refiner_nas.benchmarks.fold import measure_fold
 
     _check_format(as_json, as_csv)
     label, config = resolve_model(model)
@@ -378,7 +378,7 @@ def official_command(
 ) -> None:
     """Released-code models against a plain reference built as the released code is (same weights), in
     one process: inference of the whole model and the refiner chain alone in training."""
-    from benchmarks.official import DEFAULT_MODELS, measure_official
+    from refiner_nas.benchmarks.official import DEFAULT_MODELS, measure_official
 
     _check_format(as_json, as_csv)
     report = measure_official(
@@ -438,7 +438,7 @@ def kernels_command(
 ) -> None:
     """Both refiner chains alone at inference: the modules (reference), the PyTorch fast path, the Triton
     kernel (CUDA) and optionally torch.compile; time, GB/s next to a copy's, and error against float64."""
-    from benchmarks.kernels import chain_rows, measure_kernels
+    from refiner_nas.benchmarks.kernels import chain_rows, measure_kernels
 
     _check_format(as_json, as_csv)
     report = measure_kernels(
@@ -473,7 +473,7 @@ def regress(
 ) -> None:
     """Recompute params/MACs/FLOPs (exact) and speed ratios (within a tolerance) of every registered model
     and compare them with the committed baselines; exit 1 with a table of what regressed."""
-    from benchmarks.regress import regress as run_regress
+    from refiner_nas.benchmarks.regress import regress as run_regress
 
     _check_format(as_json, as_csv)
     if tolerance is not None and tolerance <= 0:
@@ -513,7 +513,7 @@ def regress(
 
 
 def _add_subcommands() -> None:
-    from benchmarks.table_cli import proxies_command, search_command, table_app
+    from refiner_nas.benchmarks.table_cli import proxies_command, search_command, table_app
 
     bench_app.add_typer(table_app, name="table")
     bench_app.command("search")(one_line_errors(search_command))

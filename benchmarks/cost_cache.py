@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmarks.flops import Costs
-    from refiner_space import ModelConfig
+    from refiner_nas.benchmarks.flops import Costs
+    from refiner_nas.refiner_space import ModelConfig
 
 SCHEMA_VERSION = 1
 
@@ -89,7 +89,7 @@ class CostCache:
         Raises:
             CachedCountError: an earlier count of this key failed.
         """
-        from benchmarks.flops import UncountedOperatorError
+        from refiner_nas.benchmarks.flops import UncountedOperatorError
 
         key = self.key(config, refiner_fold)
         with self._lock:
@@ -125,7 +125,7 @@ class CostCache:
         # Read only what other processes appended since the last look.
         if self.path is None or not self.path.exists():
             return
-        from benchmarks.flops import Costs
+        from refiner_nas.benchmarks.flops import Costs
 
         with self.path.open("rb") as file:
             file.seek(self._file_size)
@@ -146,4 +146,4 @@ class CostCache:
 
 
 DEFAULT_CACHE = CostCache()
-"""The in-memory cache :func:`benchmarks.flops.count_costs` uses unless told otherwise."""
+"""The in-memory cache :func:`refiner_nas.benchmarks.flops.count_costs` uses unless told otherwise."""

@@ -2,8 +2,8 @@
 architecture not trained before, with 1, 2 and 4 local workers on the default launch (tiny space, digits),
 over a few launch seeds.
 
-    python -m benchmarks.distinct_work                      # 16 trials x 5 epochs, seeds 0-2, workers 1/2/4
-    python -m benchmarks.distinct_work --epochs 2 --seeds 1
+    python -m refiner_nas.benchmarks.distinct_work                      # 16 trials x 5 epochs, seeds 0-2, workers 1/2/4
+    python -m refiner_nas.benchmarks.distinct_work --epochs 2 --seeds 1
 
 A trial that trains nothing new is a duplicate (its architecture was evaluated, or is running elsewhere)
 or a failure; ``--trials N`` counts only evaluated architectures, so duplicates cost a little sampling
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import optuna
 
-from search.launch import launch
-from search.settings import SearchSettings
+from refiner_nas.search.launch import launch
+from refiner_nas.search.settings import SearchSettings
 
 # Statuses of trials that spent training on their architecture (over-budget ones were only costed).
 TRAINED = ("trained", "pruned", "early_stopped", "paused")

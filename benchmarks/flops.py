@@ -1,9 +1,9 @@
 """Parameters, MACs and FLOPs of any model of the family, counted with fvcore under one convention.
 
 :func:`count_costs` is what searches call: it takes a :class:`ModelConfig` (or a built model), traces one
-image through the model with fvcore and the handles of :mod:`benchmarks.op_costs`, and returns
+image through the model with fvcore and the handles of :mod:`refiner_nas.benchmarks.op_costs`, and returns
 :class:`Costs`, with a per-part breakdown. Results for configurations are cached by configuration hash
-and input size (:class:`benchmarks.cost_cache.CostCache`), so the same architecture is never counted twice.
+and input size (:class:`refiner_nas.benchmarks.cost_cache.CostCache`), so the same architecture is never counted twice.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ with warnings.catch_warnings():
     from fvcore.nn import parameter_count
     from fvcore.nn.jit_analysis import JitModelAnalysis
 
-    from benchmarks import op_costs
-from benchmarks.cost_cache import DEFAULT_CACHE, CostCache
-from refiner_space import ModelConfig, RefinedViT, build_model, set_refiner_fold
-from refiner_space.layers import (
+    from refiner_nas.benchmarks import op_costs
+from refiner_nas.benchmarks.cost_cache import DEFAULT_CACHE, CostCache
+from refiner_nas.refiner_space import ModelConfig, RefinedViT, build_model, set_refiner_fold
+from refiner_nas.refiner_space.layers import (
     Attention,
     AttentionRefiner,
     Block,
@@ -58,7 +58,7 @@ class PartCosts:
 
 @dataclass(frozen=True)
 class Costs:
-    """Costs of one forward pass of one image (see :mod:`benchmarks.op_costs` for the convention).
+    """Costs of one forward pass of one image (see :mod:`refiner_nas.benchmarks.op_costs` for the convention).
 
     Attributes:
         params: parameters.

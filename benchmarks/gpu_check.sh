@@ -23,9 +23,9 @@ timeout 120 python -m pytest -q -p no:cacheprovider tests/refiner_space/test_tri
 echo "== tile sizes (Refined-ViT-S maps, batch 64, bf16)"
 timeout 150 python - <<'PY'
 import torch, triton.testing
-from refiner_space.layers import triton_chain
-from refiner_space.layers.chunks import refine_in_chunks
-from refiner_space.layers.official import OfficialMapRefiner
+from refiner_nas.refiner_space.layers import triton_chain
+from refiner_nas.refiner_space.layers.chunks import refine_in_chunks
+from refiner_nas.refiner_space.layers.official import OfficialMapRefiner
 torch.manual_seed(0)
 refiner = OfficialMapRefiner(12, head_dim=32).cuda().eval()
 maps = torch.rand(64, 12, 197, 197, device="cuda").softmax(-1).bfloat16()

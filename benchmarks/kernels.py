@@ -20,14 +20,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from benchmarks.bandwidth import COPY_BYTES, copy_step, find_refiner, gb_per_s
-from benchmarks.environment import environment
-from benchmarks.official import PlainOfficialRefiner
-from benchmarks.speed import MIN_ITERS, amp_autocast
-from benchmarks.timing import Stats, time_interleaved
-from refiner_space import build_model, named_config, triton_kernels
-from refiner_space.layers import AttentionRefiner, OfficialMapRefiner
-from refiner_space.layers.fused import uses_triton
+from refiner_nas.benchmarks.bandwidth import COPY_BYTES, copy_step, find_refiner, gb_per_s
+from refiner_nas.benchmarks.environment import environment
+from refiner_nas.benchmarks.official import PlainOfficialRefiner
+from refiner_nas.benchmarks.speed import MIN_ITERS, amp_autocast
+from refiner_nas.benchmarks.timing import Stats, time_interleaved
+from refiner_nas.refiner_space import build_model, named_config, triton_kernels
+from refiner_nas.refiner_space.layers import AttentionRefiner, OfficialMapRefiner
+from refiner_nas.refiner_space.layers.fused import uses_triton
 
 Dtype = Literal["fp32", "bf16"]
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}

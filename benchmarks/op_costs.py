@@ -22,7 +22,7 @@ Convention (every number is per forward pass of the traced input):
     exactly what the explicit path computes, so fused and explicit attention count the same.
 * Data movement (view, reshape, transpose, cat, slicing, padding, eval-mode dropout, ...) costs 0.
 * Any other operator is **unsupported**: the counter refuses to return a number that would silently
-  leave its compute out (see :class:`benchmarks.flops.UncountedOperatorError`).
+  leave its compute out (see :class:`refiner_nas.benchmarks.flops.UncountedOperatorError`).
 
 Each handle also reports what plain fvcore would count for the same operator (one multiply-add as one
 "flop", its norm estimates, fused attention and element-wise operators as zero), so the SPEC's "fvcore

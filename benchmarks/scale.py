@@ -1,16 +1,16 @@
 """Cluster scale, simulated: W worker processes on one study, each trial replaying a recorded curve.
 
 Workers are real processes, forked from this one once everything is imported. Each opens the storage
-itself and runs the launch's own loop (:func:`search.scheduling.work_on_study` with
-:class:`search.trial.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
+itself and runs the launch's own loop (:func:`refiner_nas.search.scheduling.work_on_study` with
+:class:`refiner_nas.search.trial.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
 share of each recorded training time. The space is the table's with a drop-path rate added that the table
 ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).
 
-    python -m benchmarks.scale                                  # journal file, W = 1 4 16 64, 400 trials
-    python -m benchmarks.scale --storage postgresql://u:p@127.0.0.1:5432/db --workers 1 4 16 64
-    python -m benchmarks.scale --workers 16 --faults            # kill -9 10% of workers, restart them
-    python -m benchmarks.scale --workers 4 --trials 100 --prefill 0 1000 5000 --sampler tpe
+    python -m refiner_nas.benchmarks.scale                                  # journal file, W = 1 4 16 64, 400 trials
+    python -m refiner_nas.benchmarks.scale --storage postgresql://u:p@127.0.0.1:5432/db --workers 1 4 16 64
+    python -m refiner_nas.benchmarks.scale --workers 16 --faults            # kill -9 10% of workers, restart them
+    python -m refiner_nas.benchmarks.scale --workers 4 --trials 100 --prefill 0 1000 5000 --sampler tpe
 
 ``--faults`` restarts PostgreSQL once mid-run too when the storage is PostgreSQL and ``--pgdata`` names
 the server's data folder (``.ci/postgres start`` exports it as REFINER_NAS_PGDATA).
@@ -44,21 +44,21 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.postgres_server import postgres_server
-from refiner_space import ModelConfig
-from results.pareto import non_dominated_mask
-from search.evaluate import ArchitectureEvaluator
-from search.liveness import this_worker
-from search.records import count_evaluated
-from search.scheduling import work_on_study
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.storage import open_storage
-from search.storage_proxy import StorageProxy
-from search.study import load_existing_study, make_pruner, open_study, worker_sampler
-from search.study_index import StudyIndex
-from search.tabular import TableTrainer, cached_table, table_evaluator, table_settings
-from search.trial import TrialRunner
+from refiner_nas.benchmarks.postgres_server import postgres_server
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.results.pareto import non_dominated_mask
+from refiner_nas.search.evaluate import ArchitectureEvaluator
+from refiner_nas.search.liveness import this_worker
+from refiner_nas.search.records import count_evaluated
+from refiner_nas.search.scheduling import work_on_study
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.storage import open_storage
+from refiner_nas.search.storage_proxy import StorageProxy
+from refiner_nas.search.study import load_existing_study, make_pruner, open_study, worker_sampler
+from refiner_nas.search.study_index import StudyIndex
+from refiner_nas.search.tabular import TableTrainer, cached_table, table_evaluator, table_settings
+from refiner_nas.search.trial import TrialRunner
 
 DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "search" / "tabular" / "tabular_digits.parquet"
 # The model field the load-test space adds to the table's; the table's curves do not depend on it.

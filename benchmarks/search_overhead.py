@@ -5,8 +5,8 @@ Per trial, overhead = the trial's wall time minus the time it spent in the train
 building. It is reported as a share of trial wall time (target: under 5%). The launch's one-off start
 (imports, loading the data, opening the study) is reported separately.
 
-    python -m benchmarks.search_overhead            # the default launch (tiny space, digits)
-    python -m benchmarks.search_overhead --trials 4 --epochs 2
+    python -m refiner_nas.benchmarks.search_overhead            # the default launch (tiny space, digits)
+    python -m refiner_nas.benchmarks.search_overhead --trials 4 --epochs 2
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.launch import launch
-from search.records import TrialRecord
-from search.settings import SearchSettings
+from refiner_nas.search.launch import launch
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Comparing search strategies on a benchmark table: hypervolume against epochs spent, over seeds.
 
-Each (strategy, cost plane, seed) is one simulated search (:func:`search.tabular.simulate_search`)
+Each (strategy, cost plane, seed) is one simulated search (:func:`refiner_nas.search.tabular.simulate_search`)
 with objectives top-1 and that cost; its trace is the hypervolume ratio to the table's true front after
 every trial. Summaries give the epochs each strategy needs to reach a fraction of the true hypervolume
 (median and quartiles over seeds; a search that never reaches it counts as infinitely many epochs).
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from benchmarks.strategy_names import DEFAULT_STRATEGIES
+from refiner_nas.benchmarks.strategy_names import DEFAULT_STRATEGIES
 
 if TYPE_CHECKING:
-    from search.space import Budget
+    from refiner_nas.search.space import Budget
 
 FRACTIONS = (0.90, 0.95, 0.99)
 BASELINE = "random+none"
@@ -29,7 +29,7 @@ def _one_search(task: tuple[str, str, str, int, Budget | None]) -> pd.DataFrame:
     import optuna
     import torch
 
-    from search.tabular import Strategy, simulate_search
+    from refiner_nas.search.tabular import Strategy, simulate_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # thousands of trials: the summary says it all
     torch.set_num_threads(1)  # GP fits and proxies are tiny; searches run one per process
@@ -57,7 +57,7 @@ def run_comparison(
     Raises:
         ValueError: an unknown strategy or cost; SpaceError: a budget no architecture of the table meets.
     """
-    from search.tabular import Strategy, cached_table, table_space
+    from refiner_nas.search.tabular import Strategy, cached_table, table_space
 
     for strategy in strategies:
         Strategy.parse(strategy)

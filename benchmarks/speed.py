@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.bandwidth import Bandwidth, refiner_bandwidth
-from benchmarks.environment import environment
-from benchmarks.timing import (
+from refiner_nas.benchmarks.bandwidth import Bandwidth, refiner_bandwidth
+from refiner_nas.benchmarks.environment import environment
+from refiner_nas.benchmarks.timing import (
     MemoryPeak,
     Stats,
     cuda_batch_fits,
@@ -29,7 +29,7 @@ from benchmarks.timing import (
     peak_memory,
     time_interleaved,
 )
-from refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold, triton_kernels
+from refiner_nas.refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold, triton_kernels
 
 Mode = Literal["inference", "train", "latency"]
 Amp = Literal["off", "bf16", "fp16"]
@@ -54,9 +54,9 @@ class SpeedSettings:
         fold: fold the paper refiners into one dense kernel (training and inference); the released
             variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
-        bandwidth: also time the model's refiner alone and a large copy (:mod:`benchmarks.bandwidth`).
+        bandwidth: also time the model's refiner alone and a large copy (:mod:`refiner_nas.benchmarks.bandwidth`).
         triton_kernels: on CUDA, run the refiner chains at inference in their Triton kernels
-            (:func:`refiner_space.set_triton_kernels`); False times the PyTorch paths.
+            (:func:`refiner_nas.refiner_space.set_triton_kernels`); False times the PyTorch paths.
     """
 
     batch_size: int = 8
@@ -200,7 +200,7 @@ def reference_config(config: ModelConfig) -> ModelConfig:
 def reference_for(config: ModelConfig) -> tuple[str, ModelConfig]:
     """The default reference of ``config`` with a label: the registered name of the same vanilla ViT
     when there is one (``vit_16b_384`` for ``refined_vit_s``), else a description of its shape."""
-    from refiner_space import NAMED_CONFIGS, named_config
+    from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
 
     reference = reference_config(config)
     for name in NAMED_CONFIGS:

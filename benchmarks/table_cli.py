@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from benchmarks.strategy_names import DEFAULT_STRATEGIES
-from search.cli_errors import one_line_errors
+from refiner_nas.benchmarks.strategy_names import DEFAULT_STRATEGIES
+from refiner_nas.search.cli_errors import one_line_errors
 
 table_app = typer.Typer(help="Build and inspect tabular benchmarks of a search space.", no_args_is_help=True)
 
@@ -30,8 +30,8 @@ def build(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Train every architecture of a finite space with each seed and write its benchmark table."""
-    from search.settings import SearchSettings
-    from search.tabular import build_table
+    from refiner_nas.search.settings import SearchSettings
+    from refiner_nas.search.tabular import build_table
 
     settings = SearchSettings(space=space, dataset=dataset, epochs=epochs, batch_size=batch_size,
                               lr=lr, warmup_epochs=warmup_epochs, device=device)
@@ -55,7 +55,7 @@ TableOption = Annotated[Path | None, typer.Option(help="Benchmark table (default
 
 
 def _table_path(table: Path | None) -> Path:
-    from search.tabular import SHIPPED_TABLE
+    from refiner_nas.search.tabular import SHIPPED_TABLE
 
     return table or SHIPPED_TABLE
 
@@ -78,8 +78,8 @@ def search_command(
     """Compare search strategies on a table: epochs to reach 90/95/99 % of the true front's hypervolume."""
     import numpy as np
 
-    from benchmarks.search_strategies import epochs_to_reach, hv_curves, plot_hv_curves, run_comparison, summarise
-    from search.space import Budget
+    from refiner_nas.benchmarks.search_strategies import epochs_to_reach, hv_curves, plot_hv_curves, run_comparison, summarise
+    from refiner_nas.search.space import Budget
 
     def show(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
@@ -102,8 +102,8 @@ def proxies_command(
     out: Annotated[Path | None, typer.Option(help="Also write the correlations to this CSV file.")] = None,
 ) -> None:
     """Rank correlation with final top-1 of zero-cost proxies, params, MACs and partial training."""
-    from benchmarks.proxy_correlations import proxy_scores, rank_correlations, seed_agreement
-    from search.tabular import read_table
+    from refiner_nas.benchmarks.proxy_correlations import proxy_scores, rank_correlations, seed_agreement
+    from refiner_nas.search.tabular import read_table
 
     loaded = read_table(_table_path(table))
     correlations = rank_correlations(loaded, proxy_scores(loaded))

@@ -2,7 +2,7 @@
 
 import warnings
 
-from refiner_space._compat import check_torchvision
+from refiner_nas.refiner_space._compat import check_torchvision
 
 check_torchvision()
 
@@ -12,18 +12,18 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
     import timm  # noqa: E402, F401
 
-from refiner_space.checkpoint import (  # noqa: E402
+from refiner_nas.refiner_space.checkpoint import (  # noqa: E402
     CheckpointMismatchError,
     convert_released_state_dict,
     load_released_checkpoint,
 )
-from refiner_space.config import ConfigError, ModelConfig  # noqa: E402
-from refiner_space.folding import set_refiner_fold  # noqa: E402
-from refiner_space.layers.fused import set_triton_kernels, triton_kernels  # noqa: E402
-from refiner_space.layers.refiner import FoldError  # noqa: E402
-from refiner_space.maps import attention_maps  # noqa: E402
-from refiner_space.model import RefinedViT, build_model  # noqa: E402
-from refiner_space.registry import NAMED_CONFIGS, named_config  # noqa: E402
+from refiner_nas.refiner_space.config import ConfigError, ModelConfig  # noqa: E402
+from refiner_nas.refiner_space.folding import set_refiner_fold  # noqa: E402
+from refiner_nas.refiner_space.layers.fused import set_triton_kernels, triton_kernels  # noqa: E402
+from refiner_nas.refiner_space.layers.refiner import FoldError  # noqa: E402
+from refiner_nas.refiner_space.maps import attention_maps  # noqa: E402
+from refiner_nas.refiner_space.model import RefinedViT, build_model  # noqa: E402
+from refiner_nas.refiner_space.registry import NAMED_CONFIGS, named_config  # noqa: E402
 
 __all__ = [
     "CheckpointMismatchError",

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from timm.layers import Mlp
 from torch import nn
 
-from refiner_space.config import ModelConfig
-from refiner_space.layers import (
+from refiner_nas.refiner_space.config import ModelConfig
+from refiner_nas.refiner_space.layers import (
     Attention,
     AttentionRefiner,
     Block,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from refiner_space.model import RefinedViT
+from refiner_nas.refiner_space.model import RefinedViT
 
 # Released name of each refiner sub-module -> ours (SPEC §2 key layout); everything else is shared.
 _RELEASED_TO_OURS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from refiner_space.layers import AttentionRefiner, OfficialMapRefiner
-from refiner_space.layers.refiner import FoldError
+from refiner_nas.refiner_space.layers import AttentionRefiner, OfficialMapRefiner
+from refiner_nas.refiner_space.layers.refiner import FoldError
 
 
 def set_refiner_fold(model: nn.Module, folded: bool = True) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from refiner_space.layers import AttentionMaps, MapAttention
+from refiner_nas.refiner_space.layers import AttentionMaps, MapAttention
 
 
 @torch.no_grad()

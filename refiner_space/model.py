@@ -8,9 +8,9 @@ import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
-from refiner_space.builders import build_block
-from refiner_space.config import ModelConfig
-from refiner_space.layers import Conv4Stem
+from refiner_nas.refiner_space.builders import build_block
+from refiner_nas.refiner_space.config import ModelConfig
+from refiner_nas.refiner_space.layers import Conv4Stem
 
 
 class RefinedViT(nn.Module):

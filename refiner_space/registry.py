@@ -12,8 +12,8 @@ from typing import Any
 
 from timm.models import register_model
 
-from refiner_space.config import ModelConfig
-from refiner_space.model import RefinedViT
+from refiner_nas.refiner_space.config import ModelConfig
+from refiner_nas.refiner_space.model import RefinedViT
 
 _RELEASED = {"attention": "refiner_official", "stem": "conv4", "mlp_ratio": 3.0, "share_span": 2}
 _PAPER_REFINER = {"attention": "refiner", "expansion_ratio": 3, "kernel_size": 3}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from search.cli_errors import fail, one_line_errors
+from refiner_nas.search.cli_errors import fail, one_line_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,8 +50,8 @@ ForceOption = Annotated[bool, typer.Option(help="Overwrite existing output files
 def _collect(studies: list[str], storages: list[str], run_dir: Path, results_dir: Path, collect: bool) -> pd.DataFrame:
     """Collect the named studies (all under RUN_DIR when none is named, if there are any) and return the
     stored leaderboard."""
-    from results.collect import collect as collect_studies
-    from results.store import leaderboard_path, load_leaderboard
+    from refiner_nas.results.collect import collect as collect_studies
+    from refiner_nas.results.store import leaderboard_path, load_leaderboard
 
     if not collect or (not studies and not storages and not any(Path(run_dir).glob("*/journal.log"))):
         return load_leaderboard(results_dir)
@@ -114,7 +114,7 @@ def leaderboard(
     """Collect studies into the leaderboard and show it with the paper's Table 7 (labelled 'reported')."""
     if ctx.invoked_subcommand is not None:
         return
-    from results.leaderboard import choose_columns, leaderboard_table, render, result_rows
+    from refiner_nas.results.leaderboard import choose_columns, leaderboard_table, render, result_rows
 
     stored = _collect(study or [], storage or [], run_dir, results_dir, collect)
     shown = stored if all_rows else result_rows(stored)
@@ -148,9 +148,9 @@ def add(
     force: Annotated[bool, typer.Option(help="Replace the same training recorded with another top-1.")] = False,
 ) -> None:
     """Record the result of a full training (e.g. ImageNet top-1 of an exported configuration)."""
-    from refiner_space import named_config
-    from results.entries import full_training_row, record_full_result
-    from results.export import load_export
+    from refiner_nas.refiner_space import named_config
+    from refiner_nas.results.entries import full_training_row, record_full_result
+    from refiner_nas.results.export import load_export
 
     if (config is None) == (model is None):
         raise fail("give exactly one of --config FILE or --model NAME")
@@ -194,9 +194,9 @@ def pareto_command(
     force: ForceOption = False,
 ) -> None:
     """The Pareto front over any objectives across studies, its hypervolume, and plots."""
-    from results.leaderboard import render, select_rows, with_reported
-    from results.pareto import pareto_front, parse_objectives, parse_reference
-    from results.plots import draw_html, draw_png, front_plot_data
+    from refiner_nas.results.leaderboard import render, select_rows, with_reported
+    from refiner_nas.results.pareto import pareto_front, parse_objectives, parse_reference
+    from refiner_nas.results.plots import draw_html, draw_png, front_plot_data
 
     chosen = parse_objectives(objectives)
     point = parse_reference(reference, chosen) if reference else None
@@ -248,9 +248,9 @@ def export_command(
     force: Annotated[bool, typer.Option(help="Write into a folder that is not empty.")] = False,
 ) -> None:
     """Export the best configurations for full training (timm name and arguments, costs, recipes)."""
-    from results.export import export_top_k
-    from results.leaderboard import select_rows
-    from results.pareto import parse_objectives
+    from refiner_nas.results.export import export_top_k
+    from refiner_nas.results.leaderboard import select_rows
+    from refiner_nas.results.pareto import parse_objectives
 
     chosen = parse_objectives(objectives)
     names = study or []
@@ -284,8 +284,8 @@ def train_command(
 ) -> None:
     """Train a configuration fully with a recipe; resumes from the run folder's last checkpoint.
     Several GPUs: torchrun --nproc-per-node N --no-python refiner-nas train ..."""
-    from results.export import load_export
-    from results.train import run_full_training
+    from refiner_nas.results.export import load_export
+    from refiner_nas.results.train import run_full_training
 
     main = int(os.environ.get("RANK", "0")) == 0
     if val_source not in ("auto", "split", "official"):

@@ -19,10 +19,10 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from results.schema import conform
-from results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
-from search.records import TrialRecord
-from search.storage import JOURNAL_FILE, open_storage, redact
+from refiner_nas.results.schema import conform
+from refiner_nas.results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.storage import JOURNAL_FILE, open_storage, redact
 
 
 class StudyNotFoundError(ValueError):

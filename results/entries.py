@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from refiner_space import ModelConfig
-from results.collect import architecture_label, row_key
-from results.schema import conform
-from results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.results.collect import architecture_label, row_key
+from refiner_nas.results.schema import conform
+from refiner_nas.results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
 
 
 class DuplicateResultError(ValueError):
@@ -47,7 +47,7 @@ def full_training_row(
     Raises:
         ValueError: a top-1 outside [0, 100] or non-positive epochs.
     """
-    from benchmarks.flops import count_costs
+    from refiner_nas.benchmarks.flops import count_costs
 
     if not (math.isfinite(top1) and 0 <= top1 <= 100):
         raise ValueError(f"top-1 {top1} must be a percentage in [0, 100]")

@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from refiner_space import NAMED_CONFIGS, ModelConfig, named_config
-from results.leaderboard import EmptyResultError
-from results.pareto import FrontObjective, competing_rows, minimised, nondominated_ranks
-from results.recipes import RECIPES, Recipe, get_recipe
-from search.provenance import provenance
+from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, named_config
+from refiner_nas.results.leaderboard import EmptyResultError
+from refiner_nas.results.pareto import FrontObjective, competing_rows, minimised, nondominated_ranks
+from refiner_nas.results.recipes import RECIPES, Recipe, get_recipe
+from refiner_nas.search.provenance import provenance
 
 EXPORT_VERSION = 1
 DEFAULT_RECIPE = "standard"

@@ -13,8 +13,8 @@ from typing import Literal
 
 import pandas as pd
 
-from results.reference import reported_rows
-from results.schema import COLUMN_NAMES, DISPLAY_COLUMNS, KINDS
+from refiner_nas.results.reference import reported_rows
+from refiner_nas.results.schema import COLUMN_NAMES, DISPLAY_COLUMNS, KINDS
 
 Format = Literal["table", "markdown", "csv", "html"]
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "html")

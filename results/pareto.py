@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from results.leaderboard import EmptyResultError
-from results.schema import COLUMNS
+from refiner_nas.results.leaderboard import EmptyResultError
+from refiner_nas.results.schema import COLUMNS
 
 Direction = Literal["max", "min"]
 ALIASES: dict[str, str] = {

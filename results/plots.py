@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from results.pareto import ParetoResult
-from results.reference import reported_rows
+from refiner_nas.results.pareto import ParetoResult
+from refiner_nas.results.reference import reported_rows
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.schema import COLUMN_NAMES, LEADERBOARD_FILE, SCHEMA_VERSION, SchemaError, conform, empty_frame
+from refiner_nas.results.schema import COLUMN_NAMES, LEADERBOARD_FILE, SCHEMA_VERSION, SchemaError, conform, empty_frame
 
 DEFAULT_RESULTS_DIR = Path("runs")
 

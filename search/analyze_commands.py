@@ -1,4 +1,4 @@
-"""``refiner-nas analyze cka|attention|density``: thin commands over :mod:`refiner_space.analysis.runs`.
+"""``refiner-nas analyze cka|attention|density``: thin commands over :mod:`refiner_nas.refiner_space.analysis.runs`.
 
 Heavy imports (torch, timm, matplotlib) happen inside the commands so that ``--help`` answers at once.
 """
@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from search.cli_errors import one_line_errors
+from refiner_nas.search.cli_errors import one_line_errors
 
 if TYPE_CHECKING:
-    from refiner_space.analysis.runs import AnalysisInputs, AnalysisReport
+    from refiner_nas.refiner_space.analysis.runs import AnalysisInputs, AnalysisReport
 
 analyze_app = typer.Typer(
     help="Analyse models and checkpoints as the papers do: feature evolution (CKA), attention maps, density.",
@@ -57,7 +57,7 @@ def _inputs(
     seed: int,
     device: str,
 ) -> AnalysisInputs:
-    from refiner_space.analysis.runs import AnalysisInputs
+    from refiner_nas.refiner_space.analysis.runs import AnalysisInputs
 
     return AnalysisInputs(
         models=models,
@@ -98,7 +98,7 @@ def cka(
     ] = "flatten",
 ) -> None:
     """Feature evolution: F_k = CKA(f_k, f_out) / CKA(f_in, f_out) per block, several models on one plot."""
-    from refiner_space.analysis.runs import analyze_cka
+    from refiner_nas.refiner_space.analysis.runs import analyze_cka
 
     inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     _print(analyze_cka(inputs, out=out, batch_size=batch_size, batches=batches, tokens=tokens, force=force))  # type: ignore[arg-type]
@@ -126,7 +126,7 @@ def attention(
     head: Annotated[list[int] | None, typer.Option(help="Head index (repeatable; default all).")] = None,
 ) -> None:
     """Attention maps of chosen query tokens before and after refinement, per block and head (PNG grids)."""
-    from refiner_space.analysis.runs import analyze_attention
+    from refiner_nas.refiner_space.analysis.runs import analyze_attention
 
     inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     report = analyze_attention(
@@ -152,7 +152,7 @@ def density(
     batches: Batches = 2,
 ) -> None:
     """Attention density: entropy of each block's raw (softmax) maps and its share of log(tokens)."""
-    from refiner_space.analysis.runs import analyze_density
+    from refiner_nas.refiner_space.analysis.runs import analyze_density
 
     inputs = _inputs(models, config, data, img_size, val_fraction, split_seed, seed, device)
     _print(analyze_density(inputs, out=out, batch_size=batch_size, batches=batches, force=force))

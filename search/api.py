@@ -28,21 +28,21 @@ Costs (``models``, ``bench``): ``count_costs(config)``.
 
 from __future__ import annotations
 
-from benchmarks.flops import count_costs
-from results.collect import collect
-from results.export import export_top_k
-from results.leaderboard import leaderboard_table, result_rows
-from results.pareto import pareto_front as leaderboard_front
-from results.pareto import parse_objectives
-from results.store import load_leaderboard
-from results.train import run_full_training
-from search.catalog import delete_study, list_studies, open_study
-from search.launch import launch
-from search.plan import plan_launch
-from search.settings import SearchSettings
-from search.study_plots import write_study_plots
-from search.summary import pareto_front as study_front
-from search.summary import study_status
+from refiner_nas.benchmarks.flops import count_costs
+from refiner_nas.results.collect import collect
+from refiner_nas.results.export import export_top_k
+from refiner_nas.results.leaderboard import leaderboard_table, result_rows
+from refiner_nas.results.pareto import pareto_front as leaderboard_front
+from refiner_nas.results.pareto import parse_objectives
+from refiner_nas.results.store import load_leaderboard
+from refiner_nas.results.train import run_full_training
+from refiner_nas.search.catalog import delete_study, list_studies, open_study
+from refiner_nas.search.launch import launch
+from refiner_nas.search.plan import plan_launch
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study_plots import write_study_plots
+from refiner_nas.search.summary import pareto_front as study_front
+from refiner_nas.search.summary import study_status
 
 __all__ = [
     "SearchSettings", "collect", "count_costs", "delete_study", "export_top_k", "launch", "leaderboard_front",

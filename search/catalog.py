@@ -13,8 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from search.journal import check_journal
-from search.storage import JOURNAL_FILE, open_storage, redact
+from refiner_nas.search.journal import check_journal
+from refiner_nas.search.storage import JOURNAL_FILE, open_storage, redact
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ def open_study(name: str, *, run_dir: Path = Path("runs"), storage: str | None =
     Raises:
         KeyError: no such study; the message names the studies there.
     """
-    from search.settings import SearchSettings
-    from search.study import load_existing_study
+    from refiner_nas.search.settings import SearchSettings
+    from refiner_nas.search.study import load_existing_study
 
     require_study_storage(name, run_dir=run_dir, storage=storage)
     return load_existing_study(SearchSettings(study=name, storage=storage, run_dir=run_dir))

@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from benchmarks.cli import bench_app
-from results.cli import export_command, leaderboard_app, pareto_command, train_command
-from search.analyze_commands import analyze_app
-from search.cli_errors import one_line_errors
-from search.commands import search_app
-from search.tables import print_table
+from refiner_nas.benchmarks.cli import bench_app
+from refiner_nas.results.cli import export_command, leaderboard_app, pareto_command, train_command
+from refiner_nas.search.analyze_commands import analyze_app
+from refiner_nas.search.cli_errors import one_line_errors
+from refiner_nas.search.commands import search_app
+from refiner_nas.search.tables import print_table
 
 app = typer.Typer(
     name="refiner-nas",
@@ -43,7 +43,7 @@ def root(
     ] = False,
 ) -> None:
     """Search, benchmark and analyse vision transformers with refined self-attention."""
-    from benchmarks.cost_cache import DEFAULT_CACHE, counter_version, user_cache_file
+    from refiner_nas.benchmarks.cost_cache import DEFAULT_CACHE, counter_version, user_cache_file
 
     # Counts survive the process: `models` and `bench regress` do not recount unchanged architectures.
     DEFAULT_CACHE.persist(user_cache_file(), counter_version())
@@ -56,8 +56,8 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the registered models with their parameters and MACs."""
-    from benchmarks.flops import count_costs
-    from refiner_space import NAMED_CONFIGS, named_config
+    from refiner_nas.benchmarks.flops import count_costs
+    from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
 
     rows = []
     for name in NAMED_CONFIGS:

@@ -1,4 +1,4 @@
-"""``refiner-nas search launch|status``: thin shells over :mod:`search.launch` and :mod:`search.summary`."""
+"""``refiner-nas search launch|status``: thin shells over :mod:`refiner_nas.search.launch` and :mod:`refiner_nas.search.summary`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from search.cli_errors import fail, one_line_errors
-from search.settings import SearchSettings
-from search.tables import print_table
+from refiner_nas.search.cli_errors import fail, one_line_errors
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.tables import print_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.summary import StudyStatus
+    from refiner_nas.search.summary import StudyStatus
 
 DEFAULTS = SearchSettings()  # the CLI's defaults are the library's
 
@@ -94,9 +94,9 @@ def launch(
     The plan (trials, epochs, images) and its warnings are printed first; --dry-run stops there."""
     import optuna
 
-    from search.launch import interrupt_on_signals
-    from search.launch import launch as run_search
-    from search.summary import pareto_front, study_status
+    from refiner_nas.search.launch import interrupt_on_signals
+    from refiner_nas.search.launch import launch as run_search
+    from refiner_nas.search.summary import pareto_front, study_status
 
     interrupt_on_signals()
 
@@ -128,13 +128,13 @@ def launch(
         heartbeat_s=heartbeat,
     )
     if backend.startswith("table:"):
-        from search.tabular import simulated_launch_settings
+        from refiner_nas.search.tabular import simulated_launch_settings
 
         settings, backend = simulated_launch_settings(settings, Path(backend.removeprefix("table:"))), "optuna"
     if backend not in ("optuna", "ray"):
         raise fail(f"--backend {backend!r} is not one of optuna, ray, table:FILE")
     if backend == "ray":
-        from search.ray_backend import ray_settings
+        from refiner_nas.search.ray_backend import ray_settings
 
         settings = ray_settings(settings)
     _print_plan(settings, dry_run=dry_run)
@@ -142,7 +142,7 @@ def launch(
         return
     try:
         if backend == "ray":
-            from search.ray_backend import RayOptions, launch_ray
+            from refiner_nas.search.ray_backend import RayOptions, launch_ray
 
             options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial)
@@ -167,8 +167,8 @@ def status(
     run_dir: RunDirOption = Path("runs"),
 ) -> None:
     """Trials by state, the best so far and the Pareto front of a study (reads only: writes nothing)."""
-    from search.catalog import open_study
-    from search.summary import pareto_front, study_status
+    from refiner_nas.search.catalog import open_study
+    from refiner_nas.search.summary import pareto_front, study_status
 
     existing = open_study(study, run_dir=run_dir, storage=storage)
     _print_status(study_status(existing))
@@ -179,7 +179,7 @@ def status(
 @one_line_errors
 def list_command(storage: StorageOption = None, run_dir: RunDirOption = Path("runs")) -> None:
     """The studies under RUN_DIR (or in --storage): trials by state and objectives."""
-    from search.catalog import list_studies
+    from refiner_nas.search.catalog import list_studies
 
     entries = list_studies(run_dir, storage)
     if not entries:
@@ -200,7 +200,7 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
 ) -> None:
     """Delete a study and its trials (the default journal: its whole run folder). Asks first unless --yes."""
-    from search.catalog import delete_study, require_study_storage
+    from refiner_nas.search.catalog import delete_study, require_study_storage
 
     require_study_storage(study, run_dir=run_dir, storage=storage, readable=False)
     if not yes and not typer.confirm(f"delete study {study!r} and all its trials?", default=False):
@@ -218,8 +218,8 @@ def plot(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing pages.")] = False,
 ) -> None:
     """Optimisation history and parameter importance of every objective (Optuna's visualization)."""
-    from search.catalog import open_study
-    from search.study_plots import write_study_plots
+    from refiner_nas.search.catalog import open_study
+    from refiner_nas.search.study_plots import write_study_plots
 
     plots = write_study_plots(open_study(study, run_dir=run_dir, storage=storage), out, force=force)
     for note in plots.skipped:
@@ -240,8 +240,8 @@ def resume(
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
 ) -> None:
     """Restore an interrupted Ray Tune run (finished trials are not run again) and print its front."""
-    from search.ray_backend import RayOptions, resume_ray
-    from search.summary import pareto_front, study_status
+    from refiner_nas.search.ray_backend import RayOptions, resume_ray
+    from refiner_nas.search.summary import pareto_front, study_status
 
     options = RayOptions(address=ray_address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
                          gpus_per_trial=gpus_per_trial)
@@ -259,10 +259,10 @@ def worker(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until it is done."""
-    from search.launch import interrupt_on_signals
-    from search.study import load_existing_study
-    from search.summary import study_status
-    from search.worker import run_worker, worker_settings
+    from refiner_nas.search.launch import interrupt_on_signals
+    from refiner_nas.search.study import load_existing_study
+    from refiner_nas.search.summary import study_status
+    from refiner_nas.search.worker import run_worker, worker_settings
 
     interrupt_on_signals()
     settings = worker_settings(study=study, storage=storage, run_dir=run_dir, device=device)
@@ -275,7 +275,7 @@ def worker(
 
 
 def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:
-    from search.plan import plan_launch
+    from refiner_nas.search.plan import plan_launch
 
     plan = plan_launch(settings, measure=dry_run)
     for line in plan.lines():

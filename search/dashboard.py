@@ -11,7 +11,7 @@ import warnings
 
 import optuna
 
-from search.objectives import Objective
+from refiner_nas.search.objectives import Objective
 
 
 def name_metrics(study: optuna.Study, objectives: list[Objective]) -> None:

@@ -327,7 +327,7 @@ class FolderImageSet(torch.utils.data.Dataset):
     """Image files decoded by PIL and transformed by timm in DataLoader workers.
 
     The workers' augmentation is seeded from (seed, epoch); with ``num_workers=0`` it draws from the
-    global generators, which :func:`search.training.train_model` reseeds every epoch.
+    global generators, which :func:`refiner_nas.search.training.train_model` reseeds every epoch.
     """
 
     def __init__(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from search.objectives import Objective
+from refiner_nas.search.objectives import Objective
 
 
 @dataclass(frozen=True)

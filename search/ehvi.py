@@ -30,10 +30,10 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from refiner_space import ModelConfig
-from results.pareto import hypervolume
-from search.objectives import Objective
-from search.space import Budget, SearchSpace, SpaceError
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.objectives import Objective
+from refiner_nas.search.space import Budget, SearchSpace, SpaceError
 
 # Objectives a configuration fixes before training (in the evaluator's units: params in M, MACs in G).
 KNOWN_COSTS = ("params", "macs")
@@ -143,7 +143,7 @@ class KnownCostSampler(BaseSampler):
     def candidates(self) -> list[Candidate]:
         """The whole space when it is small enough, else ``pool`` random draws; over-limit ones left out."""
         if self._whole is None and grid_size(self.space) <= ENUMERATE_LIMIT:
-            from search.tabular import enumerate_space
+            from refiner_nas.search.tabular import enumerate_space
 
             self._whole = self._within_limits(
                 [self._candidate(params, config) for params, config in enumerate_space(self.space)])
@@ -164,7 +164,7 @@ class KnownCostSampler(BaseSampler):
         if self.fidelity_epoch is None:
             finished = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "trained"]
             return finished, np.array([t.values for t in finished], dtype=float).reshape(-1, len(self.objectives))
-        from search.stoppers import NOT_COMPETING, record_costs
+        from refiner_nas.search.stoppers import NOT_COMPETING, record_costs
 
         reached = [t for t in trials if len(t.user_attrs.get("top1_curve") or ()) >= self.fidelity_epoch
                    and t.user_attrs.get("status") not in NOT_COMPETING]

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from refiner_space import ModelConfig, build_model, set_refiner_fold
-from search.data import DataBundle
-from search.liveness import this_worker
-from search.provenance import provenance
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.training import resolve_device, seed_everything, train_model
+from refiner_nas.refiner_space import ModelConfig, build_model, set_refiner_fold
+from refiner_nas.search.data import DataBundle
+from refiner_nas.search.liveness import this_worker
+from refiner_nas.search.provenance import provenance
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.training import resolve_device, seed_everything, train_model
 
 
 class RecordSink(Protocol):

@@ -17,18 +17,18 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from refiner_space import ModelConfig
-from search.data import DataBundle, DataSpec, load_data
-from search.evaluate import ArchitectureEvaluator
-from search.liveness import RETRIES_OF_A_DEAD_WORKER_TRIAL, fail_and_requeue
-from search.prescreen import with_prescreen
-from search.progress import SearchProgress
-from search.scheduling import work_on_study
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.study import open_study
-from search.training import resolve_device
-from search.trial import TrialRunner
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.search.data import DataBundle, DataSpec, load_data
+from refiner_nas.search.evaluate import ArchitectureEvaluator
+from refiner_nas.search.liveness import RETRIES_OF_A_DEAD_WORKER_TRIAL, fail_and_requeue
+from refiner_nas.search.prescreen import with_prescreen
+from refiner_nas.search.progress import SearchProgress
+from refiner_nas.search.scheduling import work_on_study
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.study import open_study
+from refiner_nas.search.training import resolve_device
+from refiner_nas.search.trial import TrialRunner
 
 
 def prepare_space(settings: SearchSettings) -> SearchSpace:
@@ -63,15 +63,15 @@ def data_loader(settings: SearchSettings) -> Callable[[int | tuple[int, int]], D
 
 def make_evaluator(settings: SearchSettings, space: SearchSpace) -> ArchitectureEvaluator:
     if settings.table is not None:  # the simulated backend: curves come from a benchmark table
-        from search.tabular import table_evaluator
+        from refiner_nas.search.tabular import table_evaluator
 
         return table_evaluator(settings, space)
-    from benchmarks.flops import count_costs
+    from refiner_nas.benchmarks.flops import count_costs
 
     device = str(resolve_device(settings.device))  # 'auto' becomes the device trials train on
 
     def measure_speed(config: ModelConfig) -> tuple[float, float]:
-        from benchmarks.speed import measure_config_speed
+        from refiner_nas.benchmarks.speed import measure_config_speed
 
         return measure_config_speed(config, device=device)
 
@@ -86,7 +86,7 @@ def make_evaluator(settings: SearchSettings, space: SearchSpace) -> Architecture
 
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Run trials in this process until the study holds ``settings.trials`` evaluated architectures and
-    no trial of it is running (:func:`search.scheduling.work_on_study`)."""
+    no trial of it is running (:func:`refiner_nas.search.scheduling.work_on_study`)."""
     evaluator = make_evaluator(settings, space)
     study.sampler = with_prescreen(study.sampler, settings, space, evaluator)
     runner = TrialRunner(evaluator)

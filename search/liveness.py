@@ -24,8 +24,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.periodic import Periodic
-from search.records import record_fields
+from refiner_nas.search.periodic import Periodic
+from refiner_nas.search.records import record_fields
 
 HEARTBEAT_KEY = "refiner_nas:heartbeat"
 # A trial whose worker died is re-queued this many times at most (a configuration that kills its worker

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from search.settings import SearchSettings
+from refiner_nas.search.settings import SearchSettings
 
 if TYPE_CHECKING:
-    from refiner_space import ModelConfig
+    from refiner_nas.refiner_space import ModelConfig
 
 # Warn when the estimate exceeds this (seconds): a search the user may not expect to wait for.
 LONG_RUN_S = 3600.0
@@ -103,9 +103,9 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     """
     import optuna
 
-    from search.launch import data_loader, prepare_space
-    from search.study import make_sampler, promotion_rule
-    from search.training import resolve_device
+    from refiner_nas.search.launch import data_loader, prepare_space
+    from refiner_nas.search.study import make_sampler, promotion_rule
+    from refiner_nas.search.training import resolve_device
 
     space = prepare_space(settings)
     device = str(resolve_device(settings.device))
@@ -133,9 +133,9 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
 def _finished_trials(settings: SearchSettings) -> int:
     """Evaluated architectures of the study if it exists (what --trials counts; read only: an absent study is
     not created)."""
-    from search.catalog import require_study_storage
-    from search.records import count_evaluated
-    from search.study import load_existing_study
+    from refiner_nas.search.catalog import require_study_storage
+    from refiner_nas.search.records import count_evaluated
+    from refiner_nas.search.study import load_existing_study
 
     try:
         require_study_storage(settings.study_name, run_dir=settings.run_dir, storage=settings.storage)
@@ -151,7 +151,7 @@ def _time_training_steps(config: ModelConfig, settings: SearchSettings, device: 
     the estimate of a large model on a CPU must not take as long as an epoch."""
     import torch
 
-    from refiner_space import build_model
+    from refiner_nas.refiner_space import build_model
 
     model = build_model(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)

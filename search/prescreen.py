@@ -21,14 +21,14 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from refiner_space import ModelConfig
-from search.data import DataBundle
-from search.records import record_fields
-from search.settings import Proxy, SearchSettings
-from search.space import SearchSpace
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.search.data import DataBundle
+from refiner_nas.search.records import record_fields
+from refiner_nas.search.settings import Proxy, SearchSettings
+from refiner_nas.search.space import SearchSpace
 
 if TYPE_CHECKING:
-    from search.evaluate import ArchitectureEvaluator
+    from refiner_nas.search.evaluate import ArchitectureEvaluator
 
 PROXY_BATCH = 64  # images in the one batch a proxy sees, as in `bench proxies`
 
@@ -69,7 +69,7 @@ class ProxyScorer:
     def _zero_cost(self, config: ModelConfig, data: DataBundle) -> float:
         import torch
 
-        from search.zero_cost import score
+        from refiner_nas.search.zero_cost import score
 
         images, labels = next(iter(data.train.batches(batch_size=PROXY_BATCH, device=torch.device("cpu"),
                                                       shuffle=True, seed=self.seed)))
@@ -167,7 +167,7 @@ def with_prescreen(sampler: BaseSampler, settings: SearchSettings, space: Search
     (proposed by samplers of the launch's kind, costed by ``evaluator``); ``sampler`` itself when 0."""
     if not settings.prescreen:
         return sampler
-    from search.study import make_sampler
+    from refiner_nas.search.study import make_sampler
 
     scorer = ProxyScorer(settings.proxy, fit_to_data=evaluator.fit_to_data,
                          count_params=lambda config: evaluator.count_costs(config).params, memo=memo)

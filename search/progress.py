@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search.periodic import Periodic
-from search.records import count_evaluated
-from search.summary import pareto_front
+from refiner_nas.search.periodic import Periodic
+from refiner_nas.search.records import count_evaluated
+from refiner_nas.search.summary import pareto_front
 
 # An epoch in flight counts at most this share of its estimate: it is not done until it is recorded.
 _IN_EPOCH_CAP = 0.95
@@ -69,7 +69,7 @@ def estimate_work(*, total_trials: int, finished: int, running: list[RunningTria
 
 def describe_best(study: optuna.Study) -> str:
     """'best 93.1 (trial 4)' for one objective, 'Pareto front: 5 trials' for several: the same front as
-    the summary printed at the end (:func:`search.summary.pareto_front`, duplicates left out)."""
+    the summary printed at the end (:func:`refiner_nas.search.summary.pareto_front`, duplicates left out)."""
     front = pareto_front(study)
     if front.empty:
         return "no completed trial yet"

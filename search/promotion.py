@@ -1,4 +1,4 @@
-"""Resuming paused trials: the sampler side of the ``promote`` stopper (:class:`search.stoppers.RungPromotion`).
+"""Resuming paused trials: the sampler side of the ``promote`` stopper (:class:`refiner_nas.search.stoppers.RungPromotion`).
 
 Before each new trial, :class:`PromotingSampler` asks the rule which paused trials pass it now. If one
 does, the new trial takes that trial's parameters and is marked as its resumption (a system attribute the
@@ -20,7 +20,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from search.stoppers import RESUME_OF, RungPromotion
+from refiner_nas.search.stoppers import RESUME_OF, RungPromotion
 
 
 @runtime_checkable

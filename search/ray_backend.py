@@ -18,14 +18,14 @@ from typing import Any
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
-from search.evaluate import ArchitectureEvaluator
-from search.launch import make_evaluator, prepare_space
-from search.progress import SearchProgress
-from search.records import record_fields
-from search.settings import SearchSettings
-from search.storage import open_storage
-from search.study import load_existing_study, make_sampler, open_study, prunes_over_budget
-from search.worker import worker_settings
+from refiner_nas.search.evaluate import ArchitectureEvaluator
+from refiner_nas.search.launch import make_evaluator, prepare_space
+from refiner_nas.search.progress import SearchProgress
+from refiner_nas.search.records import record_fields
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.storage import open_storage
+from refiner_nas.search.study import load_existing_study, make_sampler, open_study, prunes_over_budget
+from refiner_nas.search.worker import worker_settings
 
 RAY_FOLDER = "ray"
 
@@ -102,7 +102,7 @@ def ray_trial(params: dict[str, Any], settings_json: str) -> None:
 
 def _searcher(settings: SearchSettings, study: optuna.Study) -> Any:
     """Ray's OptunaSearch on the launch's study, writing each finished trial's record into it."""
-    from search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+    from refiner_nas.search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
 
     objectives = settings.objective_list
     several = len(objectives) > 1

@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from search.records import record_fields
-from search.space import SearchSpace
+from refiner_nas.search.records import record_fields
+from refiner_nas.search.space import SearchSpace
 
 
 class SpaceSuggestion:
@@ -37,7 +37,7 @@ class SpaceSuggestion:
 class RecordingOptunaSearch(OptunaSearch):
     """Writes the record and the budget constraints a Ray trial reported into its Optuna trial; a trial
     that ASHA stopped early, or one over budget (never trained) when ``prune_over_budget``
-    (:func:`search.study.prunes_over_budget`), is told to Optuna as pruned."""
+    (:func:`refiner_nas.search.study.prunes_over_budget`), is told to Optuna as pruned."""
 
     def __init__(self, *args: Any, prune_over_budget: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

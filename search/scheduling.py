@@ -1,7 +1,7 @@
 """One worker's loop: run trials until the study holds its architectures, and leave nothing behind.
 
 Every worker (the launch itself, its local worker processes, ``search worker`` on other machines) runs
-:func:`work_on_study`. ``--trials N`` counts evaluated architectures (:data:`search.records.EVALUATED`);
+:func:`work_on_study`. ``--trials N`` counts evaluated architectures (:data:`refiner_nas.search.records.EVALUATED`);
 a trial that repeats an architecture (a duplicate) or fails does not count. A worker takes a new trial
 only while the evaluated and running trials fall short of N, or while a paused trial passes the
 ``promote`` rule (resuming it evaluates no new architecture), runs re-queued trials first, and before it
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from search.journal import JournalWriteError
-from search.liveness import dead_trials, fail_and_requeue
-from search.stoppers import RungPromotion
-from search.storage_retry import StorageUnavailableError, recovered_at
-from search.study_index import StudyIndex
-from search.trial import TrialRunner
+from refiner_nas.search.journal import JournalWriteError
+from refiner_nas.search.liveness import dead_trials, fail_and_requeue
+from refiner_nas.search.stoppers import RungPromotion
+from refiner_nas.search.storage_retry import StorageUnavailableError, recovered_at
+from refiner_nas.search.study_index import StudyIndex
+from refiner_nas.search.trial import TrialRunner
 
 _logger = logging.getLogger("refiner_nas.search")
 # Consecutive draws of known architectures after which a worker concludes the space is exhausted.

@@ -1,6 +1,6 @@
 """Early stopping of multi-objective trials, chosen by the ``stopper`` setting.
 
-- ``dominance``: :class:`search.early_stop.DominanceEarlyStop` (a completed trial dominates this one at
+- ``dominance``: :class:`refiner_nas.search.early_stop.DominanceEarlyStop` (a completed trial dominates this one at
   the same epoch).
 - ``mo_asha``: multi-objective asynchronous successive halving. Rungs sit at ``min_epoch * eta**k``
   epochs below the budget. A trial reaching a rung goes on only if it ranks in the best ``ceil(n / eta)``
@@ -13,7 +13,7 @@
   least one, and none before ``min_population`` trials got there: nothing is lost by waiting) *and* its
   point at the rung would add at least 1 % to the hypervolume of the fully trained trials' points at the
   same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by
-  the trial :class:`search.promotion.PromotingSampler` starts for it, once it passes both tests (more
+  the trial :class:`refiner_nas.search.promotion.PromotingSampler` starts for it, once it passes both tests (more
   trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs
   resuming it above drawing a new architecture. Unlike a stop, a pause loses nothing.
 """
@@ -29,10 +29,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from results.pareto import nondominated_ranks
-from search.early_stop import DominanceEarlyStop
-from search.objectives import Objective
-from search.settings import Stopper
+from refiner_nas.results.pareto import nondominated_ranks
+from refiner_nas.search.early_stop import DominanceEarlyStop
+from refiner_nas.search.objectives import Objective
+from refiner_nas.search.settings import Stopper
 
 NOT_COMPETING = ("duplicate", "failed", "over_budget")
 
@@ -100,7 +100,7 @@ def is_promoted(points: np.ndarray, index: int, reduction_factor: int) -> bool:
 
 @dataclass(frozen=True)
 class DominanceStopper:
-    """Today's rule (:mod:`search.early_stop`) behind the :class:`EarlyStopper` interface."""
+    """Today's rule (:mod:`refiner_nas.search.early_stop`) behind the :class:`EarlyStopper` interface."""
 
     rule: DominanceEarlyStop
     pauses: bool = False
@@ -219,7 +219,7 @@ class RungPromotion:
         the points of the ``completed`` trials of ``population``, as a share of the box of all points; 0
         when it is not in MO-ASHA's best ``floor(n / eta)`` of everyone (at least one once ``min_population``
         trials reached the rung, none before) or adds less than ``min_share``."""
-        from search.ehvi import hypervolume_improvements
+        from refiner_nas.search.ehvi import hypervolume_improvements
 
         if not candidates:
             return {}

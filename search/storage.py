@@ -9,8 +9,8 @@ import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
-from search.journal import SafeJournalFileBackend
-from search.storage_retry import RetryingStorage
+from refiner_nas.search.journal import SafeJournalFileBackend
+from refiner_nas.search.storage_retry import RetryingStorage
 
 JOURNAL_FILE = "journal.log"
 # Any fixed number: PostgreSQL advisory lock that serialises schema creation by simultaneous workers.
@@ -28,8 +28,8 @@ def redact(url: str) -> str:
 
 def open_storage(url: str | None, run_dir: Path, *, create: bool = True) -> BaseStorage:
     """Open ``url`` (sqlite, postgresql, mysql, ``journal:///path``) or, when None, the journal file
-    ``run_dir/journal.log``. Journals are checked (:mod:`search.journal`); database calls ride out
-    restarts (:mod:`search.storage_retry`). Liveness of trials is :mod:`search.liveness`'s, on every
+    ``run_dir/journal.log``. Journals are checked (:mod:`refiner_nas.search.journal`); database calls ride out
+    restarts (:mod:`refiner_nas.search.storage_retry`). Liveness of trials is :mod:`refiner_nas.search.liveness`'s, on every
     storage alike. With ``create`` False (queries), a missing journal is an error, not a new file.
 
     Raises:

@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
 
-from search.storage_proxy import StorageProxy
+from refiner_nas.search.storage_proxy import StorageProxy
 
 _logger = logging.getLogger("refiner_nas.storage")
 # What a server restart or a dropped connection raises: Optuna wraps SQLAlchemy's errors in

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.storages import BaseStorage
 
-from refiner_space import ModelConfig
-from search.dashboard import name_metrics
-from search.settings import Sampler, SearchSettings
-from search.space import SearchSpace
-from search.stoppers import EarlyStopper, RungPromotion, make_stopper
-from search.storage import open_storage, redact
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.search.dashboard import name_metrics
+from refiner_nas.search.settings import Sampler, SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.stoppers import EarlyStopper, RungPromotion, make_stopper
+from refiner_nas.search.storage import open_storage, redact
 
 if TYPE_CHECKING:
-    from search.evaluate import ArchitectureEvaluator
+    from refiner_nas.search.evaluate import ArchitectureEvaluator
 
 # Study attributes that must match for a launch to resume a study.
 _RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
@@ -47,7 +47,7 @@ def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
     counted afresh for every trial)."""
     if settings.sampler != "auto":
         return settings.sampler
-    from search.ehvi import ENUMERATE_LIMIT, grid_size
+    from refiner_nas.search.ehvi import ENUMERATE_LIMIT, grid_size
 
     return "ehvi" if grid_size(space) <= ENUMERATE_LIMIT else "tpe"
 
@@ -63,8 +63,8 @@ def make_sampler(
     rule = promotion_rule(settings, space)
     if rule is None:
         return _drawing_sampler(settings, space, seed=seed)
-    from search.ehvi import grid_size
-    from search.promotion import PromotingSampler
+    from refiner_nas.search.ehvi import grid_size
+    from refiner_nas.search.promotion import PromotingSampler
 
     return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
                             settings.budget_key(), architectures=grid_size(space))
@@ -84,7 +84,7 @@ def launch_stopper(settings: SearchSettings, space: SearchSpace) -> EarlyStopper
     nothing before the start-up design (or the whole launch, if shorter) reached its rung."""
     if not resolve_early_stop(settings, space):
         return None
-    from search.ehvi import design_size
+    from refiner_nas.search.ehvi import design_size
 
     return make_stopper(settings.stopper, settings.objective_list, settings.epochs,
                         min_population=min(design_size(space), settings.trials))
@@ -122,8 +122,8 @@ def _drawing_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
 
 def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
                        fidelity_epoch: int | None = None) -> optuna.samplers.BaseSampler:
-    """:class:`search.ehvi.KnownCostSampler` costing candidates as the launch's trials do."""
-    from search.ehvi import KnownCostSampler
+    """:class:`refiner_nas.search.ehvi.KnownCostSampler` costing candidates as the launch's trials do."""
+    from refiner_nas.search.ehvi import KnownCostSampler
 
     costs = LaunchCosts(settings, space)
     return KnownCostSampler(space, settings.objective_list, architecture_of=costs.architecture,
@@ -145,7 +145,7 @@ class LaunchCosts:
     @property
     def evaluator(self) -> ArchitectureEvaluator:
         if self._evaluator is None:
-            from search.launch import make_evaluator
+            from refiner_nas.search.launch import make_evaluator
 
             self._evaluator = make_evaluator(self.settings, self.space)
         return self._evaluator
@@ -154,7 +154,7 @@ class LaunchCosts:
         return self.evaluator.fit_to_data(config)[0].config_hash()
 
     def known_costs(self, config: ModelConfig) -> dict[str, float]:
-        from search.ehvi import KNOWN_COSTS
+        from refiner_nas.search.ehvi import KNOWN_COSTS
 
         costs = self.evaluator.count_costs(self.evaluator.fit_to_data(config)[0])
         values = self.evaluator.cost_values({"params": costs.params, "macs": costs.macs})

@@ -14,7 +14,7 @@ from collections import defaultdict
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import evaluated_architecture
+from refiner_nas.search.records import evaluated_architecture
 
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.summary import objective_names
+from refiner_nas.search.summary import objective_names
 
 
 @dataclass(frozen=True)

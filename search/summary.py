@@ -9,8 +9,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.objectives import parse_objectives
-from search.records import TrialRecord
+from refiner_nas.search.objectives import parse_objectives
+from refiner_nas.search.records import TrialRecord
 
 # Configuration fields worth a column in a front table (the rest are in the record).
 _SHAPE_FIELDS = ("attention", "depth", "embed_dim", "num_heads", "expansion_ratio", "kernel_size", "share_span",

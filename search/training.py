@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from search.data import DataBundle, ImageSet
+from refiner_nas.search.data import DataBundle, ImageSet
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "last.pt"

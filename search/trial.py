@@ -1,6 +1,6 @@
 """One search trial: sample an architecture, cost it, skip it if over budget or already seen, train it.
 
-Everything a trial learns goes into its record (:mod:`search.records`) as soon as it is known, so a
+Everything a trial learns goes into its record (:mod:`refiner_nas.search.records`) as soon as it is known, so a
 trial that fails or is interrupted still says how far it got and why.
 """
 
@@ -17,13 +17,13 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search.evaluate import ArchitectureEvaluator, EpochCallback, TrainingState
-from search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
-from search.promotion import resumed_trial
-from search.records import TrialRecord, record_fields
-from search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial
-from search.study import launch_stopper, prunes_over_budget
-from search.study_index import StudyIndex
+from refiner_nas.search.evaluate import ArchitectureEvaluator, EpochCallback, TrainingState
+from refiner_nas.search.liveness import Heartbeat, TrialTakenOver, requeue_interrupted, this_worker
+from refiner_nas.search.promotion import resumed_trial
+from refiner_nas.search.records import TrialRecord, record_fields
+from refiner_nas.search.stoppers import EarlyStoppedTrial, EarlyStopper, PausedTrial
+from refiner_nas.search.study import launch_stopper, prunes_over_budget
+from refiner_nas.search.study_index import StudyIndex
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); re-queued, the next launch trains it first"
 _logger = logging.getLogger("refiner_nas.search")
@@ -45,7 +45,7 @@ class OverBudgetTrial(optuna.TrialPruned):
     """An architecture over the space's budget, never trained. Told to Optuna as pruned, not as a result
     of top-1 0, so the dashboard, ``best_trials`` and plots leave it out; its constraints still mark it
     infeasible, which TPE learns from as it does from a completed trial (see
-    :func:`search.study.prunes_over_budget` for the sampler that keeps it completed)."""
+    :func:`refiner_nas.search.study.prunes_over_budget` for the sampler that keeps it completed)."""
 
 
 class OptunaSink:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.launch import prepare_space, run_trials
-from search.liveness import this_worker
-from search.settings import SearchSettings, refuse_concurrent_sqlite
-from search.study import join_study, load_existing_study
+from refiner_nas.search.launch import prepare_space, run_trials
+from refiner_nas.search.liveness import this_worker
+from refiner_nas.search.settings import SearchSettings, refuse_concurrent_sqlite
+from refiner_nas.search.study import join_study, load_existing_study
 
 
 def worker_settings(*, study: str, storage: str | None, run_dir: Path, device: str = "auto") -> SearchSettings:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from refiner_space import ModelConfig, build_model
-from search.training import seed_everything
+from refiner_nas.refiner_space import ModelConfig, build_model
+from refiner_nas.search.training import seed_everything
 
 ZeroCostProxy = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 

@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.tabular import SHIPPED_TABLE
+from refiner_nas.search.cli import app
+from refiner_nas.search.tabular import SHIPPED_TABLE
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ROOT = typer.main.get_command(app)  # Typer's own Click-like groups: duck-typed below

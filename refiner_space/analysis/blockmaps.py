@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from refiner_space.builders import computes_map
-from refiner_space.layers import AttentionMaps
-from refiner_space.maps import attention_maps
-from refiner_space.model import RefinedViT
+from refiner_nas.refiner_space.builders import computes_map
+from refiner_nas.refiner_space.layers import AttentionMaps
+from refiner_nas.refiner_space.maps import attention_maps
+from refiner_nas.refiner_space.model import RefinedViT
 
 
 def map_sources(model: RefinedViT) -> list[int]:
@@ -19,7 +19,7 @@ def map_sources(model: RefinedViT) -> list[int]:
 
 
 def block_maps(model: RefinedViT, images: Tensor) -> list[AttentionMaps]:
-    """:func:`refiner_space.attention_maps` of every block, checked to be complete."""
+    """:func:`refiner_nas.refiner_space.attention_maps` of every block, checked to be complete."""
     _, maps = attention_maps(model, images)
     if len(maps) != model.config.depth or any(m is None for m in maps):
         raise RuntimeError(

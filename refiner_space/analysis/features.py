@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from refiner_space.analysis.cka import CkaError, linear_cka
+from refiner_nas.refiner_space.analysis.cka import CkaError, linear_cka
 
 TokenReduction = Literal["flatten", "mean"]
 TOKEN_REDUCTIONS: tuple[str, ...] = ("flatten", "mean")

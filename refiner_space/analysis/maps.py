@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from refiner_space.analysis.blockmaps import block_maps, map_sources
-from refiner_space.model import RefinedViT
+from refiner_nas.refiner_space.analysis.blockmaps import block_maps, map_sources
+from refiner_nas.refiner_space.model import RefinedViT
 
 Stage = Literal["raw", "refined"]
 

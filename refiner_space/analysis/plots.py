@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from refiner_space.analysis.maps import QueryAttention
+from refiner_nas.refiner_space.analysis.maps import QueryAttention
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

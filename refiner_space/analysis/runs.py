@@ -1,6 +1,6 @@
 """The three analyses end to end: resolve the models, load the images, compute, write a CSV and figures.
 
-Each function returns what it wrote and the table in its CSV; the CLI (:mod:`search.analyze_commands`)
+Each function returns what it wrote and the table in its CSV; the CLI (:mod:`refiner_nas.search.analyze_commands`)
 is a thin shell over them.
 """
 
@@ -14,21 +14,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from refiner_space.analysis.density import attention_density
-from refiner_space.analysis.features import TokenReduction, feature_evolution
-from refiner_space.analysis.images import chosen_images, load_images, random_batches
-from refiner_space.analysis.maps import maps_frame, parse_query, query_attention
-from refiner_space.analysis.plots import plot_density, plot_feature_evolution, plot_query_attention
-from refiner_space.analysis.sources import ModelSource, load_sources
-from search.data import DataBundle
-from search.training import resolve_device
+from refiner_nas.refiner_space.analysis.density import attention_density
+from refiner_nas.refiner_space.analysis.features import TokenReduction, feature_evolution
+from refiner_nas.refiner_space.analysis.images import chosen_images, load_images, random_batches
+from refiner_nas.refiner_space.analysis.maps import maps_frame, parse_query, query_attention
+from refiner_nas.refiner_space.analysis.plots import plot_density, plot_feature_evolution, plot_query_attention
+from refiner_nas.refiner_space.analysis.sources import ModelSource, load_sources
+from refiner_nas.search.data import DataBundle
+from refiner_nas.search.training import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)
 class AnalysisInputs:
     """What every analysis reads: models (names, configuration files or checkpoints, with one
     ``configs`` entry per checkpoint or one for all), the dataset, the image size (None: see
-    :func:`refiner_space.analysis.sources.default_img_size`), the seed of random initialisation and of
+    :func:`refiner_nas.refiner_space.analysis.sources.default_img_size`), the seed of random initialisation and of
     the image order, and the device (``auto``: CUDA when available).
 
     Images come from the held-out split given by ``val_fraction`` and ``split_seed``: keep the training

@@ -26,7 +26,7 @@ class MapAttention(nn.Module):
     """Base of every attention layer here: ``forward(x, incoming_map) -> (out, outgoing_map)``.
 
     Setting ``keep_maps`` makes the layer store its maps in ``last_maps`` (used by
-    :func:`refiner_space.attention_maps`); the output does not change.
+    :func:`refiner_nas.refiner_space.attention_maps`); the output does not change.
     """
 
     keep_maps: bool = False

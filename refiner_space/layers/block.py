@@ -6,8 +6,8 @@ import torch
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
-from refiner_space.config import BroadcastPlacement
-from refiner_space.layers.broadcast import ContextBroadcast
+from refiner_nas.refiner_space.config import BroadcastPlacement
+from refiner_nas.refiner_space.layers.broadcast import ContextBroadcast
 
 
 class ScaledMlp(Mlp):

@@ -1,5 +1,5 @@
 """Which code computes a refiner chain at inference: Triton's kernels on CUDA
-(:mod:`refiner_space.layers.triton_chain`), PyTorch everywhere else.
+(:mod:`refiner_nas.refiner_space.layers.triton_chain`), PyTorch everywhere else.
 
 The kernels are optional: without Triton, on CPU, with autograd recording, or inside ``torch.compile``
 (Inductor fuses the PyTorch path itself) the PyTorch path runs. :func:`set_triton_kernels` turns them off
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from refiner_space.layers.chunks import FoldedChain, refine_in_chunks
+from refiner_nas.refiner_space.layers.chunks import FoldedChain, refine_in_chunks
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_BATCH = 65535  # images run on the kernels' second grid axis, which CUDA limits to 65,535 programs
@@ -70,7 +70,7 @@ def _has_tensor_core_floats(device_index: int | None) -> bool:
 def refine_released(maps: Tensor, chain: FoldedChain) -> Tensor:
     """The released-code chain with its BatchNorms folded, on (B, H, N, M) maps, without autograd."""
     if uses_triton(maps):
-        from refiner_space.layers.triton_chain import released_chain
+        from refiner_nas.refiner_space.layers.triton_chain import released_chain
 
         return released_chain(maps, chain)
     return refine_in_chunks(maps, chain)
@@ -79,7 +79,7 @@ def refine_released(maps: Tensor, chain: FoldedChain) -> Tensor:
 def convolve_maps(maps: Tensor, kernel: Tensor) -> Tensor:
     """``F.conv2d(maps, kernel, padding=k // 2)`` for the paper chain's folded (H, H, k, k) kernel."""
     if uses_triton(maps):
-        from refiner_space.layers.triton_chain import dense_conv
+        from refiner_nas.refiner_space.layers.triton_chain import dense_conv
 
         return dense_conv(maps, kernel)
     return F.conv2d(maps, kernel, padding=kernel.shape[-1] // 2)

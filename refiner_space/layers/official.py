@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from refiner_space.layers.attention import MapAttention, mix_heads
-from refiner_space.layers.chunks import FoldedChain
-from refiner_space.layers.fused import refine_released
-from refiner_space.layers.training_chain import pays_off, refine_with_batch_statistics
+from refiner_nas.refiner_space.layers.attention import MapAttention, mix_heads
+from refiner_nas.refiner_space.layers.chunks import FoldedChain
+from refiner_nas.refiner_space.layers.fused import refine_released
+from refiner_nas.refiner_space.layers.training_chain import pays_off, refine_with_batch_statistics
 
 
 class OfficialComputeAttention(MapAttention):
@@ -47,7 +47,7 @@ class OfficialMapRefiner(nn.Module):
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
     in one Triton kernel on CUDA, else a few images at a time, channels last (:mod:`.fused`). In training with autograd,
     on maps large enough, it runs the same way with a hand-written backward
-    (:mod:`refiner_space.layers.training_chain`).
+    (:mod:`refiner_nas.refiner_space.layers.training_chain`).
     In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
     Parameters, buffers and state_dict keys are the released code's in every path.
     """

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from refiner_space.config import DlaConstraint
-from refiner_space.layers.attention import mix_heads
-from refiner_space.layers.fused import convolve_maps
+from refiner_nas.refiner_space.config import DlaConstraint
+from refiner_nas.refiner_space.layers.attention import mix_heads
+from refiner_nas.refiner_space.layers.fused import convolve_maps
 
 
 class FoldError(ValueError):

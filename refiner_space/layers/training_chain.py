@@ -1,7 +1,7 @@
 """The released-code refiner chain in training (batch statistics), with a hand-written backward.
 
 Autograd through the modules runs on whole (B, 3H, N, N) tensors in PyTorch's default layout and saves
-every intermediate. Here the chain runs on the row matrices of :mod:`refiner_space.layers.chunks`, a few
+every intermediate. Here the chain runs on the row matrices of :mod:`refiner_nas.refiner_space.layers.chunks`, a few
 images at a time; BatchNorm statistics are summed chunk by chunk, and every BatchNorm input is kept
 centred on its batch mean, so the backward pass needs no ``Σ dy·x − μ·Σ dy`` that would cancel on
 attention maps (values near 1/N, tiny variances).
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from refiner_space.layers.chunks import as_images, as_maps, as_rows, chunk_rows
+from refiner_nas.refiner_space.layers.chunks import as_images, as_maps, as_rows, chunk_rows
 
 
 def _chunk_sums(rows: Tensor, width: int) -> Tensor:

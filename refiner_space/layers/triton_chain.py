@@ -12,7 +12,7 @@ are two bf16 products with the weight split in high and low halves; other produc
 (``tf32x3``). The kernels match the PyTorch paths to float32 rounding in float32 and to one bf16
 rounding in bf16.
 
-Importing this module needs Triton; :mod:`refiner_space.layers.fused` imports it only on CUDA.
+Importing this module needs Triton; :mod:`refiner_nas.refiner_space.layers.fused` imports it only on CUDA.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from refiner_space.layers.chunks import FoldedChain
+from refiner_nas.refiner_space.layers.chunks import FoldedChain
 
 # Map positions per program, measured on an H200 at batch 64 of Refined-ViT-S's maps: 64 for the released
 # chain (32: 1.2–1.3× slower, 128: 1.5–1.6×), 128 for the dense convolution (64: 6 % slower).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.schema import conform
+from refiner_nas.results.schema import conform
 
 TABLE7_PATH = Path(__file__).with_name("table7.csv")
 REPORTED_DATASET = "imagenet"

@@ -51,10 +51,10 @@ Shipped: ``tiny`` (the quick start's digits search), ``default`` (around Refined
 ``table1``, ``table2``, ``table4``, ``table12``, ``table13``: the paper's ablations as grid searches.
 """
 
-from search.space._budget import Budget
-from search.space._domains import Choices, Domain, Fixed, FloatRange, Group, IntRange
-from search.space._space import Dimension, SearchSpace, shipped_spaces
-from search.space._yaml import SpaceError
+from refiner_nas.search.space._budget import Budget
+from refiner_nas.search.space._domains import Choices, Domain, Fixed, FloatRange, Group, IntRange
+from refiner_nas.search.space._space import Dimension, SearchSpace, shipped_spaces
+from refiner_nas.search.space._yaml import SpaceError
 
 __all__ = [
     "Budget",

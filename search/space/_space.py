@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from refiner_space import ConfigError, ModelConfig
-from search.space._budget import Budget, cheapest_values
-from search.space._domains import Choices, Domain, Fixed, FloatRange, Group, IntRange
-from search.space._yaml import KeyPath, Locator, SpaceError, load_yaml
+from refiner_nas.refiner_space import ConfigError, ModelConfig
+from refiner_nas.search.space._budget import Budget, cheapest_values
+from refiner_nas.search.space._domains import Choices, Domain, Fixed, FloatRange, Group, IntRange
+from refiner_nas.search.space._yaml import KeyPath, Locator, SpaceError, load_yaml
 
 if TYPE_CHECKING:
     import optuna

@@ -2,13 +2,13 @@
 
 The table (:func:`build_table`, :func:`read_table`) holds every architecture of a grid space trained for
 the full proxy budget with several seeds: learning curves, parameters, MACs, latency and time. The
-simulated backend (:mod:`search.tabular._backend`) lets a launch read each trial's curve from the table
+simulated backend (:mod:`refiner_nas.search.tabular._backend`) lets a launch read each trial's curve from the table
 instead of training, so strategies can be compared over many repetitions in seconds.
 """
 
 from pathlib import Path
 
-from search.tabular._backend import (
+from refiner_nas.search.tabular._backend import (
     TableLookupError,
     TableTrainer,
     cached_table,
@@ -18,10 +18,10 @@ from search.tabular._backend import (
     table_space,
     write_space,
 )
-from search.tabular._build import build_table, enumerate_space, partial_path
-from search.tabular._hypervolume import HypervolumeTracker
-from search.tabular._schema import COLUMNS, TABLE_VERSION, BenchmarkTable, TableSchemaError, read_table, write_table
-from search.tabular._simulate import Strategy, simulate_search
+from refiner_nas.search.tabular._build import build_table, enumerate_space, partial_path
+from refiner_nas.search.tabular._hypervolume import HypervolumeTracker
+from refiner_nas.search.tabular._schema import COLUMNS, TABLE_VERSION, BenchmarkTable, TableSchemaError, read_table, write_table
+from refiner_nas.search.tabular._simulate import Strategy, simulate_search
 
 # The table shipped with the package: the `tabular` space on digits (README, "Search efficiency").
 SHIPPED_TABLE = Path(__file__).with_name("tabular_digits.parquet")

@@ -1,7 +1,7 @@
 """The simulated backend: trials read their costs and learning curve from a benchmark table.
 
 Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and
-records. Only :class:`search.evaluate.ArchitectureEvaluator`'s training step (and its cost counter) is
+records. Only :class:`refiner_nas.search.evaluate.ArchitectureEvaluator`'s training step (and its cost counter) is
 swapped, so a search over the table's space takes seconds. Time is simulated: a trial's
 ``train_time_s`` is the table's training time for the epochs it ran.
 """
@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from refiner_space import ModelConfig
-from search.data import DataBundle, load_data
-from search.evaluate import ArchitectureEvaluator, TrainingState
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.tabular._schema import BenchmarkTable, read_table
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.search.data import DataBundle, load_data
+from refiner_nas.search.evaluate import ArchitectureEvaluator, TrainingState
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.tabular._schema import BenchmarkTable, read_table
 
 # Budget fields a simulated launch may set freely: the sampler's seed does not change the table.
 _FREE_BUDGET_FIELDS = {"seed"}

@@ -1,6 +1,6 @@
 """Building a benchmark table: train every architecture of a space for the full budget, per seed.
 
-Each (architecture, seed) goes through the same :class:`search.evaluate.ArchitectureEvaluator` a real
+Each (architecture, seed) goes through the same :class:`refiner_nas.search.evaluate.ArchitectureEvaluator` a real
 trial uses, so the table holds what a search would have measured. Finished rows are appended to a
 JSON-lines file next to the output as they come, so an interrupted build resumes where it stopped;
 the Parquet file is written when every row is there.
@@ -20,10 +20,10 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from refiner_space import ModelConfig
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.tabular._schema import TABLE_VERSION, BenchmarkTable, write_table
+from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.tabular._schema import TABLE_VERSION, BenchmarkTable, write_table
 
 # What the builder measures besides top-1: latency needs an objective to be measured by the evaluator.
 _MEASURED = "top1:max,params:min,macs:min,latency:min"
@@ -68,10 +68,10 @@ class _DictSink:
 
 def evaluate_row(settings_json: str, params: dict[str, Any], config_json: str, seed: int) -> dict[str, Any]:
     """Train one architecture with one training seed (data split of ``settings.seed``); one table row."""
-    from benchmarks.flops import count_costs
-    from benchmarks.speed import measure_config_speed
-    from search.evaluate import ArchitectureEvaluator
-    from search.launch import data_loader
+    from refiner_nas.benchmarks.flops import count_costs
+    from refiner_nas.benchmarks.speed import measure_config_speed
+    from refiner_nas.search.evaluate import ArchitectureEvaluator
+    from refiner_nas.search.launch import data_loader
 
     base = SearchSettings.model_validate_json(settings_json)
     config = ModelConfig.from_dict(json.loads(config_json))
@@ -147,7 +147,7 @@ def build_table(
     Raises:
         SpaceError: an unknown or continuous space; DatasetError: a missing dataset.
     """
-    from search.launch import prepare_space
+    from refiner_nas.search.launch import prepare_space
 
     out = Path(out)
     space = prepare_space(settings)
@@ -195,7 +195,7 @@ def _table_provenance(settings: SearchSettings, space: SearchSpace, seeds: Seque
                       workers: int, build_seconds: float, elapsed_seconds: float) -> dict[str, Any]:
     """``build_seconds``: evaluation time summed over rows (one process each); ``workers`` ran in parallel;
     ``last_session_seconds``: wall time of the session that finished the table."""
-    from search.provenance import provenance
+    from refiner_nas.search.provenance import provenance
 
     return {
         "table_version": TABLE_VERSION,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from results.pareto import hypervolume
-from search.space import Budget
-from search.tabular._schema import BenchmarkTable
+from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.space import Budget
+from refiner_nas.search.tabular._schema import BenchmarkTable
 
 COST_COLUMNS = ("params", "macs")
 

@@ -15,7 +15,7 @@ File: Parquet (columnar). Columns (``COLUMNS``):
 The Parquet key-value metadata ``refiner_nas.table`` holds the provenance as JSON: ``table_version``,
 ``space`` (name) and ``space_yaml`` (the file's text), ``dataset``, ``epochs``, ``seeds``, ``budget``
 (the search settings results depend on), ``command``, ``build_seconds``, ``created`` and the package
-and library versions (``search.provenance``).
+and library versions (``refiner_nas.search.provenance``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One simulated search on a table: a real launch's trial loop, its hypervolume after every trial.
 
 The study lives in memory; sampler, pruner, early stop and trial runner are the launch's
-(:func:`search.study.make_sampler`, :class:`search.trial.TrialRunner`), the evaluator reads the table.
+(:func:`refiner_nas.search.study.make_sampler`, :class:`refiner_nas.search.trial.TrialRunner`), the evaluator reads the table.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Literal, get_args
 import optuna
 import pandas as pd
 
-from search.prescreen import with_prescreen
-from search.settings import Proxy, Sampler, SearchSettings, Stopper
-from search.space import Budget
-from search.study import make_pruner, make_sampler
-from search.tabular._backend import cached_table, table_evaluator, table_settings, table_space
-from search.tabular._hypervolume import HypervolumeTracker
-from search.trial import TrialRunner
+from refiner_nas.search.prescreen import with_prescreen
+from refiner_nas.search.settings import Proxy, Sampler, SearchSettings, Stopper
+from refiner_nas.search.space import Budget
+from refiner_nas.search.study import make_pruner, make_sampler
+from refiner_nas.search.tabular._backend import cached_table, table_evaluator, table_settings, table_space
+from refiner_nas.search.tabular._hypervolume import HypervolumeTracker
+from refiner_nas.search.trial import TrialRunner
 
 StopperChoice = Literal["none"] | Stopper
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.regress import baseline_dir
+from refiner_nas.benchmarks.regress import baseline_dir
 
 
 def test_gpu_baseline_names_its_device_and_backs_the_readme() -> None:

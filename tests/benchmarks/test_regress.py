@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.regress import (
+from refiner_nas.benchmarks.regress import (
     COSTS_SCHEMA,
     SCHEMA_VERSION,
     SPEED_SCHEMA,
@@ -17,8 +17,8 @@ from benchmarks.regress import (
     read_baseline,
     regress,
 )
-from benchmarks.speed import SpeedSettings, reference_for
-from refiner_space import NAMED_CONFIGS, named_config
+from refiner_nas.benchmarks.speed import SpeedSettings, reference_for
+from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
 
 ENTRY = {"config_hash": "abc", "params": 10, "macs": 100, "elementwise_flops": 5, "fvcore_flops": 101}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale import Ledger, ScalePlan, fault_schedule, main, parse_arguments, run_scale
+from refiner_nas.benchmarks.scale import Ledger, ScalePlan, fault_schedule, main, parse_arguments, run_scale
 
 POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
 PGDATA = os.environ.get("REFINER_NAS_PGDATA")
@@ -78,7 +78,7 @@ def test_the_ledger_charges_nested_time_once() -> None:
 def readme_scale_lines() -> list[list[str]]:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     return [shlex.split(line.split("  #")[0])[3:] for line in readme.splitlines()
-            if line.startswith("python -m benchmarks.scale")]
+            if line.startswith("python -m refiner_nas.benchmarks.scale")]
 
 
 @pytest.mark.slow

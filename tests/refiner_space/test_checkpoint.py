@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_space import (
+from refiner_nas.refiner_space import (
     CheckpointMismatchError,
     ModelConfig,
     build_model,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import refiner_space.layers.chunks as chunks
-from refiner_space.layers import OfficialMapRefiner
-from refiner_space.layers.chunks import as_images, as_maps, as_rows, refine_in_chunks
+import refiner_nas.refiner_space.layers.chunks as chunks
+from refiner_nas.refiner_space.layers import OfficialMapRefiner
+from refiner_nas.refiner_space.layers.chunks import as_images, as_maps, as_rows, refine_in_chunks
 
 
 def randomised(refiner: OfficialMapRefiner) -> OfficialMapRefiner:

@@ -19,6 +19,6 @@ def test_broken_torchvision_gives_one_clear_error_with_the_fix(tmp_path: Path) -
     )
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("refiner_space._compat.BrokenTorchvisionError: torchvision's compiled operators")
+    assert last_line.startswith("refiner_nas.refiner_space._compat.BrokenTorchvisionError: torchvision's compiled operators")
     assert "operator torchvision::nms does not exist" in last_line
     assert "pip install --force-reinstall torch torchvision" in last_line

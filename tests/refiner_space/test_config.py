@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from refiner_space import ConfigError, ModelConfig
+from refiner_nas.refiner_space import ConfigError, ModelConfig
 
 ROUND_TRIP_CONFIGS = [
     {},

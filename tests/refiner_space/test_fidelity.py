@@ -9,7 +9,7 @@ import timm
 import torch
 from fvcore.nn import FlopCountAnalysis
 
-import refiner_space  # noqa: F401  (registers the models)
+import refiner_nas.refiner_space  # noqa: F401  (registers the models)
 
 SPEC_TABLE = {  # model: (params without aux head, params with aux head, fvcore count at 224 px)
     "refined_vit_s": (25.02e6, 25.41e6, 6.82e9),

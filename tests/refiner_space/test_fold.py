@@ -5,14 +5,14 @@ import itertools
 import pytest
 import torch
 
-from refiner_space import (
+from refiner_nas.refiner_space import (
     FoldError,
     ModelConfig,
     attention_maps,
     build_model,
     set_refiner_fold,
 )
-from refiner_space.layers import AttentionRefiner
+from refiner_nas.refiner_space.layers import AttentionRefiner
 
 FOLD_CASES = list(itertools.product([1, 3, 5], [1, 2, 3, 6], ["none", "spatial", "rowcol"]))
 

@@ -7,8 +7,8 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 
-from refiner_space import ModelConfig, attention_maps, build_model
-from refiner_space.layers import Attention, ContextBroadcast
+from refiner_nas.refiner_space import ModelConfig, attention_maps, build_model
+from refiner_nas.refiner_space.layers import Attention, ContextBroadcast
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 4, "embed_dim": 24, "num_heads": 3, "num_classes": 5}
 

@@ -9,8 +9,8 @@ import shutil
 import pytest
 import torch
 
-from refiner_space.layers import OfficialMapRefiner
-from refiner_space.layers.training_chain import refine_with_batch_statistics
+from refiner_nas.refiner_space.layers import OfficialMapRefiner
+from refiner_nas.refiner_space.layers.training_chain import refine_with_batch_statistics
 
 
 def randomised(refiner: OfficialMapRefiner) -> OfficialMapRefiner:
@@ -84,7 +84,7 @@ def _with_weights(refiner: OfficialMapRefiner, weights: tuple[torch.Tensor, ...]
 
 
 def test_training_with_autograd_on_large_maps_takes_the_training_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    import refiner_space.layers.official as official
+    import refiner_nas.refiner_space.layers.official as official
 
     calls = []
     monkeypatch.setattr(official, "refine_with_batch_statistics",
@@ -103,7 +103,7 @@ def test_training_with_autograd_on_large_maps_takes_the_training_chain(monkeypat
 
 
 def test_several_chunks_and_a_short_last_one_give_the_same_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    import refiner_space.layers.chunks as chunks
+    import refiner_nas.refiner_space.layers.chunks as chunks
 
     torch.manual_seed(1)
     refiner = randomised(OfficialMapRefiner(3, head_dim=8).double())
@@ -144,8 +144,8 @@ def test_a_weight_changed_in_place_before_backward_is_an_error() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
 def test_a_compiled_model_trains_through_the_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    import refiner_space.layers.chunks as chunks
-    from refiner_space import ModelConfig, build_model
+    import refiner_nas.refiner_space.layers.chunks as chunks
+    from refiner_nas.refiner_space import ModelConfig, build_model
 
     monkeypatch.setattr(chunks, "CHUNK_BYTES", 1 << 10)  # these tiny maps would take the training chain
     config = ModelConfig(depth=2, embed_dim=24, num_heads=3, img_size=32, num_classes=5, attention="refiner_official")

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refiner_space import build_model, named_config, set_refiner_fold, set_triton_kernels
-from refiner_space.layers import OfficialMapRefiner
-from refiner_space.layers.chunks import refine_in_chunks
-from refiner_space.layers.fused import triton_installed, uses_triton
+from refiner_nas.refiner_space import build_model, named_config, set_refiner_fold, set_triton_kernels
+from refiner_nas.refiner_space.layers import OfficialMapRefiner
+from refiner_nas.refiner_space.layers.chunks import refine_in_chunks
+from refiner_nas.refiner_space.layers.fused import triton_installed, uses_triton
 from tests.refiner_space.test_chunks import randomised
 
 needs_triton = pytest.mark.skipif(not triton_installed(), reason="Triton is not installed")
@@ -32,10 +32,10 @@ def norm_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
 
 @pytest.fixture
 def interpreted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """:mod:`refiner_space.layers.triton_chain` with its kernels run by Triton's CPU interpreter. The
+    """:mod:`refiner_nas.refiner_space.layers.triton_chain` with its kernels run by Triton's CPU interpreter. The
     interpreter runs only kernels built on Triton's primitives, not on its jit-compiled helpers (``tl.zeros``)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    module = importlib.reload(importlib.import_module("refiner_space.layers.triton_chain"))
+    module = importlib.reload(importlib.import_module("refiner_nas.refiner_space.layers.triton_chain"))
     yield module
     monkeypatch.delenv("TRITON_INTERPRET")
     importlib.reload(module)
@@ -90,7 +90,7 @@ def test_the_kernels_run_only_on_cuda_without_autograd() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_compiled_kernels_equal_the_pytorch_paths(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
-    from refiner_space.layers.triton_chain import dense_conv, released_chain
+    from refiner_nas.refiner_space.layers.triton_chain import dense_conv, released_chain
 
     torch.manual_seed(sum(shape))
     refiner, maps = refiner_and_maps(shape, "cuda")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from results.collect import StudyNotFoundError, architecture_label, collect
-from results.schema import COLUMN_NAMES, SCHEMA_VERSION, SchemaError
-from results.store import leaderboard_path, load_leaderboard
+from refiner_nas.results.collect import StudyNotFoundError, architecture_label, collect
+from refiner_nas.results.schema import COLUMN_NAMES, SCHEMA_VERSION, SchemaError
+from refiner_nas.results.store import leaderboard_path, load_leaderboard
 
 
 @pytest.fixture(autouse=True)
@@ -141,8 +141,8 @@ def test_a_journal_named_two_ways_is_one_storage(tmp_path: Path, make_study, tin
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> None:
-    from search.launch import launch
-    from search.settings import SearchSettings
+    from refiner_nas.search.launch import launch
+    from refiner_nas.search.settings import SearchSettings
 
     space = small_space()
     settings = SearchSettings(space=str(space), trials=3, epochs=1, run_dir=tmp_path / "runs", batch_size=128,

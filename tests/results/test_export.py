@@ -10,13 +10,13 @@ import pytest
 import timm
 import yaml
 
-from benchmarks.flops import count_costs
-from refiner_space import NAMED_CONFIGS, ModelConfig, named_config
-from results.collect import collect
-from results.export import ExportError, export_top_k, load_export, rank_rows, timm_spec
-from results.leaderboard import EmptyResultError, select_rows
-from results.pareto import parse_objectives
-from results.recipes import RECIPES
+from refiner_nas.benchmarks.flops import count_costs
+from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, named_config
+from refiner_nas.results.collect import collect
+from refiner_nas.results.export import ExportError, export_top_k, load_export, rank_rows, timm_spec
+from refiner_nas.results.leaderboard import EmptyResultError, select_rows
+from refiner_nas.results.pareto import parse_objectives
+from refiner_nas.results.recipes import RECIPES
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from refiner_space import named_config
-from results.collect import collect
-from results.entries import DuplicateResultError, full_training_row, record_full_result
-from results.leaderboard import EmptyResultError, choose_columns, leaderboard_table, render, sort_rows
-from results.reference import TABLE7_PATH, reported_rows, table7
-from results.store import load_leaderboard
+from refiner_nas.refiner_space import named_config
+from refiner_nas.results.collect import collect
+from refiner_nas.results.entries import DuplicateResultError, full_training_row, record_full_result
+from refiner_nas.results.leaderboard import EmptyResultError, choose_columns, leaderboard_table, render, sort_rows
+from refiner_nas.results.reference import TABLE7_PATH, reported_rows, table7
+from refiner_nas.results.store import load_leaderboard
 
 
 @pytest.fixture(autouse=True)

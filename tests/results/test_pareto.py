@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from results.collect import collect
-from results.leaderboard import EmptyResultError, select_rows, with_reported
-from results.pareto import (
+from refiner_nas.results.collect import collect
+from refiner_nas.results.leaderboard import EmptyResultError, select_rows, with_reported
+from refiner_nas.results.pareto import (
     FrontObjective,
     ObjectiveError,
     hypervolume,
@@ -23,7 +23,7 @@ from results.pareto import (
     parse_objectives,
     parse_reference,
 )
-from results.plots import draw_html, draw_png, front_plot_data
+from refiner_nas.results.plots import draw_html, draw_png, front_plot_data
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from results.plots import place_labels  # noqa: E402
-from results.reference import reported_rows  # noqa: E402
+from refiner_nas.results.plots import place_labels  # noqa: E402
+from refiner_nas.results.reference import reported_rows  # noqa: E402
 
 
 def test_table7_labels_do_not_overlap() -> None:

@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from results.distributed import ShardedImageSet
-from results.export import load_export, timm_spec
-from results.recipes import RECIPES, Recipe, RecipeError, get_recipe
-from results.store import load_leaderboard
-from results.train import RunFolderError, run_full_training
-from search.data import load_data
+from refiner_nas.results.distributed import ShardedImageSet
+from refiner_nas.results.export import load_export, timm_spec
+from refiner_nas.results.recipes import RECIPES, Recipe, RecipeError, get_recipe
+from refiner_nas.results.store import load_leaderboard
+from refiner_nas.results.train import RunFolderError, run_full_training
+from refiner_nas.search.data import load_data
 
 
 class Interrupted(Exception):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.tabular import TABLE_VERSION, enumerate_space, write_table
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.tabular import TABLE_VERSION, enumerate_space, write_table
 
 
 def random_table_rows(

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.launch import launch
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.study import open_study
+from refiner_nas.search.cli import app
+from refiner_nas.search.launch import launch
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.study import open_study
 
 
 def test_a_new_study_names_its_metrics(small_space, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from search.data import (
+from refiner_nas.search.data import (
     DatasetError,
     DataSpec,
     center_fit,

@@ -11,8 +11,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from results.pareto import hypervolume
-from search.ehvi import (
+from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.ehvi import (
     ENUMERATE_LIMIT,
     KnownCostSampler,
     _features,
@@ -21,12 +21,12 @@ from search.ehvi import (
     design_size,
     hypervolume_improvements,
 )
-from search.launch import launch
-from search.objectives import parse_objectives
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.space import Budget, SearchSpace
-from search.tabular import (
+from refiner_nas.search.launch import launch
+from refiner_nas.search.objectives import parse_objectives
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import Budget, SearchSpace
+from refiner_nas.search.tabular import (
     Strategy,
     read_table,
     simulate_search,
@@ -214,7 +214,7 @@ def test_the_model_carries_a_value_effect_to_sizes_it_has_not_seen():
 
 
 def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
-    from search.study import resolve_sampler
+    from refiner_nas.search.study import resolve_sampler
 
     settings = SearchSettings(sampler="auto")
     assert resolve_sampler(settings, SearchSpace.load("tabular")) == "ehvi"
@@ -223,8 +223,8 @@ def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
 
 
 def test_trials_pause_and_resume_by_default_where_the_sampler_is_ehvi():
-    from search.stoppers import RungPromotion
-    from search.study import launch_stopper, resolve_early_stop
+    from refiner_nas.search.stoppers import RungPromotion
+    from refiner_nas.search.study import launch_stopper, resolve_early_stop
 
     tabular, tiny = SearchSpace.load("tabular"), SearchSpace.load("tiny")
     settings = SearchSettings(sampler="auto")

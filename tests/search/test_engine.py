@@ -8,15 +8,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import search.evaluate
-from results.collect import collect
-from results.leaderboard import result_rows
-from search.launch import launch
-from search.records import EVALUATED, TrialRecord
-from search.settings import SearchSettings
-from search.study import StudyMismatchError, load_existing_study
-from search.training import NonFiniteLossError, TrainResult
-from search.trial import INTERRUPTED
+import refiner_nas.search.evaluate as evaluate_module
+from refiner_nas.results.collect import collect
+from refiner_nas.results.leaderboard import result_rows
+from refiner_nas.search.launch import launch
+from refiner_nas.search.records import EVALUATED, TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import StudyMismatchError, load_existing_study
+from refiner_nas.search.training import NonFiniteLossError, TrainResult
+from refiner_nas.search.trial import INTERRUPTED
 
 
 @pytest.fixture
@@ -82,13 +82,13 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
     tmp_path: Path, settings_for, monkeypatch
 ) -> None:
     trained_widths = []
-    real_train = search.evaluate.train_model
+    real_train = evaluate_module.train_model
 
     def spy(model, data, settings, report=None):
         trained_widths.append(model.config.embed_dim)
         return real_train(model, data, settings, report)
 
-    monkeypatch.setattr(search.evaluate, "train_model", spy)
+    monkeypatch.setattr(evaluate_module, "train_model", spy)
     # Width 8 with 1 block has 850 or 902 parameters, width 16 has 2458 or 2510: 2K admits only width 8.
     study = launch(settings_for(max_params="2K", trials=4), show_progress=False)
     statuses = set()
@@ -132,8 +132,8 @@ def test_a_configuration_seen_before_is_reused_not_retrained(
     tmp_path: Path, settings_for, monkeypatch
 ) -> None:
     calls = []
-    real_train = search.evaluate.train_model
-    monkeypatch.setattr(search.evaluate, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    real_train = evaluate_module.train_model
+    monkeypatch.setattr(evaluate_module, "train_model", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     study = launch(settings_for(trials=4), show_progress=False)
     by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials():
@@ -151,14 +151,14 @@ def test_a_configuration_seen_before_is_reused_not_retrained(
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
     tmp_path: Path, settings_for, monkeypatch
 ) -> None:
-    real_train = search.evaluate.train_model
+    real_train = evaluate_module.train_model
 
     def fail_wide(model, data, settings, report=None):
         if model.config.embed_dim == 16:
             raise NonFiniteLossError(epoch=0, step=3, loss=float("nan"))
         return real_train(model, data, settings, report)
 
-    monkeypatch.setattr(search.evaluate, "train_model", fail_wide)
+    monkeypatch.setattr(evaluate_module, "train_model", fail_wide)
     study = launch(settings_for(trials=2), show_progress=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "the random sampler with seed 0 draws width 16 in the first trials"
@@ -173,7 +173,7 @@ def test_ctrl_c_requeues_the_trial_and_the_next_launch_trains_it_first(
     tmp_path: Path, settings_for, monkeypatch
 ) -> None:
     settings = settings_for(trials=3)
-    real_train = search.evaluate.train_model
+    real_train = evaluate_module.train_model
     calls = []
 
     def interrupt_second(model, data, train_settings, report=None):
@@ -182,7 +182,7 @@ def test_ctrl_c_requeues_the_trial_and_the_next_launch_trains_it_first(
             raise KeyboardInterrupt
         return real_train(model, data, train_settings, report)
 
-    monkeypatch.setattr(search.evaluate, "train_model", interrupt_second)
+    monkeypatch.setattr(evaluate_module, "train_model", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         launch(settings, show_progress=False)
     study = load_existing_study(settings)
@@ -194,7 +194,7 @@ def test_ctrl_c_requeues_the_trial_and_the_next_launch_trains_it_first(
     kept = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert kept
 
-    monkeypatch.setattr(search.evaluate, "train_model", real_train)
+    monkeypatch.setattr(evaluate_module, "train_model", real_train)
     resumed = launch(settings, show_progress=False)
     retry = resumed.get_trials()[waiting[0].number]
     assert retry.state == TrialState.COMPLETE and retry.params == interrupted.params
@@ -225,7 +225,7 @@ def test_single_objective_studies_prune_with_the_chosen_pruner(
                            start_epoch=0, steps_per_epoch=1, wall_time_s=0.1, train_time_s=0.05, eval_time_s=0.05,
                            epoch_times_s=(0.03,) * 3)
 
-    monkeypatch.setattr(search.evaluate, "train_model", scripted_training)
+    monkeypatch.setattr(evaluate_module, "train_model", scripted_training)
     settings = settings_for(objectives="top1:max", epochs=3, trials=8, pruner="median",
                             widths=(8, 16, 24, 32, 40, 48))
     study = launch(settings, show_progress=False)

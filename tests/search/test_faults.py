@@ -18,10 +18,10 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import EVALUATED
-from search.settings import SearchSettings
-from search.study import load_existing_study
-from search.trial import INTERRUPTED
+from refiner_nas.search.records import EVALUATED
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import load_existing_study
+from refiner_nas.search.trial import INTERRUPTED
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

@@ -14,11 +14,11 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState, create_trial
 
-from search.liveness import HEARTBEAT_KEY, dead_trials, fail_and_requeue, retry_depth, worker_alive
-from search.settings import SearchSettings
-from search.space import SearchSpace
-from search.storage_retry import RetryingStorage, StorageUnavailableError, recovered_at
-from search.study import make_sampler, sampler_seed
+from refiner_nas.search.liveness import HEARTBEAT_KEY, dead_trials, fail_and_requeue, retry_depth, worker_alive
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.storage_retry import RetryingStorage, StorageUnavailableError, recovered_at
+from refiner_nas.search.study import make_sampler, sampler_seed
 
 
 def running_trial(*, beat: float | None, worker: str = "elsewhere:1", started: float = 0.0):
@@ -111,9 +111,9 @@ def test_each_worker_draws_from_its_own_reproducible_stream() -> None:
 def test_a_training_finished_after_a_takeover_is_kept_and_its_retry_reuses_it() -> None:
     """A worker cut off until its trial was re-queued, whose training then completes: the result is saved
     as a trial of its own, and the re-queued copy reuses it instead of training again."""
-    from search.scheduling import run_one_trial
-    from search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
-    from search.trial import TrialRunner
+    from refiner_nas.search.scheduling import run_one_trial
+    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from refiner_nas.search.trial import TrialRunner
 
     table = cached_table(str(SHIPPED_TABLE))
     settings = table_settings(table, SHIPPED_TABLE, sampler="random", trials=1)
@@ -159,9 +159,9 @@ class RecordingStorage(InMemoryStorage):
 
 def test_a_trial_names_its_worker_before_anything_else() -> None:
     """So a worker killed before its trial's first beat is found dead at once, by its process."""
-    from search.liveness import this_worker
-    from search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
-    from search.trial import TrialRunner
+    from refiner_nas.search.liveness import this_worker
+    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from refiner_nas.search.trial import TrialRunner
 
     table = cached_table(str(SHIPPED_TABLE))
     settings = table_settings(table, SHIPPED_TABLE, sampler="random", early_stop=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.plan import LaunchPlan
-from search.settings import SearchSettings
+from refiner_nas.search.cli import app
+from refiner_nas.search.plan import LaunchPlan
+from refiner_nas.search.settings import SearchSettings
 
 runner = CliRunner()
 
@@ -63,7 +63,7 @@ def test_a_launch_prints_its_plan_before_any_trial(small_space, tmp_path: Path) 
 
 
 def test_the_plan_says_when_trials_pause_and_how_to_turn_it_off(tmp_path: Path) -> None:
-    from search.tabular import SHIPPED_TABLE
+    from refiner_nas.search.tabular import SHIPPED_TABLE
 
     launch = ["search", "launch", "--backend", f"table:{SHIPPED_TABLE}", "--run-dir", str(tmp_path), "--dry-run"]
     pausing = runner.invoke(app, launch)

@@ -14,12 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmarks.postgres_server import postgres_server as control_server
-from search.launch import prepare_space
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.storage import StorageError, open_storage
-from search.study import load_existing_study, open_study
+from refiner_nas.benchmarks.postgres_server import postgres_server as control_server
+from refiner_nas.search.launch import prepare_space
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.storage import StorageError, open_storage
+from refiner_nas.search.study import load_existing_study, open_study
 
 POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -89,7 +89,7 @@ RACE = """
 import sys
 import optuna
 from pathlib import Path
-from search.storage import open_storage
+from refiner_nas.search.storage import open_storage
 storage = open_storage(sys.argv[1], Path("."))
 optuna.create_study(study_name="raced", storage=storage, directions=["maximize"], load_if_exists=True)
 """

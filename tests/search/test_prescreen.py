@@ -5,12 +5,12 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
-from search.launch import launch
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.study import GP_ACQUISITION_SEARCH
-from search.tabular import Strategy, read_table, simulated_launch_settings
+from refiner_nas.benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
+from refiner_nas.search.launch import launch
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import GP_ACQUISITION_SEARCH
+from refiner_nas.search.tabular import Strategy, read_table, simulated_launch_settings
 
 
 def screened_launch(path, tmp_path, *, trials: int, prescreen: int, proxy: str) -> list[TrialRecord]:

@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from search.progress import RunningTrial, SearchProgress, describe_best, estimate_work, seconds_per_epoch
-from search.records import TrialRecord
-from search.summary import study_status
+from refiner_nas.search.progress import RunningTrial, SearchProgress, describe_best, estimate_work, seconds_per_epoch
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.summary import study_status
 
 
 def test_work_and_eta_count_epochs_and_move_inside_an_epoch() -> None:

@@ -14,19 +14,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from results.collect import collect
-from results.leaderboard import result_rows
-from results.pareto import hypervolume
-from search.launch import launch, make_evaluator, prepare_space
-from search.objectives import parse_objectives
-from search.promotion import PromotingSampler
-from search.records import TrialRecord, count_evaluated
-from search.settings import SearchSettings
-from search.stoppers import RESUME_OF, RungPromotion, promotion_order
-from search.study import load_existing_study, promotion_rule
-from search.summary import study_status
-from search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
-from search.trial import TrialRunner
+from refiner_nas.results.collect import collect
+from refiner_nas.results.leaderboard import result_rows
+from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.launch import launch, make_evaluator, prepare_space
+from refiner_nas.search.objectives import parse_objectives
+from refiner_nas.search.promotion import PromotingSampler
+from refiner_nas.search.records import TrialRecord, count_evaluated
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.stoppers import RESUME_OF, RungPromotion, promotion_order
+from refiner_nas.search.study import load_existing_study, promotion_rule
+from refiner_nas.search.summary import study_status
+from refiner_nas.search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
+from refiner_nas.search.trial import TrialRunner
 from tests.search.test_stoppers import brute_ranks
 from tests.search.test_tabular import SHIPPED_TABLE
 

@@ -13,12 +13,12 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.ray_backend import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.study import load_existing_study
-from search.summary import pareto_front
+from refiner_nas.search.cli import app
+from refiner_nas.search.ray_backend import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import load_existing_study
+from refiner_nas.search.summary import pareto_front
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 OPTIONS = RayOptions(num_cpus=2, max_concurrent=2, cpus_per_trial=1)
@@ -109,7 +109,7 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
 
     import optuna
 
-    from search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+    from refiner_nas.search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])

@@ -11,9 +11,9 @@ from typing import Any
 import optuna
 import pytest
 
-from benchmarks.flops import count_costs
-from refiner_space import ModelConfig, build_model
-from search.space import Budget, SearchSpace, SpaceError, shipped_spaces
+from refiner_nas.benchmarks.flops import count_costs
+from refiner_nas.refiner_space import ModelConfig, build_model
+from refiner_nas.search.space import Budget, SearchSpace, SpaceError, shipped_spaces
 
 ABLATIONS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ablations.csv"
 

@@ -8,8 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.records import EVALUATED
-from search.study_index import StudyIndex
+from refiner_nas.search.records import EVALUATED
+from refiner_nas.search.study_index import StudyIndex
 
 # "resumed": trained by a trial that went on from a paused one, whose architecture is already counted.
 STATUSES = ["trained", "over_budget", "duplicate", "pruned", "early_stopped", "paused", "resumed", "failed"]

@@ -10,13 +10,13 @@ import optuna
 import pandas as pd
 import pytest
 
-from benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
-from results.pareto import hypervolume
-from search.launch import launch
-from search.records import TrialRecord
-from search.settings import SearchSettings
-from search.space import Budget, SearchSpace
-from search.tabular import (
+from refiner_nas.benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
+from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.launch import launch
+from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import Budget, SearchSpace
+from refiner_nas.search.tabular import (
     SHIPPED_TABLE,
     HypervolumeTracker,
     Strategy,
@@ -162,13 +162,13 @@ def test_strategy_names_are_checked():
 def test_zero_cost_scores_are_finite_and_leave_weights_alone():
     import torch
 
-    from refiner_space import build_model
-    from search.zero_cost import PROXIES, score, synflow
+    from refiner_nas.refiner_space import build_model
+    from refiner_nas.search.zero_cost import PROXIES, score, synflow
 
     config = json.loads(json.dumps({"img_size": 16, "in_chans": 1, "num_classes": 10, "patch_size": 4, "depth": 1,
                                     "embed_dim": 16, "num_heads": 2, "attention": "refiner"}))
     images, labels = torch.randn(8, 1, 16, 16), torch.arange(8) % 10
-    from refiner_space import ModelConfig
+    from refiner_nas.refiner_space import ModelConfig
 
     scores = score(ModelConfig.from_dict(config), images, labels)
     assert set(scores) == set(PROXIES) and all(np.isfinite(v) for v in scores.values())
@@ -181,7 +181,7 @@ def test_zero_cost_scores_are_finite_and_leave_weights_alone():
 def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from refiner_nas.search.cli import app
 
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, ["bench", "search", "--table", str(random_table()), "--strategies",
@@ -194,7 +194,7 @@ def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
 
 @pytest.mark.slow
 def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
-    from search.tabular import build_table, partial_path
+    from refiner_nas.search.tabular import build_table, partial_path
 
     settings = SearchSettings(space=str(small_space()), epochs=1, warmup_epochs=0.0, batch_size=64, device="cpu")
     out = tmp_path / "table.parquet"
@@ -210,8 +210,8 @@ def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
 def two_workers_one_architecture(path, tmp_path):
     """Two trial runners (as two workers would hold) and two asked trials of one architecture of the table
     at ``path``, numbered 0 and 1."""
-    from search.tabular import cached_table, table_evaluator, table_space
-    from search.trial import TrialRunner
+    from refiner_nas.search.tabular import cached_table, table_evaluator, table_space
+    from refiner_nas.search.trial import TrialRunner
 
     settings = simulated_launch_settings(SearchSettings(trials=2, early_stop=False, run_dir=tmp_path / "runs"), path)
     space = table_space(cached_table(str(path)))
@@ -226,7 +226,7 @@ def two_workers_one_architecture(path, tmp_path):
 def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, tmp_path) -> None:
     """Two workers, one architecture: trial 1 passed its duplicate check and trains when trial 0 (drawn
     first, slower to get there) looks. Trial 0 leaves it to trial 1 instead of training it again."""
-    from search.trial import DuplicateOfRunningTrial
+    from refiner_nas.search.trial import DuplicateOfRunningTrial
 
     first, second, earlier, later = two_workers_one_architecture(random_table(), tmp_path)
     trainings, outcome = [], {}
@@ -249,7 +249,7 @@ def test_an_earlier_trial_yields_to_a_later_one_already_training(random_table, t
 def test_of_two_trials_past_their_first_look_at_once_only_one_trains(random_table, tmp_path) -> None:
     """Trial 1 looks first and sees nobody; trial 0 then looks, sees trial 1 not yet training, marks itself
     and starts training; trial 1 marks itself, looks again, sees trial 0 training and yields."""
-    from search.trial import DuplicateOfRunningTrial
+    from refiner_nas.search.trial import DuplicateOfRunningTrial
 
     first, second, earlier, later = two_workers_one_architecture(random_table(), tmp_path)
     looked, training, finished = threading.Event(), threading.Event(), threading.Event()

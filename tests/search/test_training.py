@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from refiner_space import build_model
-from search.data import DataBundle, load_data
-from search.training import (
+from refiner_nas.refiner_space import build_model
+from refiner_nas.search.data import DataBundle, load_data
+from refiner_nas.search.training import (
     NonFiniteLossError,
     TrainingOutOfMemoryError,
     TrainSettings,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from refiner_space import ModelConfig
+from refiner_nas.refiner_space import ModelConfig
 
 TINY: dict[str, Any] = {"img_size": 16, "patch_size": 4, "depth": 3, "embed_dim": 16, "num_heads": 2, "num_classes": 10}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from refiner_space.analysis import CkaError, linear_cka
+from refiner_nas.refiner_space.analysis import CkaError, linear_cka
 
 
 def cka_by_definition(x: np.ndarray, y: np.ndarray) -> float:

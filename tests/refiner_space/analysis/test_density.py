@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from refiner_space import attention_maps, build_model
-from refiner_space.analysis import attention_density, map_sources, row_entropy
+from refiner_nas.refiner_space import attention_maps, build_model
+from refiner_nas.refiner_space.analysis import attention_density, map_sources, row_entropy
 
 
 def test_row_entropy_of_known_distributions() -> None:

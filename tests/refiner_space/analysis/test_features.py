@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_space import build_model
-from refiner_space.analysis import block_features, feature_evolution, linear_cka
-from refiner_space.analysis.features import reduce_tokens
+from refiner_nas.refiner_space import build_model
+from refiner_nas.refiner_space.analysis import block_features, feature_evolution, linear_cka
+from refiner_nas.refiner_space.analysis.features import reduce_tokens
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_space.analysis.images import chosen_images, load_images, random_batches
+from refiner_nas.refiner_space.analysis.images import chosen_images, load_images, random_batches
 
 CPU = torch.device("cpu")
 

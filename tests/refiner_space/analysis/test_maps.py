@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_space import attention_maps, build_model
-from refiner_space.analysis import maps_frame, parse_query, query_attention
+from refiner_nas.refiner_space import attention_maps, build_model
+from refiner_nas.refiner_space.analysis import maps_frame, parse_query, query_attention
 
 
 def test_queries_by_name_grid_position_and_index(tiny) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from refiner_space.analysis import MapPanel, QueryAttention
-from refiner_space.analysis.plots import attention_mosaic
+from refiner_nas.refiner_space.analysis import MapPanel, QueryAttention
+from refiner_nas.refiner_space.analysis.plots import attention_mosaic
 
 
 def test_mosaic_places_each_cell_on_its_own_scale_with_white_gaps() -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from refiner_space import CheckpointMismatchError, ConfigError, build_model, named_config
-from refiner_space.analysis import SourceError, load_source, load_sources, resolve_config
-from refiner_space.analysis.images import match_channels
-from refiner_space.analysis.sources import default_img_size, unique_labels
+from refiner_nas.refiner_space import CheckpointMismatchError, ConfigError, build_model, named_config
+from refiner_nas.refiner_space.analysis import SourceError, load_source, load_sources, resolve_config
+from refiner_nas.refiner_space.analysis.images import match_channels
+from refiner_nas.refiner_space.analysis.sources import default_img_size, unique_labels
 
 RELEASED_NAMES = {"attn.refine.expand.": "attn.DLA.conv_exp.", "attn.refine.adapt_bn.": "attn.adapt_bn."}
 

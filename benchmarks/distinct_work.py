@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from refiner_nas.search.launch import launch
+from refiner_nas.search.runner import launch
 from refiner_nas.search.settings import SearchSettings
 
 # Statuses of trials that spent training on their architecture (over-budget ones were only costed).

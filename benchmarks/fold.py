@@ -3,7 +3,7 @@
 For each expansion ratio, one process measures the same model (same weights) unfolded and folded, and
 the vanilla ViT of the same shape, the three taking turns in every timed iteration: inference time per
 batch, the folded model's speed-up and its throughput relative to the vanilla ViT, and peak memory of an
-inference pass and of a training step (see :mod:`refiner_nas.benchmarks.timing` for how memory is measured). It also
+inference pass and of a training step (see :mod:`refiner_nas.refiner_space.costs.timing` for how memory is measured). It also
 times the refiner alone on a batch of attention maps, which isolates what the fold changes.
 """
 
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refiner_nas.benchmarks.environment import environment
-from refiner_nas.benchmarks.speed import MIN_ITERS, cpu_threads, reference_config
-from refiner_nas.benchmarks.timing import MemoryPeak, Stats, peak_memory, time_interleaved
 from refiner_nas.refiner_space import ModelConfig, build_model, named_config, set_refiner_fold
+from refiner_nas.refiner_space.costs.environment import environment
+from refiner_nas.refiner_space.costs.speed import MIN_ITERS, cpu_threads, reference_config
+from refiner_nas.refiner_space.costs.timing import MemoryPeak, Stats, peak_memory, time_interleaved
 from refiner_nas.refiner_space.layers import AttentionRefiner
 
 DEFAULT_MODEL = "refined_vit_16b_384"

@@ -12,7 +12,7 @@ bench() {
   local name=$1
   shift
   echo "== bench $*"
-  timeout 240 python -c 'import sys; from benchmarks.cli import bench_app; bench_app(prog_name="refiner-nas bench")' \
+  timeout 240 python -c 'import sys; from refiner_nas.cli.bench import bench_app; bench_app(prog_name="refiner-nas bench")' \
     "$@" --json >"$out/$name.json" 2>"/tmp/$name.err" || { echo "failed: $name"; tail -5 "/tmp/$name.err"; }
 }
 

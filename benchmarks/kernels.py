@@ -20,12 +20,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from refiner_nas.benchmarks.bandwidth import COPY_BYTES, copy_step, find_refiner, gb_per_s
-from refiner_nas.benchmarks.environment import environment
 from refiner_nas.benchmarks.official import PlainOfficialRefiner
-from refiner_nas.benchmarks.speed import MIN_ITERS, amp_autocast
-from refiner_nas.benchmarks.timing import Stats, time_interleaved
 from refiner_nas.refiner_space import build_model, named_config, triton_kernels
+from refiner_nas.refiner_space.costs.bandwidth import COPY_BYTES, copy_step, find_refiner, gb_per_s
+from refiner_nas.refiner_space.costs.environment import environment
+from refiner_nas.refiner_space.costs.speed import MIN_ITERS, amp_autocast
+from refiner_nas.refiner_space.costs.timing import Stats, time_interleaved
 from refiner_nas.refiner_space.layers import AttentionRefiner, OfficialMapRefiner
 from refiner_nas.refiner_space.layers.fused import uses_triton
 

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from refiner_nas.benchmarks.environment import environment
-from refiner_nas.benchmarks.speed import MIN_ITERS, amp_autocast, cpu_threads
-from refiner_nas.benchmarks.timing import Stats, time_interleaved
 from refiner_nas.refiner_space import ModelConfig, build_model, named_config
+from refiner_nas.refiner_space.costs.environment import environment
+from refiner_nas.refiner_space.costs.speed import MIN_ITERS, amp_autocast, cpu_threads
+from refiner_nas.refiner_space.costs.timing import Stats, time_interleaved
 from refiner_nas.refiner_space.layers import OfficialMapRefiner, OfficialShareAttention
 
 DEFAULT_MODELS = ("refined_vit_s", "refined_vit_m")

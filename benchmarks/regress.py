@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from refiner_nas.benchmarks.speed import SpeedSettings
+    from refiner_nas.refiner_space.costs.speed import SpeedSettings
 
 SCHEMA_VERSION = 1
 COSTS_SCHEMA = "refiner-nas/costs-baseline"
@@ -120,8 +120,8 @@ def write_baseline(path: Path, data: dict[str, Any]) -> Path:
 
 def current_costs(models: Sequence[str], img_size: int = 224) -> dict[str, dict[str, Any]]:
     """Counted costs of registered ``models`` in the baseline's entry format."""
-    from refiner_nas.benchmarks.flops import count_costs
     from refiner_nas.refiner_space import named_config
+    from refiner_nas.refiner_space.costs import count_costs
 
     entries = {}
     for name in models:
@@ -176,8 +176,8 @@ def current_speed(
 ) -> dict[str, dict[str, Any]]:
     """Inference throughput ratio of each registered model to its vanilla reference (models that are
     their own reference are skipped)."""
-    from refiner_nas.benchmarks.speed import measure_speed, reference_for
     from refiner_nas.refiner_space import named_config
+    from refiner_nas.refiner_space.costs.speed import measure_speed, reference_for
 
     entries = {}
     for name in models:
@@ -260,7 +260,7 @@ def _selected(entries: dict[str, Any], selected: Sequence[str], partial: bool) -
 
 
 def _regress_costs(path: Path, selected: Sequence[str], *, partial: bool, update: bool) -> RegressReport:
-    from refiner_nas.benchmarks.environment import environment
+    from refiner_nas.refiner_space.costs.environment import environment
 
     old = read_baseline(path, COSTS_SCHEMA) if (path.exists() or not update) else None
     img_size = old["img_size"] if old else 224
@@ -291,8 +291,8 @@ def _regress_speed(
     settings: SpeedSettings | None,
     progress: Callable[[str], None] | None,
 ) -> RegressReport:
-    from refiner_nas.benchmarks.environment import environment
-    from refiner_nas.benchmarks.speed import SpeedSettings, default_threads
+    from refiner_nas.refiner_space.costs.environment import environment
+    from refiner_nas.refiner_space.costs.speed import SpeedSettings, default_threads
 
     old = read_baseline(path, SPEED_SCHEMA) if (path.exists() or not update) else None
     notes = []

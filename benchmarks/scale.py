@@ -1,8 +1,8 @@
 """Cluster scale, simulated: W worker processes on one study, each trial replaying a recorded curve.
 
 Workers are real processes, forked from this one once everything is imported. Each opens the storage
-itself and runs the launch's own loop (:func:`refiner_nas.search.scheduling.work_on_study` with
-:class:`refiner_nas.search.trial.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
+itself and runs the launch's own loop (:func:`refiner_nas.search.runner._loop.work_on_study` with
+:class:`refiner_nas.search.trial._runner.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
 share of each recorded training time. The space is the table's with a drop-path rate added that the table
 ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).
@@ -46,21 +46,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from refiner_nas.benchmarks.postgres_server import postgres_server
 from refiner_nas.refiner_space import ModelConfig
-from refiner_nas.results.pareto import non_dominated_mask
-from refiner_nas.search.evaluate import ArchitectureEvaluator
-from refiner_nas.search.liveness import this_worker
+from refiner_nas.search.evaluation import ArchitectureEvaluator, TableTrainer, table_evaluator
+from refiner_nas.search.pareto import non_dominated_mask
 from refiner_nas.search.records import count_evaluated
-from refiner_nas.search.scheduling import work_on_study
+from refiner_nas.search.runner import work_on_study
+from refiner_nas.search.samplers import worker_sampler
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.space import SearchSpace
-from refiner_nas.search.storage import open_storage
-from refiner_nas.search.storage_proxy import StorageProxy
-from refiner_nas.search.study import load_existing_study, make_pruner, open_study, worker_sampler
-from refiner_nas.search.study_index import StudyIndex
-from refiner_nas.search.tabular import TableTrainer, cached_table, table_evaluator, table_settings
+from refiner_nas.search.stoppers import make_pruner
+from refiner_nas.search.storages import open_storage, this_worker
+from refiner_nas.search.storages._proxy import StorageProxy
+from refiner_nas.search.study import StudyIndex, create_or_resume_study, load_existing_study
+from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_settings
 from refiner_nas.search.trial import TrialRunner
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "search" / "tabular" / "tabular_digits.parquet"
+DEFAULT_TABLE = SHIPPED_TABLE
 # The model field the load-test space adds to the table's; the table's curves do not depend on it.
 REPLAYED_FIELD = "drop_path_rate"
 _ADDED_DIMENSION = f"  {REPLAYED_FIELD}: {{float: {{low: 0.0, high: 0.1, step: 0.0001}}}}\n"
@@ -253,7 +253,7 @@ def _create_study(plan: ScalePlan, target: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = plan.settings()
     space = SearchSpace.from_yaml(settings.space)
-    study = open_study(settings, space)
+    study = create_or_resume_study(settings, space)
     if plan.prefill:
         prefill_study(plan, settings, space, study)
     target.value = StudyIndex().refresh(study).evaluated + plan.trials

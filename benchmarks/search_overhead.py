@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from refiner_nas.search.launch import launch
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import launch
 from refiner_nas.search.settings import SearchSettings
 
 

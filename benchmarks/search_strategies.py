@@ -29,7 +29,7 @@ def _one_search(task: tuple[str, str, str, int, Budget | None]) -> pd.DataFrame:
     import optuna
     import torch
 
-    from refiner_nas.search.tabular import Strategy, simulate_search
+    from refiner_nas.benchmarks.simulate import Strategy, simulate_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # thousands of trials: the summary says it all
     torch.set_num_threads(1)  # GP fits and proxies are tiny; searches run one per process
@@ -57,7 +57,8 @@ def run_comparison(
     Raises:
         ValueError: an unknown strategy or cost; SpaceError: a budget no architecture of the table meets.
     """
-    from refiner_nas.search.tabular import Strategy, cached_table, table_space
+    from refiner_nas.benchmarks.simulate import Strategy
+    from refiner_nas.search.tabular import cached_table, table_space
 
     for strategy in strategies:
         Strategy.parse(strategy)

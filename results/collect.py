@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 from refiner_nas.results.schema import conform
 from refiner_nas.results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
 from refiner_nas.search.records import TrialRecord
-from refiner_nas.search.storage import JOURNAL_FILE, open_storage, redact
+from refiner_nas.search.storages import JOURNAL_FILE, open_storage, redact
 
 
 class StudyNotFoundError(ValueError):

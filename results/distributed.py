@@ -1,6 +1,6 @@
 """Data-parallel training under ``torchrun`` around the unchanged training loop.
 
-``refiner_nas.search.training.train_model`` knows nothing of processes, so this module adds what DDP would:
+``refiner_nas.refiner_space.training.train_model`` knows nothing of processes, so this module adds what DDP would:
 each process trains on its slice of every global batch (:class:`ShardedImageSet`), gradients are
 averaged across processes as they are accumulated, and buffers (BatchNorm statistics) are broadcast
 from rank 0 before every forward pass, as ``DistributedDataParallel(broadcast_buffers=True)`` does.
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from refiner_nas.search.data import Batch, ImageSet
-from refiner_nas.search.training import resolve_device
+from refiner_nas.refiner_space.data import Batch, ImageSet
+from refiner_nas.refiner_space.training import resolve_device
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def full_training_row(
     Raises:
         ValueError: a top-1 outside [0, 100] or non-positive epochs.
     """
-    from refiner_nas.benchmarks.flops import count_costs
+    from refiner_nas.refiner_space.costs import count_costs
 
     if not (math.isfinite(top1) and 0 <= top1 <= 100):
         raise ValueError(f"top-1 {top1} must be a percentage in [0, 100]")

@@ -18,8 +18,9 @@ import yaml
 
 from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, named_config
 from refiner_nas.results.leaderboard import EmptyResultError
-from refiner_nas.results.pareto import FrontObjective, competing_rows, minimised, nondominated_ranks
+from refiner_nas.results.pareto import FrontObjective, competing_rows, minimised
 from refiner_nas.results.recipes import RECIPES, Recipe, get_recipe
+from refiner_nas.search.pareto import nondominated_ranks
 from refiner_nas.search.provenance import provenance
 
 EXPORT_VERSION = 1

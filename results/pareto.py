@@ -18,6 +18,7 @@ import pandas as pd
 
 from refiner_nas.results.leaderboard import EmptyResultError
 from refiner_nas.results.schema import COLUMNS
+from refiner_nas.search.pareto import hypervolume, nondominated_ranks
 
 Direction = Literal["max", "min"]
 ALIASES: dict[str, str] = {
@@ -42,7 +43,7 @@ class FrontObjective:
         return f"{self.column}:{self.direction}"
 
 
-def parse_objectives(text: str) -> list[FrontObjective]:
+def parse_front_objectives(text: str) -> list[FrontObjective]:
     """``"top1:max,params:min"``; a direction left out is max for accuracies and throughput, else min.
 
     Raises:
@@ -96,70 +97,12 @@ def parse_reference(text: str, objectives: list[FrontObjective]) -> dict[str, fl
     return values
 
 
-def non_dominated_mask(points: np.ndarray) -> np.ndarray:
-    """Which rows of ``points`` (n, m), all objectives minimised, no other row dominates.
-
-    A point dominates another when it is no worse in every objective and better in one; equal points
-    do not dominate each other. Rows are visited in lexicographic order, where every dominator comes
-    before the points it dominates, and compared with the front found so far only.
-    """
-    points = np.asarray(points, dtype=float)
-    mask = np.zeros(len(points), dtype=bool)
-    front: list[int] = []
-    for index in np.lexsort(points.T[::-1]):
-        point = points[index]
-        if front:
-            kept = points[front]
-            if np.any(np.all(kept <= point, axis=1) & np.any(kept < point, axis=1)):
-                continue
-        front.append(int(index))
-        mask[index] = True
-    return mask
 
 
-def nondominated_ranks(points: np.ndarray) -> np.ndarray:
-    """Front number of every row: 0 for the Pareto front, 1 for the front once it is removed, ..."""
-    points = np.asarray(points, dtype=float)
-    ranks = np.full(len(points), -1)
-    rank = 0
-    while (remaining := np.flatnonzero(ranks < 0)).size:
-        ranks[remaining[non_dominated_mask(points[remaining])]] = rank
-        rank += 1
-    return ranks
 
 
-def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    """Volume dominated by ``points`` (all objectives minimised) and bounded by ``reference``.
-
-    Points not strictly better than the reference in every objective add nothing. Exact: a sweep in
-    two dimensions, slices along the last objective above that.
-    """
-    points = np.asarray(points, dtype=float)
-    reference = np.asarray(reference, dtype=float)
-    inside = points[np.all(points < reference, axis=1)] if len(points) else points
-    if not len(inside):
-        return 0.0
-    return _volume(np.unique(inside[non_dominated_mask(inside)], axis=0), reference)
 
 
-def _volume(points: np.ndarray, reference: np.ndarray) -> float:
-    if points.shape[1] == 1:
-        return float(reference[0] - points[:, 0].min())
-    if points.shape[1] == 2:
-        area, ceiling = 0.0, reference[1]
-        for x, y in points[np.lexsort((points[:, 1], points[:, 0]))]:
-            if y < ceiling:
-                area += (reference[0] - x) * (ceiling - y)
-                ceiling = y
-        return float(area)
-    points = points[np.argsort(points[:, -1], kind="stable")]
-    volume = 0.0
-    for index in range(len(points)):
-        upper = points[index + 1, -1] if index + 1 < len(points) else reference[-1]
-        if upper > points[index, -1]:
-            slab = points[: index + 1, :-1]
-            volume += (upper - points[index, -1]) * _volume(slab[non_dominated_mask(slab)], reference[:-1])
-    return float(volume)
 
 
 @dataclass(frozen=True)
@@ -227,7 +170,7 @@ def default_reference(candidates: pd.DataFrame, objectives: list[FrontObjective]
     }
 
 
-def pareto_front(
+def leaderboard_front(
     frame: pd.DataFrame, objectives: list[FrontObjective], *, reference: dict[str, float] | None = None
 ) -> ParetoResult:
     """The non-dominated rows of ``frame`` (already selected, e.g. by study and budget).

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from refiner_nas.search.training import TrainSettings
+from refiner_nas.refiner_space.training import TrainSettings
 
 
 class RecipeError(ValueError):
@@ -82,7 +82,7 @@ class Recipe(BaseModel):
         return self.drop_path_by_model.get(model_name or "", self.drop_path)
 
     def unsupported(self) -> list[str]:
-        """What this recipe asks for that :func:`refiner_nas.search.training.train_model` and :func:`refiner_nas.search.data.load_data`
+        """What this recipe asks for that :func:`refiner_nas.refiner_space.training.train_model` and :func:`refiner_nas.refiner_space.data.load_data`
         do not apply (reported to the user instead of silently dropped)."""
         missing = []
         if self.rand_augment:

@@ -1,6 +1,6 @@
 """Full training of an exported configuration with a recipe, on CPU, one GPU or several (``torchrun``).
 
-It is the search's training loop (:func:`refiner_nas.search.training.train_model`) with the recipe's settings:
+It is the search's training loop (:func:`refiner_nas.refiner_space.training.train_model`) with the recipe's settings:
 AdamW, cosine schedule with warm-up, mixup/cutmix, label smoothing, EMA, and the recipe's drop path
 on the model. The run folder holds ``run.yaml`` (what is trained), ``last.pt`` (written after every
 epoch) and ``result.yaml`` (final metrics); running the same command again resumes from ``last.pt``
@@ -19,6 +19,15 @@ from typing import Any, Literal
 import yaml
 
 from refiner_nas.refiner_space import ModelConfig, build_model
+from refiner_nas.refiner_space.data import DataBundle, DataSpec, load_data
+from refiner_nas.refiner_space.training import (
+    CHECKPOINT_NAME,
+    Report,
+    TrainResult,
+    TrainSettings,
+    seed_everything,
+    train_model,
+)
 from refiner_nas.results.distributed import (
     DistributedContext,
     ShardedImageSet,
@@ -30,9 +39,7 @@ from refiner_nas.results.distributed import (
 from refiner_nas.results.entries import full_training_row, record_full_result
 from refiner_nas.results.export import load_export
 from refiner_nas.results.store import UpsertReport
-from refiner_nas.search.data import DataBundle, DataSpec, load_data
 from refiner_nas.search.provenance import provenance
-from refiner_nas.search.training import CHECKPOINT_NAME, Report, TrainResult, TrainSettings, seed_everything, train_model
 
 ValSource = Literal["auto", "split", "official"]
 RUN_FILE = "run.yaml"

@@ -5,7 +5,7 @@ Optuna and Ray runs write the same fields, so leaderboards and Pareto queries re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from optuna.trial import FrozenTrial
@@ -89,3 +89,13 @@ def record_fields(**fields: Any) -> dict[str, Any]:
         raise KeyError(f"not trial-record fields: {sorted(unknown)}")
     validated = TrialRecord.model_validate(fields)
     return validated.model_dump(include=set(fields), mode="json")
+
+
+NOT_COMPETING = ("duplicate", "failed", "over_budget")
+
+
+def record_costs(attrs: Mapping[str, Any]) -> dict[str, float]:
+    """Cost objectives from a trial's record fields (validated when written: each epoch's decision reads
+    every trial, so they are not validated again), in the units objectives use (params in M, MACs in G)."""
+    return {"params": (attrs.get("params") or 0) / 1e6, "macs": (attrs.get("macs") or 0) / 1e9,
+            "latency": attrs.get("latency_ms") or 0.0, "throughput": attrs.get("throughput") or 0.0}

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from refiner_nas.search.objectives import Objective, format_objectives, parse_objectives
 
 if TYPE_CHECKING:
-    from refiner_nas.search.training import TrainSettings
+    from refiner_nas.refiner_space.training import TrainSettings
 
 Sampler = Literal["auto", "tpe", "nsga2", "random", "grid", "gp", "ehvi"]
 Pruner = Literal["median", "hyperband", "none"]
@@ -112,7 +112,7 @@ class SearchSettings(BaseModel):
 
     def with_absolute_paths(self) -> SearchSettings:
         """A copy whose run folder, space file and dataset folder do not depend on the working directory."""
-        from refiner_nas.search.data import DataSpec
+        from refiner_nas.refiner_space.data import DataSpec
 
         spec = DataSpec.parse(self.dataset)
         dataset = self.dataset if spec.path is None else f"{spec.kind}:{spec.path.resolve()}"
@@ -123,7 +123,7 @@ class SearchSettings(BaseModel):
 
     def train_settings(self) -> TrainSettings:
         """The proxy-training recipe of every trial."""
-        from refiner_nas.search.training import TrainSettings
+        from refiner_nas.refiner_space.training import TrainSettings
 
         return TrainSettings(
             epochs=self.epochs,

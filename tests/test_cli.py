@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
+from refiner_nas.cli import app
 
 runner = CliRunner()
 
@@ -18,8 +18,8 @@ def test_help_lists_the_commands() -> None:
 
 @pytest.mark.slow
 def test_models_lists_every_registered_model_with_params_and_macs() -> None:
-    from refiner_nas.benchmarks.flops import count_costs
     from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
+    from refiner_nas.refiner_space.costs import count_costs
 
     result = runner.invoke(app, ["models", "--json", "--img-size", "64"])
     assert result.exit_code == 0, result.output
@@ -29,7 +29,7 @@ def test_models_lists_every_registered_model_with_params_and_macs() -> None:
     assert rows["refined_vit_s"]["params_m"] == round(costs.params / 1e6, 2)
     assert rows["refined_vit_s"]["macs_g"] == round(costs.macs / 1e9, 2)
     # Counted once, on disk: a second command reads them; its table is complete although not on a terminal.
-    from refiner_nas.benchmarks.cost_cache import user_cache_file
+    from refiner_nas.refiner_space.costs import user_cache_file
 
     cached = user_cache_file().read_text().splitlines()
     assert sum(":64x64:" in line for line in cached) >= len(NAMED_CONFIGS)

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
+from refiner_nas.cli import app
 from refiner_nas.search.tabular import SHIPPED_TABLE
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -4,7 +4,12 @@ refinement, and attention density, for any model, configuration or checkpoint of
 from refiner_nas.refiner_space.analysis.blockmaps import block_maps, map_sources
 from refiner_nas.refiner_space.analysis.cka import CkaError, centered_gram, linear_cka
 from refiner_nas.refiner_space.analysis.density import AttentionDensity, attention_density, row_entropy
-from refiner_nas.refiner_space.analysis.features import BlockFeatures, FeatureEvolution, block_features, feature_evolution
+from refiner_nas.refiner_space.analysis.features import (
+    BlockFeatures,
+    FeatureEvolution,
+    block_features,
+    feature_evolution,
+)
 from refiner_nas.refiner_space.analysis.maps import MapPanel, QueryAttention, maps_frame, parse_query, query_attention
 from refiner_nas.refiner_space.analysis.runs import (
     AnalysisInputs,
@@ -13,7 +18,13 @@ from refiner_nas.refiner_space.analysis.runs import (
     analyze_cka,
     analyze_density,
 )
-from refiner_nas.refiner_space.analysis.sources import ModelSource, SourceError, load_source, load_sources, resolve_config
+from refiner_nas.refiner_space.analysis.sources import (
+    ModelSource,
+    SourceError,
+    load_source,
+    load_sources,
+    resolve_config,
+)
 
 __all__ = [
     "AnalysisInputs",

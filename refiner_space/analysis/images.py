@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from refiner_nas.search.data import DataBundle, load_data
+from refiner_nas.refiner_space.data import DataBundle, load_data
 
 
 def load_images(data: str, *, img_size: tuple[int, int], val_fraction: float = 0.1, split_seed: int = 0) -> DataBundle:

@@ -1,6 +1,6 @@
 """The three analyses end to end: resolve the models, load the images, compute, write a CSV and figures.
 
-Each function returns what it wrote and the table in its CSV; the CLI (:mod:`refiner_nas.search.analyze_commands`)
+Each function returns what it wrote and the table in its CSV; the CLI (:mod:`refiner_nas.cli.analyze`)
 is a thin shell over them.
 """
 
@@ -20,8 +20,8 @@ from refiner_nas.refiner_space.analysis.images import chosen_images, load_images
 from refiner_nas.refiner_space.analysis.maps import maps_frame, parse_query, query_attention
 from refiner_nas.refiner_space.analysis.plots import plot_density, plot_feature_evolution, plot_query_attention
 from refiner_nas.refiner_space.analysis.sources import ModelSource, load_sources
-from refiner_nas.search.data import DataBundle
-from refiner_nas.search.training import resolve_device
+from refiner_nas.refiner_space.data import DataBundle
+from refiner_nas.refiner_space.training import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,11 @@ import torch
 import yaml
 from torch import Tensor
 
-from refiner_nas.refiner_space.checkpoint import CheckpointMismatchError, convert_released_state_dict, state_dict_mismatches
+from refiner_nas.refiner_space.checkpoint import (
+    CheckpointMismatchError,
+    convert_released_state_dict,
+    state_dict_mismatches,
+)
 from refiner_nas.refiner_space.config import ModelConfig
 from refiner_nas.refiner_space.model import RefinedViT, build_model
 from refiner_nas.refiner_space.registry import NAMED_CONFIGS, named_config

@@ -53,10 +53,16 @@ Shipped: ``tiny`` (the quick start's digits search), ``default`` (around Refined
 
 from refiner_nas.search.space._budget import Budget
 from refiner_nas.search.space._domains import Choices, Domain, Fixed, FloatRange, Group, IntRange
+from refiner_nas.search.space._size import ENUMERATE_LIMIT, design_levels, design_size, enumerate_space, grid_size
 from refiner_nas.search.space._space import Dimension, SearchSpace, shipped_spaces
 from refiner_nas.search.space._yaml import SpaceError
 
 __all__ = [
+    "ENUMERATE_LIMIT",
+    "design_levels",
+    "design_size",
+    "enumerate_space",
+    "grid_size",
     "Budget",
     "Choices",
     "Dimension",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from refiner_nas.refiner_space import ModelConfig
 
 if TYPE_CHECKING:
-    from refiner_nas.benchmarks.flops import Costs
+    from refiner_nas.refiner_space.costs import Costs
     from refiner_nas.search.space._domains import Domain
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -46,7 +46,7 @@ class Budget(BaseModel):
     """Upper limits on a configuration's cost; a limit left out does not constrain.
 
     ``max_params`` and ``max_macs`` take numbers or strings with a K/M/G/T suffix ("30M", "8G", 30e6);
-    MACs are multiply-accumulates of one forward pass of one image (``refiner_nas.benchmarks.flops.count_costs``).
+    MACs are multiply-accumulates of one forward pass of one image (``refiner_nas.refiner_space.costs._count.count_costs``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -100,7 +100,9 @@ class Budget(BaseModel):
         }
         if not limits or not candidates:
             return None
-        from refiner_nas.benchmarks.flops import count_costs  # torch and fvcore: only when there are limits to check
+        from refiner_nas.refiner_space.costs import (
+            count_costs,  # torch and fvcore: only when there are limits to check
+        )
 
         measured = [(label, count_costs(config)) for label, config in candidates]
         for quantity, limit in limits.items():

@@ -1,27 +1,32 @@
 """A tabular benchmark of a search space, and searches replayed against it.
 
-The table (:func:`build_table`, :func:`read_table`) holds every architecture of a grid space trained for
-the full proxy budget with several seeds: learning curves, parameters, MACs, latency and time. The
-simulated backend (:mod:`refiner_nas.search.tabular._backend`) lets a launch read each trial's curve from the table
-instead of training, so strategies can be compared over many repetitions in seconds.
+The table (its file format: ``_schema``) holds every architecture of a grid space trained for the full
+proxy budget with several seeds: learning curves, parameters, MACs, latency and time. ``_replay`` gives
+the space and settings of a launch on it; the simulated backend
+(:func:`refiner_nas.search.evaluation.table_evaluator`) then reads each trial's curve from the table
+instead of training, and ``_hypervolume`` measures a search against the table's true front. Building a
+table and comparing strategies on it are benchmarks: :mod:`refiner_nas.benchmarks.table_build`,
+:mod:`refiner_nas.benchmarks.simulate`.
 """
 
 from pathlib import Path
 
-from refiner_nas.search.tabular._backend import (
-    TableLookupError,
-    TableTrainer,
+from refiner_nas.search.tabular._hypervolume import HypervolumeTracker
+from refiner_nas.search.tabular._replay import (
     cached_table,
     simulated_launch_settings,
-    table_evaluator,
     table_settings,
     table_space,
     write_space,
 )
-from refiner_nas.search.tabular._build import build_table, enumerate_space, partial_path
-from refiner_nas.search.tabular._hypervolume import HypervolumeTracker
-from refiner_nas.search.tabular._schema import COLUMNS, TABLE_VERSION, BenchmarkTable, TableSchemaError, read_table, write_table
-from refiner_nas.search.tabular._simulate import Strategy, simulate_search
+from refiner_nas.search.tabular._schema import (
+    COLUMNS,
+    TABLE_VERSION,
+    BenchmarkTable,
+    TableSchemaError,
+    read_table,
+    write_table,
+)
 
 # The table shipped with the package: the `tabular` space on digits (README, "Search efficiency").
 SHIPPED_TABLE = Path(__file__).with_name("tabular_digits.parquet")
@@ -32,18 +37,10 @@ __all__ = [
     "TABLE_VERSION",
     "BenchmarkTable",
     "HypervolumeTracker",
-    "Strategy",
-    "TableLookupError",
     "TableSchemaError",
-    "TableTrainer",
-    "build_table",
     "cached_table",
-    "enumerate_space",
-    "partial_path",
     "read_table",
-    "simulate_search",
     "simulated_launch_settings",
-    "table_evaluator",
     "table_settings",
     "table_space",
     "write_space",

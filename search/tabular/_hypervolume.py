@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refiner_nas.results.pareto import hypervolume
+from refiner_nas.search.pareto import hypervolume
 from refiner_nas.search.space import Budget
 from refiner_nas.search.tabular._schema import BenchmarkTable
 

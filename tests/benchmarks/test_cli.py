@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from refiner_nas.benchmarks.cli import bench_app
-from refiner_nas.benchmarks.flops import count_costs
+from refiner_nas.cli.bench import bench_app
 from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.refiner_space.costs import count_costs
 
 runner = CliRunner()
 TINY = {"depth": 2, "embed_dim": 32, "num_heads": 4, "img_size": 32, "num_classes": 10, "attention": "refiner"}

@@ -7,9 +7,15 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from refiner_nas.benchmarks.cost_cache import CachedCountError, CostCache
-from refiner_nas.benchmarks.flops import Costs, UncountedOperatorError, count_costs, count_model
 from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, build_model, named_config, set_refiner_fold
+from refiner_nas.refiner_space.costs import (
+    CachedCountError,
+    CostCache,
+    Costs,
+    UncountedOperatorError,
+    count_costs,
+    count_model,
+)
 from refiner_nas.refiner_space.layers.attention import Attention
 
 SMALL = {"depth": 2, "embed_dim": 48, "num_heads": 4, "img_size": 64, "num_classes": 10}
@@ -201,13 +207,13 @@ def test_bad_inputs_are_named() -> None:
     ],
 )
 def test_einsum_costs(equation: str, shapes: list[tuple[int, ...]], expected: tuple[int, int]) -> None:
-    from refiner_nas.benchmarks.op_costs import einsum_costs
+    from refiner_nas.refiner_space.costs._ops import einsum_costs
 
     assert einsum_costs(equation, shapes) == expected
 
 
 def test_a_persisted_cache_is_keyed_by_the_counter_version(tmp_path) -> None:
-    from refiner_nas.benchmarks.cost_cache import counter_version
+    from refiner_nas.refiner_space.costs import counter_version
 
     config = ModelConfig(img_size=16, in_chans=1, num_classes=10, patch_size=4, depth=1, embed_dim=8, num_heads=2)
     path = tmp_path / "costs.jsonl"

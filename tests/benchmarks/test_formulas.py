@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from refiner_nas.benchmarks.flops import count_costs
 from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.refiner_space.costs import count_costs
 
 D, H, C, P, MLP_RATIO, IMG = 32, 4, 10, 16, 2.0, 48
 G = IMG // P  # 3x3 patches
@@ -127,8 +127,8 @@ def test_context_broadcast(placement: str, dim_scaled: bool) -> None:
 
 
 def test_fused_and_explicit_vanilla_attention_count_the_same() -> None:
-    from refiner_nas.benchmarks.flops import count_model
     from refiner_nas.refiner_space import build_model
+    from refiner_nas.refiner_space.costs import count_model
 
     model = build_model(ModelConfig(**BASE, depth=1))
     fused = count_model(model, (IMG, IMG))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from refiner_nas.benchmarks.cli import bench_app
 from refiner_nas.benchmarks.kernels import measure_kernels
+from refiner_nas.cli.bench import bench_app
 
 TINY = {"batch_size": 2, "img_size": 32, "iters": 10, "warmup": 1}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_nas.benchmarks.bandwidth import refiner_bandwidth
 from refiner_nas.benchmarks.official import PlainOfficialRefiner, measure_official, plain_reference
 from refiner_nas.refiner_space import ModelConfig, build_model
+from refiner_nas.refiner_space.costs.bandwidth import refiner_bandwidth
 
 TINY = ModelConfig(depth=4, embed_dim=24, num_heads=3, img_size=32, num_classes=5, attention="refiner_official")
 

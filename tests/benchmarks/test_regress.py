@@ -17,8 +17,8 @@ from refiner_nas.benchmarks.regress import (
     read_baseline,
     regress,
 )
-from refiner_nas.benchmarks.speed import SpeedSettings, reference_for
 from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
+from refiner_nas.refiner_space.costs.speed import SpeedSettings, reference_for
 
 ENTRY = {"config_hash": "abc", "params": 10, "macs": 100, "elementwise_flops": 5, "fvcore_flops": 101}
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from refiner_nas.benchmarks.fold import measure_fold
-from refiner_nas.benchmarks.speed import SpeedSettings, measure_speed, reference_config, reference_for
 from refiner_nas.refiner_space import ModelConfig, named_config
+from refiner_nas.refiner_space.costs.speed import SpeedSettings, measure_speed, reference_config, reference_for
 
 TINY = {"depth": 2, "embed_dim": 32, "num_heads": 4, "img_size": 32, "num_classes": 10}
 FAST = {"batch_size": 2, "warmup": 1, "threads": 1}
@@ -87,14 +87,14 @@ def test_fold_report_on_a_tiny_refiner() -> None:
 
 
 def test_search_speed_is_batch_one_latency_and_throughput() -> None:
-    from refiner_nas.benchmarks.speed import measure_config_speed
+    from refiner_nas.refiner_space.costs.speed import measure_config_speed
 
     latency_ms, images_per_s = measure_config_speed(ModelConfig(**TINY), batch_size=2, threads=1)
     assert 0 < latency_ms < 10_000 and images_per_s > 0
 
 
 def test_triton_kernels_are_switched_for_the_measurement_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import refiner_nas.benchmarks.speed as speed
+    import refiner_nas.refiner_space.costs.speed as speed
     from refiner_nas.refiner_space.layers import fused
 
     seen: list[bool] = []

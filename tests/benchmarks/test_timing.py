@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refiner_nas.benchmarks.timing import (
+from refiner_nas.refiner_space.costs.timing import (
     CPU_MEMORY_METHOD,
     Stats,
     cuda_batch_fits,

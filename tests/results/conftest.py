@@ -11,10 +11,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from refiner_nas.benchmarks.flops import count_costs
 from refiner_nas.refiner_space import ModelConfig
+from refiner_nas.refiner_space.costs import count_costs
 from refiner_nas.search.records import TrialRecord
-from refiner_nas.search.storage import open_storage
+from refiner_nas.search.storages import open_storage
 
 BUDGET = {"dataset": "digits", "epochs": 2, "batch_size": 64, "seed": 0}
 

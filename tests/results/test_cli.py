@@ -15,7 +15,7 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from refiner_nas.results.cli import export_command, leaderboard_app, pareto_command, train_command
+from refiner_nas.cli.results import export_command, leaderboard_app, pareto_command, train_command
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +153,7 @@ def test_train_runs_an_export_and_records_it(tmp_path: Path, app, studies) -> No
 
 
 def test_every_command_reads_an_exported_file(tmp_path: Path, app, studies) -> None:
-    from refiner_nas.search.cli import app as root
+    from refiner_nas.cli import app as root
 
     assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "out").exit_code == 0
     config = sorted((tmp_path / "out").glob("*.yaml"))[0]

@@ -141,7 +141,7 @@ def test_a_journal_named_two_ways_is_one_storage(tmp_path: Path, make_study, tin
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> None:
-    from refiner_nas.search.launch import launch
+    from refiner_nas.search.runner import launch
     from refiner_nas.search.settings import SearchSettings
 
     space = small_space()

@@ -10,12 +10,12 @@ import pytest
 import timm
 import yaml
 
-from refiner_nas.benchmarks.flops import count_costs
 from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, named_config
+from refiner_nas.refiner_space.costs import count_costs
 from refiner_nas.results.collect import collect
 from refiner_nas.results.export import ExportError, export_top_k, load_export, rank_rows, timm_spec
 from refiner_nas.results.leaderboard import EmptyResultError, select_rows
-from refiner_nas.results.pareto import parse_objectives
+from refiner_nas.results.pareto import parse_front_objectives
 from refiner_nas.results.recipes import RECIPES
 
 
@@ -58,7 +58,7 @@ def test_named_models_export_as_themselves() -> None:
 
 
 def test_top_k_follows_the_fronts_and_rebuilds_params_and_macs_exactly(tmp_path: Path, stored: pd.DataFrame) -> None:
-    objectives = parse_objectives("top1:max,params:min")
+    objectives = parse_front_objectives("top1:max,params:min")
     ranked = rank_rows(select_rows(stored), objectives)
     assert ranked["config_hash"].is_unique and list(ranked["pareto_rank"]) == sorted(ranked["pareto_rank"])
     paths = export_top_k(select_rows(stored), objectives, k=3, out_dir=tmp_path / "out")
@@ -84,7 +84,7 @@ def test_top_k_follows_the_fronts_and_rebuilds_params_and_macs_exactly(tmp_path:
 
 
 def test_export_refuses_to_overwrite_and_names_bad_outputs(tmp_path: Path, stored: pd.DataFrame) -> None:
-    objectives = parse_objectives("top1,params")
+    objectives = parse_front_objectives("top1,params")
     out = tmp_path / "out"
     first = export_top_k(select_rows(stored), objectives, k=1, out_dir=out)
     before = first[0].read_text()
@@ -105,7 +105,7 @@ def test_export_refuses_to_overwrite_and_names_bad_outputs(tmp_path: Path, store
 
 
 def test_export_files_are_checked_when_read_back(tmp_path: Path, stored: pd.DataFrame, tiny_config) -> None:
-    path = export_top_k(select_rows(stored), parse_objectives("top1,params"), k=1, out_dir=tmp_path / "out")[0]
+    path = export_top_k(select_rows(stored), parse_front_objectives("top1,params"), k=1, out_dir=tmp_path / "out")[0]
     document = yaml.safe_load(path.read_text())
     document["timm"]["kwargs"]["depth"] = 5
     path.write_text(yaml.safe_dump(document))

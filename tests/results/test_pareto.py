@@ -16,14 +16,12 @@ from refiner_nas.results.leaderboard import EmptyResultError, select_rows, with_
 from refiner_nas.results.pareto import (
     FrontObjective,
     ObjectiveError,
-    hypervolume,
-    non_dominated_mask,
-    nondominated_ranks,
-    pareto_front,
-    parse_objectives,
+    leaderboard_front,
+    parse_front_objectives,
     parse_reference,
 )
 from refiner_nas.results.plots import draw_html, draw_png, front_plot_data
+from refiner_nas.search.pareto import hypervolume, non_dominated_mask, nondominated_ranks
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +78,7 @@ def test_hypervolume_matches_counting_unit_cells(dims: int) -> None:
 
 
 def test_objectives_name_columns_with_aliases_and_default_directions() -> None:
-    parsed = parse_objectives("top1, params:min, macs:max, full_top1")
+    parsed = parse_front_objectives("top1, params:min, macs:max, full_top1")
     assert parsed == [FrontObjective("top1", "max"), FrontObjective("params_m", "min"),
                       FrontObjective("macs_g", "max"), FrontObjective("full_top1", "max")]
     assert parse_reference("top1=0, params=50", parsed[:2]) == {"top1": 0.0, "params_m": 50.0}
@@ -88,7 +86,7 @@ def test_objectives_name_columns_with_aliases_and_default_directions() -> None:
                          ("top1,top1", "given twice"), ("model", "is not a recorded numeric column"),
                          ("", "no objective")]:
         with pytest.raises(ObjectiveError, match=message):
-            parse_objectives(bad)
+            parse_front_objectives(bad)
     with pytest.raises(ObjectiveError, match="lacks params_m"):
         parse_reference("top1=0", parsed[:2])
     with pytest.raises(ObjectiveError, match="is not a number"):
@@ -114,8 +112,8 @@ def two_studies(tmp_path: Path, make_study, tiny_config) -> pd.DataFrame:
 
 
 def test_a_front_spans_studies_and_counts_ties_but_not_duplicates(two_studies: pd.DataFrame) -> None:
-    objectives = parse_objectives("top1:max,params:min")
-    result = pareto_front(select_rows(two_studies), objectives)
+    objectives = parse_front_objectives("top1:max,params:min")
+    result = leaderboard_front(select_rows(two_studies), objectives)
     front = result.front
     assert list(front["top1"]) == [90.0, 80.0, 80.0, 60.0]  # best first
     assert sorted(zip(front["study"], front["trial"], strict=True)) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
@@ -127,38 +125,38 @@ def test_a_front_spans_studies_and_counts_ties_but_not_duplicates(two_studies: p
     assert result.reference == {"top1": 0.0, "params_m": pytest.approx(worst_params)}
     assert result.hypervolume == pytest.approx(hypervolume(points, np.array([0.0, worst_params])))
     assert result.hypervolume > 0 and result.budgets == 1
-    alone = pareto_front(select_rows(two_studies, studies=["b"], where="top1 == 90"), objectives)
+    alone = leaderboard_front(select_rows(two_studies, studies=["b"], where="top1 == 90"), objectives)
     params = float(alone.front["params_m"].iloc[0])
     assert alone.hypervolume == pytest.approx(90.0 * params * 0.1)  # one candidate still encloses a volume
 
-    only_a = pareto_front(select_rows(two_studies, studies=["a"]), objectives, reference={"top1": 0, "params_m": 1})
+    only_a = leaderboard_front(select_rows(two_studies, studies=["a"]), objectives, reference={"top1": 0, "params_m": 1})
     assert list(only_a.front["top1"]) == [80.0, 60.0]
     mid, small = only_a.front["params_m"]
     expected = 80 * (1 - mid) + 60 * (mid - small)  # two rectangles up to top1=0, params=1
     assert only_a.hypervolume == pytest.approx(expected)
-    cheap = pareto_front(select_rows(two_studies, where="params_m < 0.01"), parse_objectives("top1"))
+    cheap = leaderboard_front(select_rows(two_studies, where="params_m < 0.01"), parse_front_objectives("top1"))
     assert set(cheap.front["params_m"] < 0.01) == {True} and len(cheap.front) >= 1
 
 
 def test_unrecorded_objectives_and_empty_selections_are_errors(two_studies: pd.DataFrame) -> None:
     unrecorded = "objective 'latency_ms' is not recorded for any selected row; recorded: top1"
     with pytest.raises(ObjectiveError, match=unrecorded):
-        pareto_front(select_rows(two_studies), parse_objectives("top1,latency"))
+        leaderboard_front(select_rows(two_studies), parse_front_objectives("top1,latency"))
     with pytest.raises(EmptyResultError, match="no rows are selected"):
-        pareto_front(select_rows(two_studies, where="top1 > 95"), parse_objectives("top1,params"))
+        leaderboard_front(select_rows(two_studies, where="top1 > 95"), parse_front_objectives("top1,params"))
     with pytest.raises(EmptyResultError, match="no selected row has top1, params_m and is a complete, feasible"):
-        pareto_front(select_rows(two_studies, where="status == 'over_budget'"), parse_objectives("top1,params"))
+        leaderboard_front(select_rows(two_studies, where="status == 'over_budget'"), parse_front_objectives("top1,params"))
 
 
 def test_published_models_can_compete_on_published_columns(two_studies: pd.DataFrame) -> None:
     frame = select_rows(with_reported(two_studies), kinds=("reported",))
-    result = pareto_front(frame, parse_objectives("full_top1:max,params:min"))
+    result = leaderboard_front(frame, parse_front_objectives("full_top1:max,params:min"))
     names = set(result.front["model"])
     assert {"Refined-ViT-L-448", "LocalViT-PVT"} <= names and "ViT-L/16" not in names
 
 
 def test_plots_show_the_front_and_table7(tmp_path: Path, two_studies: pd.DataFrame) -> None:
-    result = pareto_front(select_rows(two_studies), parse_objectives("top1:max,params:min"))
+    result = leaderboard_front(select_rows(two_studies), parse_front_objectives("top1:max,params:min"))
     data = front_plot_data(result)
     assert (data.x, data.y, data.reported_axis, data.x_log) == ("params_m", "top1", "secondary", True)
     assert list(data.front["x"]) == sorted(data.front["x"]) and len(data.points) == len(result.candidates)

@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
+from refiner_nas.refiner_space.data import load_data
 from refiner_nas.results.distributed import ShardedImageSet
 from refiner_nas.results.export import load_export, timm_spec
 from refiner_nas.results.recipes import RECIPES, Recipe, RecipeError, get_recipe
 from refiner_nas.results.store import load_leaderboard
 from refiner_nas.results.train import RunFolderError, run_full_training
-from refiner_nas.search.data import load_data
 
 
 class Interrupted(Exception):
@@ -143,7 +143,7 @@ def test_two_processes_with_torchrun_train_as_one(tmp_path: Path, tiny_config) -
     config_file = write_export(tmp_path / "tiny.yaml", config, plain)
     script = tmp_path / "train.py"
     script.write_text(
-        "import sys\nfrom pathlib import Path\nfrom results.train import run_full_training\n"
+        "import sys\nfrom pathlib import Path\nfrom refiner_nas.results.train import run_full_training\n"
         f"run_full_training(Path({str(config_file)!r}), data='digits', output=Path(sys.argv[1]), epochs=2,"
         " batch_size=64, lr=5e-3, device='cpu', results_dir=None, amp=False)\n"
     )

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.space import SearchSpace
-from refiner_nas.search.tabular import TABLE_VERSION, enumerate_space, write_table
+from refiner_nas.search.space import SearchSpace, enumerate_space
+from refiner_nas.search.tabular import TABLE_VERSION, write_table
 
 
 def random_table_rows(

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
-from refiner_nas.search.storage import open_storage
+from refiner_nas.cli import app
+from refiner_nas.search.storages import open_storage
 
 runner = CliRunner()
 

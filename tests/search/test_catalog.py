@@ -8,8 +8,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
-from refiner_nas.search.storage import open_storage
+from refiner_nas.cli import app
+from refiner_nas.search.storages import open_storage
 
 runner = CliRunner()
 

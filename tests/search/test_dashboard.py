@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
-from refiner_nas.search.launch import launch
+from refiner_nas.cli import app
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import launch
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.space import SearchSpace
-from refiner_nas.search.study import open_study
+from refiner_nas.search.study import create_or_resume_study
 
 
 def test_a_new_study_names_its_metrics(small_space, tmp_path: Path) -> None:
     settings = SearchSettings(space=str(small_space()), objectives="top1:max,params:min", run_dir=tmp_path)
-    assert open_study(settings, SearchSpace.load(settings.space)).metric_names == ["top1", "params"]
+    assert create_or_resume_study(settings, SearchSpace.load(settings.space)).metric_names == ["top1", "params"]
 
 
 @pytest.mark.slow

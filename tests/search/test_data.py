@@ -13,14 +13,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from refiner_nas.search.data import (
-    DatasetError,
-    DataSpec,
-    center_fit,
-    eval_resize,
-    load_data,
-    split_indices,
-)
+from refiner_nas.refiner_space.data import DatasetError, DataSpec, center_fit, eval_resize, load_data, split_indices
 
 CPU = torch.device("cpu")
 

@@ -4,8 +4,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from refiner_nas.search.early_stop import DominanceEarlyStop
 from refiner_nas.search.objectives import ObjectiveError, format_objectives, parse_objectives
+from refiner_nas.search.stoppers import DominanceEarlyStop
 
 OBJECTIVES = parse_objectives("top1:max,params:min")
 

@@ -11,28 +11,15 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from refiner_nas.results.pareto import hypervolume
-from refiner_nas.search.ehvi import (
-    ENUMERATE_LIMIT,
-    KnownCostSampler,
-    _features,
-    _posterior,
-    design_levels,
-    design_size,
-    hypervolume_improvements,
-)
-from refiner_nas.search.launch import launch
+from refiner_nas.benchmarks.simulate import Strategy, simulate_search
 from refiner_nas.search.objectives import parse_objectives
+from refiner_nas.search.pareto import hypervolume, hypervolume_improvements
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import launch
+from refiner_nas.search.samplers._ehvi import KnownCostSampler, _features, _posterior
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.space import Budget, SearchSpace
-from refiner_nas.search.tabular import (
-    Strategy,
-    read_table,
-    simulate_search,
-    simulated_launch_settings,
-    write_table,
-)
+from refiner_nas.search.space import ENUMERATE_LIMIT, Budget, SearchSpace, design_levels, design_size
+from refiner_nas.search.tabular import read_table, simulated_launch_settings, write_table
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -214,7 +201,7 @@ def test_the_model_carries_a_value_effect_to_sizes_it_has_not_seen():
 
 
 def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
-    from refiner_nas.search.study import resolve_sampler
+    from refiner_nas.search.strategy import resolve_sampler
 
     settings = SearchSettings(sampler="auto")
     assert resolve_sampler(settings, SearchSpace.load("tabular")) == "ehvi"
@@ -223,8 +210,8 @@ def test_auto_is_ehvi_on_a_space_it_enumerates_and_tpe_beyond():
 
 
 def test_trials_pause_and_resume_by_default_where_the_sampler_is_ehvi():
-    from refiner_nas.search.stoppers import RungPromotion
-    from refiner_nas.search.study import launch_stopper, resolve_early_stop
+    from refiner_nas.search.stoppers import RungPromotion, launch_stopper
+    from refiner_nas.search.strategy import resolve_early_stop
 
     tabular, tiny = SearchSpace.load("tabular"), SearchSpace.load("tiny")
     settings = SearchSettings(sampler="auto")

@@ -8,14 +8,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import refiner_nas.search.evaluate as evaluate_module
+import refiner_nas.search.evaluation._evaluator as evaluate_module
+from refiner_nas.refiner_space.training import NonFiniteLossError, TrainResult
 from refiner_nas.results.collect import collect
 from refiner_nas.results.leaderboard import result_rows
-from refiner_nas.search.launch import launch
 from refiner_nas.search.records import EVALUATED, TrialRecord
+from refiner_nas.search.runner import launch
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.study import StudyMismatchError, load_existing_study
-from refiner_nas.search.training import NonFiniteLossError, TrainResult
 from refiner_nas.search.trial import INTERRUPTED
 
 

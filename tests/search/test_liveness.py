@@ -14,11 +14,19 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState, create_trial
 
-from refiner_nas.search.liveness import HEARTBEAT_KEY, dead_trials, fail_and_requeue, retry_depth, worker_alive
+from refiner_nas.search.samplers import make_sampler, sampler_seed
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.space import SearchSpace
-from refiner_nas.search.storage_retry import RetryingStorage, StorageUnavailableError, recovered_at
-from refiner_nas.search.study import make_sampler, sampler_seed
+from refiner_nas.search.storages import (
+    HEARTBEAT_KEY,
+    RetryingStorage,
+    StorageUnavailableError,
+    dead_trials,
+    fail_and_requeue,
+    recovered_at,
+    retry_depth,
+    worker_alive,
+)
 
 
 def running_trial(*, beat: float | None, worker: str = "elsewhere:1", started: float = 0.0):
@@ -111,8 +119,9 @@ def test_each_worker_draws_from_its_own_reproducible_stream() -> None:
 def test_a_training_finished_after_a_takeover_is_kept_and_its_retry_reuses_it() -> None:
     """A worker cut off until its trial was re-queued, whose training then completes: the result is saved
     as a trial of its own, and the re-queued copy reuses it instead of training again."""
-    from refiner_nas.search.scheduling import run_one_trial
-    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from refiner_nas.search.evaluation import table_evaluator
+    from refiner_nas.search.runner import run_one_trial
+    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_settings, table_space
     from refiner_nas.search.trial import TrialRunner
 
     table = cached_table(str(SHIPPED_TABLE))
@@ -159,8 +168,9 @@ class RecordingStorage(InMemoryStorage):
 
 def test_a_trial_names_its_worker_before_anything_else() -> None:
     """So a worker killed before its trial's first beat is found dead at once, by its process."""
-    from refiner_nas.search.liveness import this_worker
-    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_evaluator, table_settings, table_space
+    from refiner_nas.search.evaluation import table_evaluator
+    from refiner_nas.search.storages import this_worker
+    from refiner_nas.search.tabular import SHIPPED_TABLE, cached_table, table_settings, table_space
     from refiner_nas.search.trial import TrialRunner
 
     table = cached_table(str(SHIPPED_TABLE))

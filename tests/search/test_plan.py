@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
-from refiner_nas.search.plan import LaunchPlan
+from refiner_nas.cli import app
+from refiner_nas.search.runner import LaunchPlan
 from refiner_nas.search.settings import SearchSettings
 
 runner = CliRunner()

@@ -15,11 +15,11 @@ import pytest
 from optuna.trial import TrialState
 
 from refiner_nas.benchmarks.postgres_server import postgres_server as control_server
-from refiner_nas.search.launch import prepare_space
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import prepare_space
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.storage import StorageError, open_storage
-from refiner_nas.search.study import load_existing_study, open_study
+from refiner_nas.search.storages import StorageError, open_storage
+from refiner_nas.search.study import create_or_resume_study, load_existing_study
 
 POSTGRES_URL = os.environ.get("REFINER_NAS_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -30,7 +30,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def start_worker(study: str, run_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "worker", "--study", study,
+    command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "worker", "--study", study,
                "--storage", POSTGRES_URL, "--run-dir", str(run_dir), "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -55,7 +55,7 @@ def test_two_workers_one_killed_mid_trial(tmp_path: Path, small_space) -> None:
         trials=5, epochs=12, warmup_epochs=0.0, sampler="random", early_stop=False, heartbeat_s=1, device="cpu",
         batch_size=256,
     )
-    open_study(settings, prepare_space(settings))  # the launch creates the schema and the study once
+    create_or_resume_study(settings, prepare_space(settings))  # the launch creates the schema and the study once
 
     victim = start_worker(settings.study_name, tmp_path / "a")
     survivor = start_worker(settings.study_name, tmp_path / "b")
@@ -89,7 +89,7 @@ RACE = """
 import sys
 import optuna
 from pathlib import Path
-from refiner_nas.search.storage import open_storage
+from refiner_nas.search.storages._open import open_storage
 storage = open_storage(sys.argv[1], Path("."))
 optuna.create_study(study_name="raced", storage=storage, directions=["maximize"], load_if_exists=True)
 """
@@ -132,7 +132,7 @@ def test_unreachable_database_fails_before_any_trial(tmp_path: Path) -> None:
     settings = SearchSettings(storage="postgresql://user:secret@127.0.0.1:9/nowhere", run_dir=tmp_path)
     with pytest.raises(StorageError, match=r"cannot open storage postgresql://user:\*\*\*@127.0.0.1:9/nowhere: .*"
                                            r"refused"):
-        open_study(settings, prepare_space(settings))
+        create_or_resume_study(settings, prepare_space(settings))
 
 
 def postgres_server(action: str) -> None:
@@ -146,7 +146,7 @@ def postgres_server(action: str) -> None:
 def test_a_postgresql_restart_mid_trial_loses_nothing(tmp_path: Path, small_space) -> None:
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
     study_name = f"restart-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "launch", "--space", str(space),
+    command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "launch", "--space", str(space),
                "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"), "--workers", "2",
                "--heartbeat", "2", "--trials", "4", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
                "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]

@@ -6,11 +6,12 @@ import optuna
 import pytest
 
 from refiner_nas.benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
-from refiner_nas.search.launch import launch
+from refiner_nas.benchmarks.simulate import Strategy
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import launch
+from refiner_nas.search.samplers import GP_ACQUISITION_SEARCH
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.study import GP_ACQUISITION_SEARCH
-from refiner_nas.search.tabular import Strategy, read_table, simulated_launch_settings
+from refiner_nas.search.tabular import read_table, simulated_launch_settings
 
 
 def screened_launch(path, tmp_path, *, trials: int, prescreen: int, proxy: str) -> list[TrialRecord]:

@@ -11,9 +11,15 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from refiner_nas.search.progress import RunningTrial, SearchProgress, describe_best, estimate_work, seconds_per_epoch
 from refiner_nas.search.records import TrialRecord
-from refiner_nas.search.summary import study_status
+from refiner_nas.search.runner import (
+    RunningTrial,
+    SearchProgress,
+    describe_best,
+    estimate_work,
+    seconds_per_epoch,
+)
+from refiner_nas.search.study import study_status
 
 
 def test_work_and_eta_count_epochs_and_move_inside_an_epoch() -> None:
@@ -72,7 +78,7 @@ def test_display_shows_trials_epochs_and_an_eta_from_the_first_measured_epochs()
 
 
 def test_counting_costs_prints_no_torch_jit_warning() -> None:
-    code = "import benchmarks.flops"
+    code = "import refiner_nas.refiner_space.costs._count"
     result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, check=True)
     assert "torch.jit" not in result.stderr
 

@@ -14,18 +14,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from refiner_nas.benchmarks.simulate import Strategy, simulate_search
 from refiner_nas.results.collect import collect
 from refiner_nas.results.leaderboard import result_rows
-from refiner_nas.results.pareto import hypervolume
-from refiner_nas.search.launch import launch, make_evaluator, prepare_space
+from refiner_nas.search.evaluation import make_evaluator
 from refiner_nas.search.objectives import parse_objectives
-from refiner_nas.search.promotion import PromotingSampler
+from refiner_nas.search.pareto import hypervolume
 from refiner_nas.search.records import TrialRecord, count_evaluated
+from refiner_nas.search.runner import launch, prepare_space
+from refiner_nas.search.samplers import PromotingSampler
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.stoppers import RESUME_OF, RungPromotion, promotion_order
-from refiner_nas.search.study import load_existing_study, promotion_rule
-from refiner_nas.search.summary import study_status
-from refiner_nas.search.tabular import Strategy, read_table, simulate_search, simulated_launch_settings
+from refiner_nas.search.stoppers import RESUME_OF, RungPromotion, promotion_order, promotion_rule
+from refiner_nas.search.study import load_existing_study, study_status
+from refiner_nas.search.tabular import read_table, simulated_launch_settings
 from refiner_nas.search.trial import TrialRunner
 from tests.search.test_stoppers import brute_ranks
 from tests.search.test_tabular import SHIPPED_TABLE
@@ -182,7 +183,7 @@ def test_two_worker_processes_pause_and_resume_without_training_an_epoch_twice(t
     # Simulated trials take milliseconds: the two workers start their loops together, once both are loaded.
     go = tmp_path / "go"
     script = ("import os, pathlib, sys, time\n"
-              "from search.worker import run_worker, worker_settings\n"
+              "from refiner_nas.search.runner import run_worker, worker_settings\n"
               "settings = worker_settings(study=sys.argv[1], storage=None, run_dir=pathlib.Path(sys.argv[2]))\n"
               "go = pathlib.Path(sys.argv[3])\n"
               "go.with_name(f'ready-{os.getpid()}').touch()\n"

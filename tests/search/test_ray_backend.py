@@ -13,12 +13,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from refiner_nas.search.cli import app
-from refiner_nas.search.ray_backend import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
+from refiner_nas.cli import app
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.study import load_existing_study
-from refiner_nas.search.summary import pareto_front
+from refiner_nas.search.study import load_existing_study, study_front
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 OPTIONS = RayOptions(num_cpus=2, max_concurrent=2, cpus_per_trial=1)
@@ -57,7 +56,7 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
         assert record.status == "trained" and len(record.top1_curve) == 1
         assert trial.values == [record.top1, pytest.approx(record.params / 1e6)]
         assert record.config["embed_dim"] in (8, 16, 24, 32) and record.provenance["torch"]
-    front = pareto_front(study)
+    front = study_front(study)
     assert not front.empty and set(front["trial"]) <= {t.number for t in trials}
     assert (ray_folder(settings) / "tuner.pkl").exists()
 
@@ -74,7 +73,7 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
 @pytest.mark.slow
 def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(settings_for, ray_shutdown) -> None:
     settings = settings_for(trials=4, epochs=2, study="ray-resume")
-    command = [sys.executable, "-c", "from search.cli import main; main()", "search", "launch", "--backend", "ray",
+    command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "launch", "--backend", "ray",
                "--space", settings.space, "--study", settings.study_name, "--run-dir", str(settings.run_dir),
                "--trials", "4", "--epochs", "2", "--warmup-epochs", "0", "--device", "cpu", "--batch-size", "256",
                "--max-concurrent", "1"]
@@ -109,7 +108,7 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
 
     import optuna
 
-    from refiner_nas.search.ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+    from refiner_nas.search.runner import RecordingOptunaSearch, SpaceSuggestion
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])

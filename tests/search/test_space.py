@@ -11,8 +11,8 @@ from typing import Any
 import optuna
 import pytest
 
-from refiner_nas.benchmarks.flops import count_costs
 from refiner_nas.refiner_space import ModelConfig, build_model
+from refiner_nas.refiner_space.costs import count_costs
 from refiner_nas.search.space import Budget, SearchSpace, SpaceError, shipped_spaces
 
 ABLATIONS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ablations.csv"

@@ -9,9 +9,14 @@ import numpy as np
 import optuna
 import pytest
 
-from refiner_nas.results.pareto import hypervolume
 from refiner_nas.search.objectives import parse_objectives
-from refiner_nas.search.stoppers import MultiObjectiveASHA, crowding_distance, is_promoted, promotion_order
+from refiner_nas.search.pareto import hypervolume
+from refiner_nas.search.stoppers import (
+    MultiObjectiveASHA,
+    crowding_distance,
+    is_promoted,
+    promotion_order,
+)
 
 
 def brute_ranks(points: np.ndarray) -> list[int]:

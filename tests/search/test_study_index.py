@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from refiner_nas.search.records import EVALUATED
-from refiner_nas.search.study_index import StudyIndex
+from refiner_nas.search.study import StudyIndex
 
 # "resumed": trained by a trial that went on from a paused one, whose architecture is already counted.
 STATUSES = ["trained", "over_budget", "duplicate", "pruned", "early_stopped", "paused", "resumed", "failed"]

@@ -11,19 +11,17 @@ import pandas as pd
 import pytest
 
 from refiner_nas.benchmarks.search_strategies import epochs_to_reach, run_comparison, summarise
-from refiner_nas.results.pareto import hypervolume
-from refiner_nas.search.launch import launch
+from refiner_nas.benchmarks.simulate import Strategy, simulate_search
+from refiner_nas.search.pareto import hypervolume
 from refiner_nas.search.records import TrialRecord
+from refiner_nas.search.runner import launch
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.space import Budget, SearchSpace
+from refiner_nas.search.space import Budget, SearchSpace, enumerate_space
 from refiner_nas.search.tabular import (
     SHIPPED_TABLE,
     HypervolumeTracker,
-    Strategy,
     TableSchemaError,
-    enumerate_space,
     read_table,
-    simulate_search,
     simulated_launch_settings,
     write_table,
 )
@@ -163,7 +161,7 @@ def test_zero_cost_scores_are_finite_and_leave_weights_alone():
     import torch
 
     from refiner_nas.refiner_space import build_model
-    from refiner_nas.search.zero_cost import PROXIES, score, synflow
+    from refiner_nas.search.samplers._zero_cost import PROXIES, score, synflow
 
     config = json.loads(json.dumps({"img_size": 16, "in_chans": 1, "num_classes": 10, "patch_size": 4, "depth": 1,
                                     "embed_dim": 16, "num_heads": 2, "attention": "refiner"}))
@@ -181,7 +179,7 @@ def test_zero_cost_scores_are_finite_and_leave_weights_alone():
 def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
     from typer.testing import CliRunner
 
-    from refiner_nas.search.cli import app
+    from refiner_nas.cli import app
 
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, ["bench", "search", "--table", str(random_table()), "--strategies",
@@ -194,7 +192,7 @@ def test_bench_search_command_writes_summary_and_plot(random_table, tmp_path):
 
 @pytest.mark.slow
 def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
-    from refiner_nas.search.tabular import build_table, partial_path
+    from refiner_nas.benchmarks.table_build import build_table, partial_path
 
     settings = SearchSettings(space=str(small_space()), epochs=1, warmup_epochs=0.0, batch_size=64, device="cpu")
     out = tmp_path / "table.parquet"
@@ -210,7 +208,8 @@ def test_build_resumes_and_writes_a_valid_table(small_space, tmp_path):
 def two_workers_one_architecture(path, tmp_path):
     """Two trial runners (as two workers would hold) and two asked trials of one architecture of the table
     at ``path``, numbered 0 and 1."""
-    from refiner_nas.search.tabular import cached_table, table_evaluator, table_space
+    from refiner_nas.search.evaluation import table_evaluator
+    from refiner_nas.search.tabular import cached_table, table_space
     from refiner_nas.search.trial import TrialRunner
 
     settings = simulated_launch_settings(SearchSettings(trials=2, early_stop=False, run_dir=tmp_path / "runs"), path)

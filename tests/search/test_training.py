@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from refiner_nas.refiner_space import build_model
-from refiner_nas.search.data import DataBundle, load_data
-from refiner_nas.search.training import (
+from refiner_nas.refiner_space.data import DataBundle, load_data
+from refiner_nas.refiner_space.training import (
     NonFiniteLossError,
     TrainingOutOfMemoryError,
     TrainSettings,

@@ -8,8 +8,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from refiner_nas.cli.analyze import analyze_app
 from refiner_nas.refiner_space import build_model
-from refiner_nas.search.analyze_commands import analyze_app
 
 app = typer.Typer()  # the root CLI mounts analyze_app the same way
 app.add_typer(analyze_app, name="analyze")

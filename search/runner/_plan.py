@@ -1,0 +1,176 @@
+"""What a launch will cost, said before it starts: trials, epochs, images, and (on request) a measured time.
+
+``refiner-nas search launch`` prints the plan and its warnings before the first trial; ``--dry-run``
+validates everything a launch would (space, data, options, an existing study), measures a few training
+steps of the first architecture the launch would draw, prints the plan and trains nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from refiner_nas.search.settings import SearchSettings
+
+if TYPE_CHECKING:
+    from refiner_nas.refiner_space import ModelConfig
+
+# Warn when the estimate exceeds this (seconds): a search the user may not expect to wait for.
+LONG_RUN_S = 3600.0
+# The digits are 8x8 images; beyond this they are only upsampled, at a quadratic cost in tokens.
+DIGITS_USEFUL_SIZE = 32
+# Training steps are timed on this many images and scaled to the batch size.
+_MEASURED_BATCH = 4
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """A launch's work: trials still to run, their epochs and images, and the seconds it should take
+    (None when not measured). ``architectures`` is the grid size for grid searches, else None;
+    ``pause_epoch`` the ``promote`` stopper's rung when trials pause, else None."""
+
+    study: str
+    trials_to_run: int
+    finished: int
+    epochs: int
+    architectures: int | None
+    img_size: int | tuple[int, int] | None
+    train_images: int
+    steps_per_epoch: int
+    device: str
+    step_s: float | None = None
+    measured_on: str | None = None
+    pause_epoch: int | None = None
+
+    @property
+    def estimate_s(self) -> float | None:
+        """Training time of every trial still to run, from the measured step time (upper bound:
+        duplicates, over-budget and early-stopped trials take less)."""
+        if self.step_s is None:
+            return None
+        return self.trials_to_run * self.epochs * self.steps_per_epoch * self.step_s
+
+    def warnings(self, settings: SearchSettings) -> list[str]:
+        """What the user may not expect: upsampled digits, a very long run, more trials than the grid."""
+        notes = []
+        side = max(self.img_size) if isinstance(self.img_size, tuple) else self.img_size
+        if settings.dataset == "digits" and side is not None and side > DIGITS_USEFUL_SIZE:
+            notes.append(f"the digits are 8x8 images upsampled to {side} px here, which costs "
+                         f"{(side / DIGITS_USEFUL_SIZE) ** 2:.0f}x the tokens of {DIGITS_USEFUL_SIZE} px and adds no "
+                         "detail; use a real dataset (--dataset imagefolder:DIR) for this space")
+        if self.estimate_s is not None and self.estimate_s > LONG_RUN_S:
+            notes.append(f"about {_duration(self.estimate_s)} of training on {self.device}; lower --trials or "
+                         "--epochs, or use a GPU (--device cuda)")
+        if self.architectures is not None and settings.trials > self.architectures:
+            notes.append(f"the grid has {self.architectures} architectures: the search stops after them "
+                         f"although --trials is {settings.trials}")
+        return notes
+
+    def lines(self) -> list[str]:
+        """The plan in a few lines of text."""
+        grid = f" of a {self.architectures}-architecture grid" if self.architectures is not None else ""
+        size = "x".join(map(str, self.img_size)) if isinstance(self.img_size, tuple) else self.img_size
+        lines = [
+            f"plan: study {self.study}: {self.trials_to_run} trials to run{grid} ({self.finished} finished), "
+            f"{self.epochs} epochs each, {self.train_images} training images at {size or 'the drawn'} px "
+            f"({self.steps_per_epoch} steps per epoch) on {self.device}"
+        ]
+        if self.pause_epoch is not None:
+            lines.append(f"pausing: a trial that does not lead after epoch {self.pause_epoch} pauses there and is "
+                         "resumed if promoted (--stopper promote; --no-early-stop trains every trial in full)")
+        if self.step_s is not None:
+            lines.append(f"estimate: {self.step_s * 1e3:.0f} ms per training step measured on {self.measured_on}: "
+                         f"at most {_duration(self.estimate_s or 0.0)} of training")
+        return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int = 1) -> LaunchPlan:
+    """Validate a launch without writing anything and say what it will do; with ``measure``, time
+    ``steps`` training steps of the first architecture the launch's sampler draws.
+
+    Raises:
+        ValueError (one line): an invalid space, dataset or option, or an existing study with other options.
+    """
+    import optuna
+
+    from refiner_nas.refiner_space.training import resolve_device
+    from refiner_nas.search.evaluation import data_loader
+    from refiner_nas.search.runner._launch import prepare_space
+    from refiner_nas.search.samplers import make_sampler
+    from refiner_nas.search.stoppers import promotion_rule
+
+    space = prepare_space(settings)
+    device = str(resolve_device(settings.device))
+    config = space.suggest(optuna.create_study(sampler=make_sampler(settings, space)).ask())
+    data = data_loader(settings)(config.img_size)
+    config = config.replace(**data.model_overrides())
+    finished = _finished_trials(settings)
+    architectures = math.prod(len(values) for values in space.grid().values()) if settings.sampler == "grid" else None
+    to_run = max(settings.trials - finished, 0)
+    if architectures is not None:
+        to_run = min(to_run, max(architectures - finished, 0))
+    plan = LaunchPlan(
+        study=settings.study_name, trials_to_run=to_run, finished=finished, epochs=settings.epochs,
+        architectures=architectures, img_size=space.fixed.get("img_size"), train_images=len(data.train),
+        steps_per_epoch=math.ceil(len(data.train) / settings.batch_size), device=device,
+        pause_epoch=None if (rule := promotion_rule(settings, space)) is None else rule.rung,
+    )
+    if not measure:
+        return plan
+    step_s = _time_training_steps(config, settings, device, steps)
+    label = f"{config.attention} depth {config.depth} width {config.embed_dim} at {config.img_hw[0]} px"
+    return replace(plan, step_s=step_s, measured_on=label)
+
+
+def _finished_trials(settings: SearchSettings) -> int:
+    """Evaluated architectures of the study if it exists (what --trials counts; read only: an absent study is
+    not created)."""
+    from refiner_nas.search.records import count_evaluated
+    from refiner_nas.search.study import load_existing_study, require_study_storage
+
+    try:
+        require_study_storage(settings.study_name, run_dir=settings.run_dir, storage=settings.storage)
+        study = load_existing_study(settings)
+    except KeyError:
+        return 0
+    return count_evaluated(study.get_trials(deepcopy=False))
+
+
+def _time_training_steps(config: ModelConfig, settings: SearchSettings, device: str, steps: int) -> float:
+    """Seconds of one forward, backward and AdamW step of a full batch, scaled from the median of
+    ``steps`` steps on a batch of at most ``_MEASURED_BATCH`` random images (after a one-image warm-up):
+    the estimate of a large model on a CPU must not take as long as an epoch."""
+    import torch
+
+    from refiner_nas.refiner_space import build_model
+
+    model = build_model(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+    height, width = model.config.img_hw
+
+    def step(batch: int) -> float:
+        images = torch.randn(batch, model.config.in_chans, height, width, device=device)
+        labels = torch.randint(0, model.config.num_classes, (batch,), device=device)
+        started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    step(1)
+    batch = min(settings.batch_size, _MEASURED_BATCH)
+    times = sorted(step(batch) for _ in range(steps))
+    return times[len(times) // 2] * settings.batch_size / batch

@@ -1,0 +1,44 @@
+"""Running trials in this process: the space prepared and checked, the study's trials until it is done, and the signals that interrupt them."""
+
+from __future__ import annotations
+
+import signal
+
+import optuna
+
+from refiner_nas.refiner_space.data import DataSpec
+from refiner_nas.search.evaluation import data_loader, make_evaluator
+from refiner_nas.search.runner._loop import work_on_study
+from refiner_nas.search.samplers import with_prescreen
+from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.trial import TrialRunner
+
+
+def prepare_space(settings: SearchSettings) -> SearchSpace:
+    """Load the space, check the dataset and the training recipe before any trial starts (each raises
+    a one-line error)."""
+    space = SearchSpace.load(settings.space)
+    DataSpec.parse(settings.dataset)
+    settings.train_settings()
+    fixed_size = space.fixed.get("img_size")
+    if fixed_size is not None:
+        data = data_loader(settings)(fixed_size)
+        space = space.with_fixed(in_chans=data.in_chans, num_classes=data.num_classes)
+    return space
+
+
+def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
+    """Run trials in this process until the study holds ``settings.trials`` evaluated architectures and
+    no trial of it is running (:func:`refiner_nas.search.runner._loop.work_on_study`)."""
+    evaluator = make_evaluator(settings, space)
+    study.sampler = with_prescreen(study.sampler, settings, space, evaluator)
+    runner = TrialRunner(evaluator)
+    work_on_study(study, runner, trials=settings.trials, heartbeat_s=settings.heartbeat_s)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a scheduler's stop) both interrupt: the trial in flight is recorded and
+    re-queued. Set explicitly: a process started in the background inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)

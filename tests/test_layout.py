@@ -1,0 +1,186 @@
+"""The layout's promises: dependencies point one way (no import circle between modules, nor between the
+children of any package), and the model package imports nothing above it.
+
+The import graph is read from the source with :mod:`ast`, counting imports inside functions and under
+``TYPE_CHECKING``: an import that only dodges a circle at run time still says the module is in the wrong
+room. ``python tests/test_layout.py`` prints the graph's figures.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "refiner_nas"
+
+
+def package_dirs() -> dict[str, Path]:
+    """Each installed package's folder, from ``pyproject.toml``'s ``package-dir`` mapping."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {name: ROOT / folder for name, folder in setuptools["package-dir"].items()}
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the distribution by its import name (a package by its ``__init__.py``)."""
+    found: dict[str, Path] = {}
+    for package, folder in package_dirs().items():
+        for file in folder.rglob("*.py"):
+            parts = file.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if all((folder.joinpath(*parts[:i]) / "__init__.py").exists() for i in range(len(parts))):
+                found[".".join((package, *parts))] = file
+    return found
+
+
+def _imported_names(module: str, file: Path) -> Iterator[str]:
+    is_package = file.name == "__init__.py"
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield target
+            yield from (f"{target}.{alias.name}" for alias in node.names)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, with the ``__init__`` of every package it enters from
+    outside (importing ``a.b.c`` from outside ``a.b`` runs ``a.b``'s ``__init__`` first). A module that
+    imports its own package's ``__init__`` is counted too: that ``__init__`` imports it back."""
+    found = modules()
+    graph: dict[str, set[str]] = {name: set() for name in found}
+    for module, file in found.items():
+        for name in _imported_names(module, file):
+            while name and name not in found:
+                name = name.rpartition(".")[0]
+            if not name.startswith(NAMESPACE):
+                continue
+            if name != module:  # what the statement names, even its own package's __init__
+                graph[module].add(name)
+            parts = name.split(".")
+            for depth in range(2, len(parts)):  # the packages entered on the way, from outside only
+                target = ".".join(parts[:depth])
+                if target in found and not module.startswith(target + "."):
+                    graph[module].add(target)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's strongly connected components of more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                on_stack.discard(other)
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def children_graph(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    """Arrows between the direct children (modules and subpackages) of ``package``."""
+    depth = len(package.split(".")) + 1
+
+    def child(module: str) -> str | None:
+        if not module.startswith(package + "."):
+            return None
+        return ".".join(module.split(".")[:depth])
+
+    arrows: dict[str, set[str]] = defaultdict(set)
+    for module, targets in graph.items():
+        source = child(module)
+        for target in targets:
+            destination = child(target)
+            if source and destination and source != destination:
+                arrows[source].add(destination)
+    return arrows
+
+
+def packages(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(name for name, file in modules().items() if file.name == "__init__.py")
+
+
+def test_no_import_circle_between_modules() -> None:
+    assert circles(import_graph()) == []
+
+
+def test_no_import_circle_between_the_children_of_any_package() -> None:
+    graph = import_graph()
+    found = {package: circles(children_graph(graph, package)) for package in packages(graph)}
+    assert {package: c for package, c in found.items() if c} == {}
+
+
+def test_the_model_package_imports_nothing_above_it() -> None:
+    graph = import_graph()
+    model = f"{NAMESPACE}.refiner_space"
+    outside = {(m, t) for m, targets in graph.items() if m.startswith(model) for t in targets
+               if not t.startswith(model) and t != NAMESPACE}
+    assert outside == set()
+
+
+def test_the_search_imports_neither_results_nor_benchmarks() -> None:
+    graph = import_graph()
+    search = f"{NAMESPACE}.search"
+    above = (f"{NAMESPACE}.results", f"{NAMESPACE}.benchmarks", f"{NAMESPACE}.cli", f"{NAMESPACE}.api")
+    wrong = {(m, t) for m, targets in graph.items() if m.startswith(search) for t in targets if t.startswith(above)}
+    assert wrong == set()
+
+
+def test_the_graph_sees_a_circle_through_a_package_init(tmp_path) -> None:
+    """The check is not vacuous: a module importing a sibling package's submodule enters that package's
+    ``__init__``, and a circle through it is found."""
+    graph = {"n.a": {"n.b"}, "n.b": {"n.b._impl"}, "n.b._impl": {"n.a"}}
+    assert circles(graph) == [["n.a", "n.b", "n.b._impl"]]
+    assert circles(children_graph(graph, "n")) == [["n.a", "n.b"]]
+
+
+def test_every_package_folder_is_installed() -> None:
+    """``pyproject.toml`` lists its packages explicitly (the mapping needs it): a new folder with an
+    ``__init__.py`` that is not listed would be left out of the wheel."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert set(packages(import_graph())) == listed
+
+
+if __name__ == "__main__":
+    graph = import_graph()
+    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} import arrows, "
+          f"{len(circles(graph))} circles between modules")
+    for package in packages(graph):
+        arrows = children_graph(graph, package)
+        print(f"{package}: {sum(map(len, arrows.values()))} arrows between its children, "
+              f"{len(circles(arrows))} circles")

@@ -1,4 +1,5 @@
-"""The released-code variant (SPEC §2) against a plain reference built the way the released code is.
+"""The released-code variant (docs/models.md#the-released-code-variant) against a plain reference built the way the
+released code is.
 
 The reference is a copy of the model whose refiners are :class:`PlainOfficialRefiner`: Conv2d 1×1,
 BatchNorm2d modules, ReLU6 and a depthwise Conv2d called one after another, with the same weights, so
@@ -27,7 +28,8 @@ DEFAULT_MODELS = ("refined_vit_s", "refined_vit_m")
 
 
 class PlainOfficialRefiner(nn.Module):
-    """SPEC §2's refiner as the released code runs it, sharing the modules of ``refiner``."""
+    """The released-code refiner (docs/models.md#the-released-code-variant) as the released code runs it,
+    sharing the modules of ``refiner``."""
 
     def __init__(self, refiner: OfficialMapRefiner) -> None:
         super().__init__()

@@ -2,7 +2,8 @@
 
 Workers are real processes, forked from this one once everything is imported. Each opens the storage
 itself and runs the launch's own loop (:func:`refiner_nas.search.runner._loop.work_on_study` with
-:class:`refiner_nas.search.trial._runner.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a scaled-down
+:class:`refiner_nas.search.trial._runner.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a
+scaled-down
 share of each recorded training time. The space is the table's with a drop-path rate added that the table
 ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).

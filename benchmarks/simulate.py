@@ -1,7 +1,8 @@
 """One simulated search on a table: a real launch's trial loop, its hypervolume after every trial.
 
 The study lives in memory; sampler, pruner, early stop and trial runner are the launch's
-(:func:`refiner_nas.search.samplers._factory.make_sampler`, :class:`refiner_nas.search.trial._runner.TrialRunner`), the evaluator reads the table.
+(:func:`refiner_nas.search.samplers._factory.make_sampler`, :class:`refiner_nas.search.trial._runner.TrialRunner`), the
+evaluator reads the table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""refiner_space: the Refined-ViT model family (SPEC.md), registered in timm."""
+"""refiner_space: the Refined-ViT model family (docs/models.md), registered in timm."""
 
 import warnings
 

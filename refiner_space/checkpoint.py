@@ -13,7 +13,8 @@ from torch import Tensor
 
 from refiner_nas.refiner_space.model import RefinedViT
 
-# Released name of each refiner sub-module -> ours (SPEC §2 key layout); everything else is shared.
+# Released name of each refiner sub-module -> ours (docs/models.md#the-released-code-variant key layout); everything
+# else is shared.
 _RELEASED_TO_OURS = {
     "attn.DLA.conv_exp.": "attn.refine.expand.",
     "attn.DLA.bn1.": "attn.refine.bn1.",

@@ -35,10 +35,10 @@ class ConfigError(ValueError):
 
 
 class ModelConfig(BaseModel):
-    """One architecture of the Refined-ViT family (see SPEC.md §1-3).
+    """One architecture of the Refined-ViT family (docs/models.md).
 
     Raises:
-        pydantic.ValidationError (a ValueError) naming the field, the value and what is allowed.
+        pydantic.ValidationError: a ValueError naming the field, the value and what is allowed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

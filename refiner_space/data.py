@@ -448,8 +448,8 @@ def load_data(
     Args:
         spec: a :class:`DataSpec` or its string form (``digits``, ``cifar10:DIR``, ...).
         img_size: the size every image is resized to (the model's input size).
-        val_fraction, split_seed: the held-out share of each class and the split's seed
-            (``val_source="split"``).
+        val_fraction: the held-out share of each class (``val_source="split"``).
+        split_seed: the seed of that split.
         val_source: ``split`` holds out part of the training data; ``official`` uses the CIFAR test
             batch or the ``val/`` folder (digits has none).
         crop_ratio: evaluation crop ratio; > 1 pads (receptive field calibration).

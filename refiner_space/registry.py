@@ -20,7 +20,7 @@ _PAPER_REFINER = {"attention": "refiner", "expansion_ratio": 3, "kernel_size": 3
 _TABLE2_BASELINE = {"depth": 16, "embed_dim": 384, "num_heads": 12, "mlp_ratio": 3.0}
 
 NAMED_CONFIGS: dict[str, dict[str, Any]] = {
-    # Released-code Refined-ViTs (SPEC §2 table).
+    # Released-code Refined-ViTs (docs/models.md#the-released-code-variant table).
     "refined_vit_s": {**_RELEASED, "depth": 16, "embed_dim": 384, "num_heads": 12},
     "refined_vit_m": {**_RELEASED, "depth": 32, "embed_dim": 420, "num_heads": 12},
     "refined_vit_l": {**_RELEASED, "depth": 32, "embed_dim": 512, "num_heads": 16},
@@ -34,7 +34,7 @@ NAMED_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_32b_420": {"depth": 32, "embed_dim": 420, "num_heads": 12, "mlp_ratio": 3.0},
     "vit_32b_512": {"depth": 32, "embed_dim": 512, "num_heads": 16, "mlp_ratio": 3.0},
     "vit_12b_768": {"depth": 12, "embed_dim": 768, "num_heads": 12, "mlp_ratio": 4.0},
-    # Context broadcasting on the Table 2 baseline (SPEC §3).
+    # Context broadcasting on the Table 2 baseline (docs/models.md#context-broadcasting).
     "vit_16b_384_cb": {**_TABLE2_BASELINE, "context_broadcast": "mlp_end"},
 }
 

@@ -5,12 +5,11 @@ Modules (import them directly; this package imports nothing heavy):
 ``schema`` (the leaderboard's versioned columns), ``store`` (the Parquet file), ``collect`` (trials
 into rows), ``entries`` (full-training results), ``leaderboard`` (selection, sorting, rendering),
 ``pareto`` (fronts and hypervolume), ``plots``, ``export``, ``recipes``, ``train``, ``distributed``
-(DDP under torchrun), ``cli`` (the commands), ``reference`` (Table 7). ``baselines/`` holds the
-committed benchmark baselines.
+(DDP under torchrun), ``reference`` (Table 7). ``baselines/`` holds the committed benchmark baselines.
+The commands are :mod:`refiner_nas.cli.results`.
 """
 
 __all__ = [
-    "cli",
     "collect",
     "distributed",
     "entries",

@@ -1,5 +1,5 @@
 """Full-training recipes, kept as data: the paper's Table 8 "standard" and "advanced" ones and the
-released code's (SPEC §2), and how a recipe becomes the training loop's settings.
+released code's (docs/models.md#the-released-code-variant), and how a recipe becomes the training loop's settings.
 
 Where each number comes from is written next to it. The learning rate scales linearly with the batch
 size (``base_lr`` at ``reference_batch``), as DeiT does.
@@ -82,7 +82,8 @@ class Recipe(BaseModel):
         return self.drop_path_by_model.get(model_name or "", self.drop_path)
 
     def unsupported(self) -> list[str]:
-        """What this recipe asks for that :func:`refiner_nas.refiner_space.training.train_model` and :func:`refiner_nas.refiner_space.data.load_data`
+        """What this recipe asks for that :func:`refiner_nas.refiner_space.training.train_model` and
+        :func:`refiner_nas.refiner_space.data.load_data`
         do not apply (reported to the user instead of silently dropped)."""
         missing = []
         if self.rand_augment:
@@ -170,11 +171,12 @@ RECIPES: dict[str, Recipe] = {
         ema_decay=0.99996,
         token_labeling=TokenLabeling(dense_weight=0.5, label_size=14, mix_token=True),
     ),
-    # SPEC §2's released recipe (lr 5e-4 at batch 512, drop path 0.1 for S, 0.2 for M and L); warm-up
+    # docs/models.md#the-released-code-variant's released recipe (lr 5e-4 at batch 512, drop path 0.1 for S, 0.2 for M
+    # and L); warm-up
     # from 1e-6, floor 1e-5 and EMA 0.99996 from the released scripts/refiner_{s,l}.yaml.
     "released": Recipe(
         name="released",
-        description="the released Refiner code's recipe (SPEC §2)",
+        description="the released Refiner code's recipe (docs/models.md#the-released-code-variant)",
         base_lr=5e-4, reference_batch=512, batch_size=512,
         weight_decay=0.05, epochs=300, warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5,
         mixup=0.8, cutmix=1.0, label_smoothing=0.1,

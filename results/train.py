@@ -107,7 +107,8 @@ def run_full_training(
         data: a dataset spec (``digits``, ``cifar10:DIR``, ``imagefolder:DIR`` or a bare folder).
         output: the run folder; an existing run there (same settings) is resumed.
         recipe: ``standard``, ``advanced``, ``released`` or a recipe of the file (default: the file's).
-        epochs, batch_size: override the recipe's (the warm-up keeps its share; lr scales with batch).
+        epochs: override the recipe's (the warm-up keeps its share).
+        batch_size: override the recipe's (the learning rate scales with it).
         lr: the peak learning rate, instead of the recipe's scaled one.
         img_size: train at another size than the configuration's (e.g. 224 after a 32 px search).
         drop_path: override the recipe's stochastic depth.

@@ -19,7 +19,7 @@ Pruner = Literal["median", "hyperband", "none"]
 Stopper = Literal["dominance", "mo_asha", "promote"]  # how multi-objective trials stop early (search.stoppers)
 Proxy = Literal["synflow", "naswot", "grad_norm", "params"]  # what pre-screening ranks candidates by
 # The options a proxy result depends on: results are comparable (and reusable) only when they agree.
-_BUDGET_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",
+_PROXY_RECIPE_FIELDS = {"dataset", "epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "mixup", "cutmix",
                   "val_fraction", "crop_ratio", "seed"}
 
 
@@ -53,7 +53,7 @@ class SearchSettings(BaseModel):
     sampler: Sampler = "auto"
     pruner: Pruner = "median"
     # None (auto): on where the sampler resolves to EHVI on several objectives (search.study.resolve_early_stop),
-    # where pausing and resuming measured its win on the shipped table (README, "Search efficiency").
+    # where pausing and resuming measured its win on the shipped table (docs/benchmarks.md#search-strategies).
     early_stop: bool | None = None
     stopper: Stopper = "promote"
     # Candidates scored by `proxy` before each trial (search.prescreen); 0: the sampler's draw is trained.
@@ -137,11 +137,13 @@ class SearchSettings(BaseModel):
             device=self.device,
         )
 
-    def budget(self) -> dict[str, Any]:
-        """What a proxy result depends on besides the architecture: data, schedule and recipe."""
-        return self.model_dump(include=_BUDGET_FIELDS)
+    def proxy_recipe(self) -> dict[str, Any]:
+        """What a proxy result depends on besides the architecture: data, schedule and recipe (recorded as
+        each trial's ``budget`` field, its name in files since 0.1; the cost limits are ``space.Budget``)."""
+        return self.model_dump(include=_PROXY_RECIPE_FIELDS)
 
-    def budget_key(self) -> str:
-        """A short hash of :meth:`budget`: equal keys mean comparable proxy results."""
-        canonical = json.dumps(self.budget(), sort_keys=True)
+    def proxy_recipe_key(self) -> str:
+        """A short hash of :meth:`proxy_recipe` (the record field ``budget_key``): equal keys mean
+        comparable proxy results."""
+        canonical = json.dumps(self.proxy_recipe(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -8,7 +8,7 @@ from refiner_nas.search.space import SearchSpace
 
 def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
     """The sampler ``settings`` ask for; ``auto`` is the known-cost EHVI sampler on a space it can enumerate
-    (its measured win, README "Search efficiency"), TPE on a larger one (a random pool's costs would be
+    (its measured win, docs/benchmarks.md#search-strategies), TPE on a larger one (a random pool's costs would be
     counted afresh for every trial)."""
     if settings.sampler != "auto":
         return settings.sampler
@@ -19,8 +19,8 @@ def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
 
 def resolve_early_stop(settings: SearchSettings, space: SearchSpace) -> bool:
     """Whether trials stop early: ``--early-stop`` or ``--no-early-stop`` as given, by default where the
-    sampler resolves to EHVI on several objectives (EHVI with ``promote``: the measured win, README "Search
-    efficiency")."""
+    sampler resolves to EHVI on several objectives (EHVI with ``promote``: the measured win,
+    docs/benchmarks.md#pause-and-resume)."""
     if settings.early_stop is not None:
         return settings.early_stop
     return resolve_sampler(settings, space) == "ehvi" and len(settings.objective_list) >= 2

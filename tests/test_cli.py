@@ -53,3 +53,22 @@ def test_bad_option_gives_one_error_line() -> None:
     assert result.output.strip().splitlines() == [
         "error: img_size=100 is not a multiple of patch_size=16; choose an image size divisible by the patch size"
     ]
+
+
+def test_debug_shows_the_traceback_behind_the_one_line_error(tmp_path, monkeypatch) -> None:
+    """A real process each time: without ``--debug`` one ``error:`` line and exit 2; with it (or
+    ``REFINER_NAS_DEBUG=1``) the exception's traceback, naming the library function that raised."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "refiner_nas", "search", "status", "--study", "nope", "--run-dir", str(tmp_path)]
+    plain = subprocess.run(command, capture_output=True, text=True)
+    assert plain.returncode == 2
+    assert plain.stderr.strip().splitlines() == [
+        f"error: --study 'nope': no such study under {tmp_path} (studies there: none); "
+        "check --study, --storage and --run-dir"]
+    debug = subprocess.run([*command[:3], "--debug", *command[3:]], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert "require_study_storage" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("KeyError")
+    monkeypatch.setenv("REFINER_NAS_DEBUG", "1")
+    assert "Traceback" in subprocess.run(command, capture_output=True, text=True).stderr

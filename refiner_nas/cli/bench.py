@@ -1,7 +1,8 @@
 """``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
 
 Every command is a thin shell over a library function (:mod:`refiner_nas.refiner_space.costs._count`,
-:mod:`refiner_nas.refiner_space.costs.speed`, :mod:`refiner_nas.benchmarks.fold`, :mod:`refiner_nas.benchmarks.official`, :mod:`refiner_nas.benchmarks.regress`).
+:mod:`refiner_nas.refiner_space.costs.speed`, :mod:`refiner_nas.benchmarks.fold`,
+:mod:`refiner_nas.benchmarks.official`, :mod:`refiner_nas.benchmarks.regress`).
 Heavy imports happen inside the commands so that ``--help`` answers at once. Tables by default;
 ``--json`` or ``--csv`` for scripts.
 """

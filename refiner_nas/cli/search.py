@@ -1,4 +1,5 @@
-"""``refiner-nas search launch|status``: thin shells over :mod:`refiner_nas.search.runner._launch` and :mod:`refiner_nas.search.study._summary`."""
+"""``refiner-nas search launch|status|list|delete|plot|resume|worker``: thin shells over
+:mod:`refiner_nas.search.runner` and :mod:`refiner_nas.search.study`."""
 
 from __future__ import annotations
 

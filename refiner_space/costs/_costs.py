@@ -34,7 +34,7 @@ class Costs:
         elementwise_flops: FLOPs of everything else (norms, softmax, activations, adds, means, ...).
         fvcore_flops: what plain ``fvcore.nn.FlopCountAnalysis(model, image).total()`` returns: one
             multiply-add as one "flop", plus its norm estimates; fused attention and element-wise
-            operators count zero. Kept for comparison with published figures (SPEC §2).
+            operators count zero. Kept for comparison with published figures (docs/models.md#the-released-code-variant).
         img_size: input (height, width).
         parts: the breakdown by part; sums to the totals.
         zero_cost_ops: data-movement operators seen (counted as zero), with their number of calls.

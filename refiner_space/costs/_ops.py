@@ -25,7 +25,7 @@ Convention (every number is per forward pass of the traced input):
   leave its compute out (see :class:`refiner_nas.refiner_space.costs._count.UncountedOperatorError`).
 
 Each handle also reports what plain fvcore would count for the same operator (one multiply-add as one
-"flop", its norm estimates, fused attention and element-wise operators as zero), so the SPEC's "fvcore
+"flop", its norm estimates, fused attention and element-wise operators as zero), so the spec's "fvcore
 flops" come out of the same trace.
 """
 

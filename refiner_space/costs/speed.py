@@ -54,7 +54,8 @@ class SpeedSettings:
         fold: fold the paper refiners into one dense kernel (training and inference); the released
             variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
-        bandwidth: also time the model's refiner alone and a large copy (:mod:`refiner_nas.refiner_space.costs.bandwidth`).
+        bandwidth: also time the model's refiner alone and a large copy
+        (:mod:`refiner_nas.refiner_space.costs.bandwidth`).
         triton_kernels: on CUDA, run the refiner chains at inference in their Triton kernels
             (:func:`refiner_nas.refiner_space.set_triton_kernels`); False times the PyTorch paths.
     """

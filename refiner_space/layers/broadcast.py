@@ -1,4 +1,4 @@
-"""Context broadcasting (SPEC §3): uniform attention added for free, without parameters."""
+"""Context broadcasting (docs/models.md#context-broadcasting): uniform attention added for free, without parameters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Attention of the released Refiner code (SPEC §2): compute blocks and map-sharing blocks.
+"""Attention of the released Refiner code (docs/models.md#the-released-code-variant): compute blocks and map-sharing
+blocks.
 
 A compute block adds the map it received (scaled by d^-1/2) to its own softmax map and passes its map on
 unrefined; a share block refines the map it received with a BatchNorm'd expand/depthwise/reduce chain,

@@ -1,4 +1,4 @@
-"""The paper's attention refiner (SPEC §1): expansion, distributed local attention, reduction.
+"""The paper's attention refiner (docs/models.md#the-paper-variant): expansion, distributed local attention, reduction.
 
 Every step is linear in the map, so with reduction on the three weights compose into one dense k×k
 convolution from H maps to H maps (:meth:`AttentionRefiner.folded_kernel`). Folding keeps the three

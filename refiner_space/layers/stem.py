@@ -1,4 +1,5 @@
-"""The released code's four-convolution stem (SPEC §2), in place of one P×P patch projection."""
+"""The released code's four-convolution stem (docs/models.md#the-released-code-variant), in place of one
+P×P patch projection."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Published figures shown next to measured ones: the Refiner paper's Table 7 (ImageNet top-1).
 
 ``table7.csv`` is a copy of the project's reference table (columns group, model, params_m, gflops,
-train_size, test_size, top1, real_top1, source). The paper's "FLOPs" count multiply-adds (SPEC §2), so
+train_size, test_size, top1, real_top1, source). The paper's "FLOPs" count multiply-adds
+(docs/models.md#the-released-code-variant), so
 they become ``macs_g``; the test size becomes ``img_size``.
 """
 

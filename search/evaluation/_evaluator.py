@@ -76,7 +76,7 @@ class ArchitectureEvaluator:
         self.train = train or self.train_proxy
         self.checkpoints = train is None
         self.device = str(resolve_device(settings.device))
-        self.budget, self.budget_key = settings.budget(), settings.budget_key()
+        self.budget, self.budget_key = settings.proxy_recipe(), settings.proxy_recipe_key()
         self.train_settings = settings.train_settings()
         self.needs_speed = space.budget.max_latency_ms is not None or any(
             o.name in ("latency", "throughput") for o in self.objectives

@@ -113,7 +113,7 @@ def table_evaluator(settings: SearchSettings, space: SearchSpace, *, replay_fiel
         raise ValueError("settings.table is not set: give the benchmark table to read (--backend table:FILE)")
     table = cached_table(str(settings.table))
     budget = table.provenance["budget"]
-    differing = [f"{key}={value!r} (table: {budget[key]!r})" for key, value in settings.budget().items()
+    differing = [f"{key}={value!r} (table: {budget[key]!r})" for key, value in settings.proxy_recipe().items()
                  if key not in FREE_BUDGET_FIELDS and budget.get(key) != value]
     if differing:
         raise TableLookupError(f"the launch's budget differs from table {settings.table}: {', '.join(differing)}")

@@ -1,4 +1,5 @@
-"""Running trials in this process: the space prepared and checked, the study's trials until it is done, and the signals that interrupt them."""
+"""Running trials in this process: the space prepared and checked, the study's trials until it is done,
+and the signals that interrupt them."""
 
 from __future__ import annotations
 

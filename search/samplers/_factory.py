@@ -17,7 +17,7 @@ from refiner_nas.search.strategy import resolve_sampler
 # GPSampler's acquisition search (private attributes, Optuna 5) is sized for continuous spaces: 2048
 # quasi-random points, 10 local searches, 128 EHVI samples cost about 1 s per trial on 2 cores, growing
 # with the study. An architecture space is a few categorical choices: a tenth of that search does
-# (a whole search of the shipped table in about 10 s; README, "Search efficiency").
+# (a whole search of the shipped table in about 10 s; docs/benchmarks.md#search-strategies).
 GP_ACQUISITION_SEARCH = {"_n_preliminary_samples": 256, "_n_local_search": 4, "_n_qmc_samples_ehvi": 32}
 
 
@@ -43,7 +43,7 @@ def make_sampler(
     from refiner_nas.search.space import grid_size
 
     return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
-                            settings.budget_key(), architectures=grid_size(space))
+                            settings.proxy_recipe_key(), architectures=grid_size(space))
 
 
 def _drawing_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,

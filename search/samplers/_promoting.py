@@ -1,4 +1,5 @@
-"""Resuming paused trials: the sampler side of the ``promote`` stopper (:class:`refiner_nas.search.stoppers._rules.RungPromotion`).
+"""Resuming paused trials: the sampler side of the ``promote`` stopper
+(:class:`refiner_nas.search.stoppers._rules.RungPromotion`).
 
 Before each new trial, :class:`PromotingSampler` asks the rule which paused trials pass it now. If one
 does, the new trial takes that trial's parameters and is marked as its resumption (a system attribute the

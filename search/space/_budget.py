@@ -46,7 +46,8 @@ class Budget(BaseModel):
     """Upper limits on a configuration's cost; a limit left out does not constrain.
 
     ``max_params`` and ``max_macs`` take numbers or strings with a K/M/G/T suffix ("30M", "8G", 30e6);
-    MACs are multiply-accumulates of one forward pass of one image (``refiner_nas.refiner_space.costs._count.count_costs``).
+    MACs are multiply-accumulates of one forward pass of one image
+    (``refiner_nas.refiner_space.costs._count.count_costs``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

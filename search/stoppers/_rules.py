@@ -1,6 +1,7 @@
 """Early stopping of multi-objective trials, chosen by the ``stopper`` setting.
 
-- ``dominance``: :class:`refiner_nas.search.stoppers._dominance.DominanceEarlyStop` (a completed trial dominates this one at
+- ``dominance``: :class:`refiner_nas.search.stoppers._dominance.DominanceEarlyStop` (a completed trial dominates this
+one at
   the same epoch).
 - ``mo_asha``: multi-objective asynchronous successive halving. Rungs sit at ``min_epoch * eta**k``
   epochs below the budget. A trial reaching a rung goes on only if it ranks in the best ``ceil(n / eta)``
@@ -13,7 +14,8 @@
   least one, and none before ``min_population`` trials got there: nothing is lost by waiting) *and* its
   point at the rung would add at least 1 % to the hypervolume of the fully trained trials' points at the
   same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by
-  the trial :class:`refiner_nas.search.samplers._promoting.PromotingSampler` starts for it, once it passes both tests (more
+  the trial :class:`refiner_nas.search.samplers._promoting.PromotingSampler` starts for it, once it passes both tests
+  (more
   trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs
   resuming it above drawing a new architecture. Unlike a stop, a pause loses nothing.
 """

@@ -32,22 +32,24 @@ def journal_studies(run_dir: Path) -> list[str]:
 
 
 def require_study_storage(study: str, *, run_dir: Path, storage: str | None = None, readable: bool = True) -> None:
-    """Raise when opening the storage of ``study`` would create it: no default journal
-    ``RUN_DIR/STUDY/journal.log``, or a SQLite URL whose file does not exist. With ``readable``, a
-    journal must also be text (see :func:`check_journal`); deleting a damaged one needs no reading.
+    """Raise when opening the storage of ``study`` would create it: no journal (the default
+    ``RUN_DIR/STUDY/journal.log`` or a ``journal:///path`` URL), or a SQLite URL whose file does not exist.
+    With ``readable``, a journal must also be text (see :func:`check_journal`); deleting a damaged one
+    needs no reading.
 
     Raises:
         KeyError: the storage does not exist; the message names the studies that do.
     """
-    if storage is None and not (Path(run_dir) / study / JOURNAL_FILE).is_file():
-        existing = journal_studies(run_dir)
-        raise KeyError(
-            f"--study {study!r}: no such study under {run_dir} (studies there: {', '.join(existing) or 'none'}); "
-            "check --study, --storage and --run-dir"
-        )
-    if storage is None and readable:
-        check_journal(Path(run_dir) / study / JOURNAL_FILE)
-    if storage is not None and storage.startswith("sqlite:///"):
+    if storage is None or storage.startswith("journal://"):
+        journal = Path(run_dir) / study / JOURNAL_FILE if storage is None else Path(storage.removeprefix("journal://"))
+        if not journal.is_file():
+            existing = journal_studies(run_dir) if storage is None else []
+            where = f"under {run_dir} (studies there: {', '.join(existing) or 'none'})" if storage is None else (
+                f"at {journal}")
+            raise KeyError(f"--study {study!r}: no such study {where}; check --study, --storage and --run-dir")
+        if readable:
+            check_journal(journal)
+    elif storage.startswith("sqlite:///"):
         path = Path(storage.removeprefix("sqlite:///"))
         if str(path) != ":memory:" and not path.is_file():
             raise KeyError(f"--storage {storage}: {path} does not exist; check --storage")

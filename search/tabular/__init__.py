@@ -28,7 +28,7 @@ from refiner_nas.search.tabular._schema import (
     write_table,
 )
 
-# The table shipped with the package: the `tabular` space on digits (README, "Search efficiency").
+# The table shipped with the package: the `tabular` space on digits (docs/benchmarks.md#search-strategies).
 SHIPPED_TABLE = Path(__file__).with_name("tabular_digits.parquet")
 
 __all__ = [

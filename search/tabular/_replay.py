@@ -1,7 +1,8 @@
 """The simulated backend: trials read their costs and learning curve from a benchmark table.
 
 Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and
-records. Only :class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator`'s training step (and its cost counter) is
+records. Only :class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator`'s training step (and its cost
+counter) is
 swapped, so a search over the table's space takes seconds. Time is simulated: a trial's
 ``train_time_s`` is the table's training time for the epochs it ran.
 """

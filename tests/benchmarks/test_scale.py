@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from documented import documented_lines
 
 from refiner_nas.benchmarks.scale import Ledger, ScalePlan, fault_schedule, main, parse_arguments, run_scale
 
@@ -75,18 +76,17 @@ def test_the_ledger_charges_nested_time_once() -> None:
     assert ledger.totals["sampler"] + ledger.totals["storage"] == pytest.approx(elapsed, abs=0.005)
 
 
-def readme_scale_lines() -> list[list[str]]:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    return [shlex.split(line.split("  #")[0])[3:] for line in readme.splitlines()
+def documented_scale_lines() -> list[list[str]]:
+    return [shlex.split(line)[3:] for _, line in documented_lines()
             if line.startswith("python -m refiner_nas.benchmarks.scale")]
 
 
 @pytest.mark.slow
-def test_the_readme_scale_lines_run_with_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
-    lines = readme_scale_lines()
+def test_the_documented_scale_lines_run_with_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = documented_scale_lines()
     assert len(lines) >= 3
     for arguments in lines:
-        parse_arguments(arguments)  # every option the README shows exists
+        parse_arguments(arguments)  # every option the docs show exists
         if any(a.startswith("postgresql://") for a in arguments):
             continue  # needs that server: the PostgreSQL fault run above covers the storage
         main([*arguments, "--workers", "2", "--trials", "8", *(["--prefill", "0", "20"] if "--prefill" in arguments

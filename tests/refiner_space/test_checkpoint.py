@@ -10,7 +10,8 @@ from refiner_nas.refiner_space import (
     load_released_checkpoint,
 )
 
-OURS_TO_RELEASED = {  # the released code's key layout, SPEC §2, written out independently of the loader
+# The released code's key layout (docs/models.md#the-released-code-variant), written out apart from the loader.
+OURS_TO_RELEASED = {
     "attn.refine.expand.": "attn.DLA.conv_exp.",
     "attn.refine.bn1.": "attn.DLA.bn1.",
     "attn.refine.dla.": "attn.DLA.depth_sep_conv.",

@@ -1,4 +1,4 @@
-"""The released-code models against SPEC §2's table (full-size models: slow)."""
+"""The released-code models against docs/models.md#the-released-code-variant's table (full-size models: slow)."""
 
 from __future__ import annotations
 

@@ -153,5 +153,5 @@ def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> 
     for trial in study.get_trials():
         row = frame[frame["trial"] == trial.number].iloc[0]
         assert row["top1"] == trial.values[0] and row["params_m"] == pytest.approx(trial.values[1])
-        assert row["dataset"] == "digits" and row["epochs"] == 1 and row["budget_key"] == settings.budget_key()
+        assert row["dataset"] == "digits" and row["epochs"] == 1 and row["budget_key"] == settings.proxy_recipe_key()
         assert row["state"] == "complete" and row["feasible"] and row["config_hash"] == trial.user_attrs["config_hash"]

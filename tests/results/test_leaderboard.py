@@ -123,5 +123,6 @@ def test_full_training_results_are_recorded_once_and_shown_with_table7(
 def test_a_released_model_counts_as_spec_says(tmp_path: Path) -> None:
     row = full_training_row(config=named_config("refined_vit_s"), top1=83.6, dataset="imagenet", epochs=300,
                             recipe="released")
-    assert row["params_m"] == pytest.approx(25.02, abs=0.01)  # SPEC §2: 25.02M without the aux head
+    # docs/models.md#the-released-code-variant: 25.02M without the aux head
+    assert row["params_m"] == pytest.approx(25.02, abs=0.01)
     assert row["model"] == "refiner_official-16x384h12-r3k3-s2@224"

@@ -129,7 +129,8 @@ def test_a_front_spans_studies_and_counts_ties_but_not_duplicates(two_studies: p
     params = float(alone.front["params_m"].iloc[0])
     assert alone.hypervolume == pytest.approx(90.0 * params * 0.1)  # one candidate still encloses a volume
 
-    only_a = leaderboard_front(select_rows(two_studies, studies=["a"]), objectives, reference={"top1": 0, "params_m": 1})
+    only_a = leaderboard_front(select_rows(two_studies, studies=["a"]), objectives,
+                               reference={"top1": 0, "params_m": 1})
     assert list(only_a.front["top1"]) == [80.0, 60.0]
     mid, small = only_a.front["params_m"]
     expected = 80 * (1 - mid) + 60 * (mid - small)  # two rectangles up to top1=0, params=1
@@ -145,7 +146,8 @@ def test_unrecorded_objectives_and_empty_selections_are_errors(two_studies: pd.D
     with pytest.raises(EmptyResultError, match="no rows are selected"):
         leaderboard_front(select_rows(two_studies, where="top1 > 95"), parse_front_objectives("top1,params"))
     with pytest.raises(EmptyResultError, match="no selected row has top1, params_m and is a complete, feasible"):
-        leaderboard_front(select_rows(two_studies, where="status == 'over_budget'"), parse_front_objectives("top1,params"))
+        leaderboard_front(select_rows(two_studies, where="status == 'over_budget'"),
+                          parse_front_objectives("top1,params"))
 
 
 def test_published_models_can_compete_on_published_columns(two_studies: pd.DataFrame) -> None:

@@ -41,7 +41,7 @@ def random_table(tmp_path):
         loaded = SearchSpace.load(space)
         rows = random_table_rows(loaded, seeds=seeds, epochs=epochs, rng=np.random.default_rng(seed))
         provenance = {"table_version": TABLE_VERSION, "space": space, "space_yaml": open(loaded.source).read(),
-                      "dataset": "digits", "epochs": epochs, "seeds": list(seeds), "budget": settings.budget(),
+                      "dataset": "digits", "epochs": epochs, "seeds": list(seeds), "budget": settings.proxy_recipe(),
                       "build_seconds": 0.0}
         path = tmp_path / f"random_{space}_{seed}.parquet"
         write_table(rows, provenance, path)

@@ -72,3 +72,20 @@ def test_delete_asks_and_yes_skips_the_question(run_dir: Path) -> None:
     assert runner.invoke(app, ["search", "delete", "--study", "gamma", "--storage", url, "--yes"]).exit_code == 0
     listed = runner.invoke(app, ["search", "list", "--storage", url])
     assert listed.exit_code == 0 and "no study in" in listed.output
+
+
+def test_a_journal_url_is_found_like_the_default_journal(tmp_path: Path) -> None:
+    """``--storage journal:///path``: a launch's plan does not ask for the journal it is about to create,
+    and a query on a journal that does not exist says so in one line without creating it."""
+    from refiner_nas.search.runner import plan_launch
+    from refiner_nas.search.settings import SearchSettings
+
+    journal = tmp_path / "shared" / "study.log"
+    plan = plan_launch(SearchSettings(space="tiny", storage=f"journal://{journal}", trials=2, epochs=1))
+    assert plan.trials_to_run == 2 and not journal.exists()
+    result = runner.invoke(app, ["search", "status", "--study", "tiny", "--storage", f"journal://{journal}"])
+    assert result.exit_code == 2 and f"no such study at {journal}" in result.output and not journal.exists()
+    open_storage(f"journal://{journal}", tmp_path)
+    make_study(tmp_path, "tiny", [50.0])  # the default journal of run dir tmp_path/tiny: another study
+    result = runner.invoke(app, ["search", "status", "--study", "tiny", "--storage", f"journal://{journal}"])
+    assert result.exit_code == 2 and "no study 'tiny'" in result.output

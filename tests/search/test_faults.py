@@ -32,7 +32,7 @@ def launch_command(tmp_path: Path, small_space) -> Callable[..., list[str]]:
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
 
     def command(*extra: str, trials: int = 4, epochs: int = 6) -> list[str]:
-        return [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "launch", "--space", str(space),
+        return [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space),
                 "--study", "faults", "--run-dir", str(tmp_path / "runs"), "--trials", str(trials), "--epochs",
                 str(epochs), "--batch-size", "32", "--warmup-epochs", "0", "--sampler", "random", "--device", "cpu",
                 "--no-early-stop", "--no-progress", *extra]

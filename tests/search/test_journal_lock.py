@@ -87,7 +87,8 @@ def test_only_records_that_start_or_end_a_trial_are_flushed(tmp_path: Path, monk
     study = optuna.create_study(storage=storage, study_name="s")
     flushes: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr("refiner_nas.search.storages._journal.os.fsync", lambda fd: (flushes.append(fd), real_fsync(fd)))
+    monkeypatch.setattr("refiner_nas.search.storages._journal.os.fsync",
+                        lambda fd: (flushes.append(fd), real_fsync(fd)))
     trial = study.ask()
     assert len(flushes) == 1  # the trial's creation
     for epoch in range(5):

@@ -146,7 +146,7 @@ def postgres_server(action: str) -> None:
 def test_a_postgresql_restart_mid_trial_loses_nothing(tmp_path: Path, small_space) -> None:
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
     study_name = f"restart-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "launch", "--space", str(space),
+    command = [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space),
                "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"), "--workers", "2",
                "--heartbeat", "2", "--trials", "4", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
                "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]

@@ -163,7 +163,7 @@ def test_a_default_launch_resumes_what_the_rule_promotes_before_it_ends(tmp_path
     records = [TrialRecord.from_trial(t) for t in study.trials]
     assert count_evaluated(study.trials) == trials
     assert any(r.status == "trained" and r.resumed_from is not None for r in records)
-    assert rule.promotions(study.get_trials(deepcopy=False), settings.budget_key()) == []
+    assert rule.promotions(study.get_trials(deepcopy=False), settings.proxy_recipe_key()) == []
     check_paused_and_resumed(records, read_table(SHIPPED_TABLE).curves, epochs=20, rung=8)
     # The leaderboard shows each architecture once: a paused trial that was resumed and trained is shown
     # through the trial that resumed it (with --all, both).
@@ -258,7 +258,7 @@ def test_a_resumed_trial_trains_exactly_as_an_uninterrupted_one(tmp_path):
     assert count_evaluated(study.trials) == 1
 
     study.sampler = PromotingSampler(optuna.samplers.RandomSampler(seed=1), Promote(paused_trial),
-                                     settings.budget_key())
+                                     settings.proxy_recipe_key())
     # The first resumption is cut short after one more epoch: the paused state stays as it was.
     train = runner.evaluator.train
     runner.evaluator.train = interrupt_after_one_epoch(train)

@@ -3,11 +3,13 @@
 # the Triton kernels' tests, a sweep of their tile sizes, then `bench kernels`, `bench official`
 # and `bench throughput` (Triton kernels on and off). Every report is written as JSON
 # to $OUT (default gpu-results/), the reports results/baselines/gpu.json keeps; a summary is printed last.
-# Runs on the machine's own PyTorch without installing the project (it needs torch, timm, typer, rich and pydantic).
+# Runs on the machine's own PyTorch without installing the project (it needs torch, timm, typer, rich and
+# pydantic): the checkout's packages are imported through a mirror of the installed layout (refiner_nas._checkout).
 set -uo pipefail
 out="${OUT:-gpu-results}"
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+site=$(python3 -m refiner_nas._checkout build/checkout) || exit 1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 bench() {
   local name=$1
   shift

@@ -2,13 +2,11 @@
 achieved bandwidth next to a copy's, and error against float64.
 
 Released chain (docs/models.md#the-released-code-variant; a released-code model's first refiner): ``modules`` is the
-reference, its
-modules one after another as the released code runs them (:class:`PlainOfficialRefiner`); ``pytorch`` is
-the model's own path with the Triton kernels off (BatchNorms folded, in chunks); ``triton`` the model's
-path on CUDA; ``compiled`` the modules through ``torch.compile``. Paper chain (docs/models.md#the-paper-variant):
-``modules`` is
-expansion, depthwise and reduction as three steps; ``pytorch`` the folded dense convolution; ``triton``
-and ``compiled`` as above. Bandwidth counts the least any implementation moves: the maps read once and
+reference, its modules one after another as the released code runs them (:class:`PlainOfficialRefiner`); ``pytorch``
+is the model's own path with the Triton kernels off (BatchNorms folded, in chunks); ``triton`` the model's path on
+CUDA; ``compiled`` the modules through ``torch.compile``. Paper chain (docs/models.md#the-paper-variant):
+``modules`` is expansion, depthwise and reduction as three steps; ``pytorch`` the folded dense convolution;
+``triton`` and ``compiled`` as above. Bandwidth counts the least any implementation moves: the maps read once and
 the refined maps written once.
 """
 

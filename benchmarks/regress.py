@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ CONVENTION = (
     "macs: multiply-accumulates of products and convolutions (incl. fused attention); "
     "elementwise_flops: 1 per output element for arithmetic/activations/bias adds, 1 per input element "
     "for reductions, 5 per element for softmax, fvcore's estimates for norms; "
-    "fvcore_flops: plain fvcore FlopCountAnalysis total; see benchmarks/op_costs.py"
+    "fvcore_flops: plain fvcore FlopCountAnalysis total; see refiner_space/costs/_ops.py"
 )
 
 
@@ -84,7 +84,7 @@ class RegressReport:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def read_baseline(path: Path, schema: str) -> dict[str, Any]:

@@ -1,11 +1,10 @@
 """Cluster scale, simulated: W worker processes on one study, each trial replaying a recorded curve.
 
-Workers are real processes, forked from this one once everything is imported. Each opens the storage
-itself and runs the launch's own loop (:func:`refiner_nas.search.runner._loop.work_on_study` with
+Workers are real processes, forked from this one once everything is imported. Each opens the storage itself and runs
+the launch's own loop (:func:`refiner_nas.search.runner._loop.work_on_study` with
 :class:`refiner_nas.search.trial._runner.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a
-scaled-down
-share of each recorded training time. The space is the table's with a drop-path rate added that the table
-ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
+scaled-down share of each recorded training time. The space is the table's with a drop-path rate added that the
+table ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).
 
     python -m refiner_nas.benchmarks.scale                                  # journal file, W = 1 4 16 64, 400 trials
@@ -65,7 +64,7 @@ DEFAULT_TABLE = SHIPPED_TABLE
 # The model field the load-test space adds to the table's; the table's curves do not depend on it.
 REPLAYED_FIELD = "drop_path_rate"
 _ADDED_DIMENSION = f"  {REPLAYED_FIELD}: {{float: {{low: 0.0, high: 0.1, step: 0.0001}}}}\n"
-# How long PostgreSQL stays down in a fault run: a restart, which workers ride out (search.storage_retry).
+# How long PostgreSQL stays down in a fault run: a restart, which workers ride out (RetryingStorage).
 RESTART_OUTAGE_S = 3.0
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

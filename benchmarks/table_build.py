@@ -1,10 +1,9 @@
 """Building a benchmark table: train every architecture of a space for the full budget, per seed.
 
-Each (architecture, seed) goes through the same :class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator`
-a real
-trial uses, so the table holds what a search would have measured. Finished rows are appended to a
-JSON-lines file next to the output as they come, so an interrupted build resumes where it stopped;
-the Parquet file is written when every row is there.
+Each (architecture, seed) goes through the same
+:class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator` a real trial uses, so the table holds what a
+search would have measured. Finished rows are appended to a JSON-lines file next to the output as they come, so an
+interrupted build resumes where it stopped; the Parquet file is written when every row is there.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,6 @@ from refiner_nas.search.tabular import TABLE_VERSION, BenchmarkTable, write_tabl
 
 # What the builder measures besides top-1: latency needs an objective to be measured by the evaluator.
 _MEASURED = "top1:max,params:min,macs:min,latency:min"
-
-
 
 
 class _DictSink:
@@ -185,6 +182,6 @@ def _table_provenance(settings: SearchSettings, space: SearchSpace, seeds: Seque
         "build_seconds": round(build_seconds, 1),
         "workers": workers,
         "last_session_seconds": round(elapsed_seconds, 1),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **provenance(settings.device),
     }

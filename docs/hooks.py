@@ -1,30 +1,14 @@
-"""mkdocs hook: the API reference reads the sources as installed. The packages are folders at the
-repository's top, mapped under ``refiner_nas`` by ``pyproject.toml``; griffe (mkdocstrings) looks for
-``refiner_nas/search/...`` on disk, so this mirrors the mapping with symbolic links in
-``build/docs-src/`` before the build starts."""
+"""mkdocs hook: before the build, mirror the installed layout in ``build/docs-src/`` (the packages are
+folders at the repository's top, mapped under ``refiner_nas`` at install time), where the API reference
+reads the sources (:mod:`refiner_nas._checkout`)."""
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
-import tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT / "build" / "docs-src"
+sys.path.insert(0, str(ROOT))  # the checkout's refiner_nas/, installed or not
+from refiner_nas._checkout import mirror_layout  # noqa: E402
 
-
-def mirror_installed_layout() -> None:
-    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    shutil.rmtree(MIRROR, ignore_errors=True)
-    for package, folder in sorted(mapping.items()):
-        target = MIRROR.joinpath(*package.split("."))
-        if package == "refiner_nas":
-            target.mkdir(parents=True)
-            for entry in (ROOT / folder).iterdir():
-                (target / entry.name).symlink_to(entry)
-        else:
-            target.symlink_to(ROOT / folder)
-
-
-mirror_installed_layout()
+mirror_layout(ROOT / "build" / "docs-src")

@@ -51,4 +51,3 @@ __all__ = [
     "leaderboard_table", "list_studies", "load_leaderboard", "load_study", "parse_front_objectives", "plan_launch",
     "result_rows", "run_full_training", "study_front", "study_status", "write_study_plots",
 ]
-

@@ -1,4 +1,6 @@
-"""refiner_space: the Refined-ViT model family (docs/models.md), registered in timm."""
+"""The Refined-ViT model family (docs/models.md), registered in timm, and what sits beside it as timm's data
+and training do: ``costs`` (counted and measured), ``data`` (datasets and splits), ``training`` (the one
+training loop) and ``analysis`` (CKA, attention maps, density). It imports nothing of the search above it."""
 
 import warnings
 

@@ -51,7 +51,7 @@ def find_studies(*, studies: Sequence[str] = (), storages: Sequence[str] = (), r
 
     Raises:
         StudyNotFoundError: a named study in none of the storages, a missing journal or database file.
-        search.storage.StorageError: a storage that cannot be opened.
+        refiner_nas.search.storages.StorageError: a storage that cannot be opened.
     """
     run_dir = Path(run_dir)
     if not storages:
@@ -192,7 +192,7 @@ def collect(
     replaced, unchanged ones counted; rows of other studies and full trainings are kept.
 
     Raises:
-        StudyNotFoundError, search.storage.StorageError: see :func:`find_studies`.
+        StudyNotFoundError, refiner_nas.search.storages.StorageError: see :func:`find_studies`.
         ValueError: the results directory cannot be written.
     """
     sources = find_studies(studies=studies, storages=storages, run_dir=run_dir)

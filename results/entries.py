@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def full_training_row(
         **{field: data.get(field) for field in ("attention", "depth", "embed_dim", "num_heads")},
         "seed": seed,
         "wall_time_s": wall_time_s,
-        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
         "output": output,
         "config": json.dumps(data, sort_keys=True),

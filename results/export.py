@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def export_document(row: pd.Series, *, rank: int, objectives: list[FrontObjectiv
         },
         "provenance": {
             "measured": json.loads(row["provenance"]) if isinstance(row["provenance"], str) else None,
-            "exported": {**provenance("cpu"), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            "exported": {**provenance("cpu"), "at": datetime.now(UTC).isoformat(timespec="seconds")},
         },
         "default_recipe": DEFAULT_RECIPE,
         "recipes": {name: recipe.model_dump(mode="json") for name, recipe in RECIPES.items()},

@@ -18,6 +18,7 @@ import pandas as pd
 
 from refiner_nas.results.leaderboard import EmptyResultError
 from refiner_nas.results.schema import COLUMNS
+from refiner_nas.search.objectives import ObjectiveError  # one error for objectives, over trials or columns
 from refiner_nas.search.pareto import hypervolume, nondominated_ranks
 
 Direction = Literal["max", "min"]
@@ -26,10 +27,6 @@ ALIASES: dict[str, str] = {
 }
 _MAXIMISED = {"top1", "full_top1", "throughput"}
 _DIRECTIONS: dict[str, Direction] = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
-
-
-class ObjectiveError(ValueError):
-    """An objective or reference point that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +92,6 @@ def parse_reference(text: str, objectives: list[FrontObjective]) -> dict[str, fl
     if missing:
         raise ObjectiveError(f"reference point lacks {', '.join(missing)}; give every objective, e.g. top1=0,params=50")
     return values
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "config_hash": ("string", "refiner_space.ModelConfig.config_hash() of the architecture"),
     "params_m": ("float64", "parameters, millions"),
     "macs_g": ("float64", "multiply-accumulates of one image, billions (the paper's 'FLOPs' for reported rows)"),
-    "flops_g": ("float64", "FLOPs of one image, billions (benchmarks.flops convention)"),
+    "flops_g": ("float64", "FLOPs of one image, billions (refiner_space.costs convention)"),
     "img_size": ("Int64", "input side in pixels (the height for rectangular inputs)"),
     "top1": ("float64", "proxy top-1 (%) after the search's last epoch"),
     "full_top1": ("float64", "top-1 (%) of a full training, or the published figure"),

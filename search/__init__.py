@@ -1,6 +1,7 @@
 """Architecture search over the Refined-ViT space, on Optuna (or Ray Tune).
 
-Rooms, from the bottom up (a room imports only rooms above it in this list, ``tests/test_layout.py``):
+Rooms, from the bottom up (a room imports only rooms above it in this list; ``tests/test_layout.py``
+checks it):
 
 - ``settings``, ``objectives``, ``records``, ``pareto``, ``provenance``, ``periodic``: what a launch is
   told, what it optimises, what each trial records, and the shared Pareto primitives;

@@ -32,7 +32,8 @@ _DIRECTIONS: dict[str, Direction] = {
 
 
 class ObjectiveError(ValueError):
-    """An objective specification that cannot be parsed."""
+    """An objective specification that cannot be parsed, of a study or over leaderboard columns (with its
+    reference point)."""
 
 
 def parse_objectives(text: str) -> list[Objective]:

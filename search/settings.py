@@ -52,11 +52,11 @@ class SearchSettings(BaseModel):
     workers: int = Field(default=1, ge=0)  # 0: create (or check) the study and run no trial
     sampler: Sampler = "auto"
     pruner: Pruner = "median"
-    # None (auto): on where the sampler resolves to EHVI on several objectives (search.study.resolve_early_stop),
+    # None (auto): on where the sampler resolves to EHVI on several objectives (search.strategy.resolve_early_stop),
     # where pausing and resuming measured its win on the shipped table (docs/benchmarks.md#search-strategies).
     early_stop: bool | None = None
     stopper: Stopper = "promote"
-    # Candidates scored by `proxy` before each trial (search.prescreen); 0: the sampler's draw is trained.
+    # Candidates scored by `proxy` before each trial (refiner_nas.search.samplers); 0: the sampler's draw is trained.
     prescreen: int = Field(default=0, ge=0)
     proxy: Proxy = "naswot"
     seed: int = 0

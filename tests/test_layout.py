@@ -161,6 +161,20 @@ def test_the_search_imports_neither_results_nor_benchmarks() -> None:
     assert wrong == set()
 
 
+# The search's rooms from the bottom up, as search/__init__.py lists them: a room imports only rooms before it.
+SEARCH_ROOMS = ("objectives", "records", "pareto", "provenance", "periodic", "settings", "space", "strategy",
+                "storages", "tabular", "stoppers", "evaluation", "samplers", "study", "trial", "runner")
+
+
+def test_the_search_rooms_import_only_the_rooms_below_them() -> None:
+    arrows = children_graph(import_graph(), f"{NAMESPACE}.search")
+    rank = {f"{NAMESPACE}.search.{room}": index for index, room in enumerate(SEARCH_ROOMS)}
+    assert set(arrows) | {t for targets in arrows.values() for t in targets} <= set(rank)
+    upward = {(source, target) for source, targets in arrows.items() for target in targets
+              if rank[target] >= rank[source]}
+    assert upward == set()
+
+
 def test_the_graph_sees_a_circle_through_a_package_init(tmp_path) -> None:
     """The check is not vacuous: a module importing a sibling package's submodule enters that package's
     ``__init__``, and a circle through it is found."""

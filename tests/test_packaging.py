@@ -97,3 +97,19 @@ def test_a_checkout_on_the_path_first_still_finds_the_mapped_packages(tmp_path: 
     found = _probe(ROOT)
     assert [Path(file).relative_to(ROOT).parts[0] for file in found["files"]][:3] == ["search", "results",
                                                                                       "benchmarks"]
+
+
+def test_a_mirror_of_the_checkout_imports_without_an_install(tmp_path: Path) -> None:
+    """``python -m refiner_nas._checkout DIR`` (gpu_check.sh, the docs build): with DIR on the path and no
+    site-packages at all, every package is found in the checkout's folders."""
+    made = subprocess.run([sys.executable, "-S", "-m", "refiner_nas._checkout", str(tmp_path / "mirror")],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    mirror = Path(made.stdout.strip())
+    probe = ("import importlib.util as u; print(*[u.find_spec(n).origin for n in ('refiner_nas.cli', "
+             "'refiner_nas.search.space', 'refiner_nas.results.store', 'refiner_nas.benchmarks.regress', "
+             "'refiner_nas.refiner_space')])")
+    found = subprocess.run([sys.executable, "-S", "-c", probe], cwd=_decoy_folder(tmp_path),
+                           env={"PYTHONPATH": str(mirror)}, capture_output=True, text=True, check=True)
+    origins = [Path(origin).resolve().relative_to(ROOT).as_posix() for origin in found.stdout.split()]
+    assert origins == ["refiner_nas/cli/__init__.py", "search/space/__init__.py", "results/store.py",
+                       "benchmarks/regress.py", "refiner_space/__init__.py"]

@@ -26,7 +26,7 @@ def copies(tmp_path: Path) -> Path:
 
 
 def test_the_journal_holds_the_same_trials(copies: Path) -> None:
-    study = load_study("tabular", run_dir=copies / "runs")
+    study = load_study("tabular", run_dir=copies / "studies")
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.PRUNED] * 6 + [TrialState.COMPLETE]
     assert [t.user_attrs["status"] for t in trials] == ["paused"] * 6 + ["trained"]
@@ -43,7 +43,7 @@ def test_the_leaderboard_loads_and_collecting_the_old_journal_gives_the_same_row
     assert (row["top1"], row["params_m"], row["config_hash"]) == (91.36490250696379, 0.006114, "c8be12d05b4c1a3a")
     # The journal sits elsewhere now, so its rows are a new source (row keys name the storage): added next to
     # the old rows, which stay, with the same values per trial.
-    result = collect(run_dir=copies / "runs", results_dir=copies / "results")
+    result = collect(run_dir=copies / "studies", results_dir=copies / "results")
     assert (result.report.added, len(result.frame)) == (7, 14)
     after = load_leaderboard(copies / "results")
     assert list(after.columns) == list(before.columns)

@@ -7,6 +7,7 @@ committed page is what this gives, so the reference cannot drift from the option
 from __future__ import annotations
 
 import enum
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,18 @@ def _default(param: Any) -> str:
 
 
 def _values(param: Any) -> str:
-    return "" if param.is_flag else param.bare_type().upper()
+    if param.is_flag:
+        return ""
+    annotation = param.type_descriptor.annotation
+    choices = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+    if isinstance(choices, type) and issubclass(choices, enum.Enum):
+        return " \\| ".join(f"`{choice.value}`" for choice in choices)
+    return param.bare_type().upper()
+
+
+def _argument(argument: Any) -> str:
+    name = (argument.metavar or argument.name).upper()
+    return name + "..." if argument.nargs == -1 and not name.endswith("...") else name
 
 
 def _cell(text: str | None) -> str:
@@ -50,7 +62,7 @@ def _section(path: list[str], command: Any) -> list[str]:
         lines += [help_text.split("\n\n")[0].replace("\n", " "), ""]
     arguments = [p for p in command.params if p.param_type_name == "argument"]
     options = [p for p in command.params if p.param_type_name == "option" and not getattr(p, "hidden", False)]
-    shown = [(a.metavar or a.name).upper() + ("..." if a.nargs == -1 else "") for a in arguments]
+    shown = [_argument(a) for a in arguments]
     usage = " ".join([*path, *shown, "[OPTIONS]" if options else ""]).strip()
     if hasattr(command, "commands"):
         usage += " COMMAND"

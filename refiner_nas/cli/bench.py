@@ -142,7 +142,7 @@ def flops(
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
-    """Parameters, MACs and FLOPs of one image's forward pass (convention: benchmarks/op_costs.py).
+    """Parameters, MACs and FLOPs of one image's forward pass (convention: refiner_space/costs/_ops.py).
 
     MACs count products and convolutions; FLOPs are 2 per MAC plus element-wise FLOPs (norms, softmax,
     activations, adds, means); fvcore_flops is plain fvcore's total, for comparison with papers.

@@ -2,9 +2,9 @@
 architecture) and measured (latency, throughput, peak memory, each next to a reference model).
 
 The search imports it to know a candidate's costs before training; ``refiner-nas bench`` reports it.
-Modules: ``_count`` (fvcore under the convention of ``_ops``), ``_cache`` (counts kept by architecture),
-``speed`` (throughput and latency), ``timing`` (timed repetitions, peak memory), ``bandwidth`` (a
-refiner's achieved memory bandwidth), ``environment`` (what a measurement ran on).
+Modules: ``_costs`` (what a count returns), ``_count`` (fvcore under the convention of ``_ops``), ``_cache`` (counts
+kept by architecture), ``speed`` (throughput and latency), ``timing`` (timed repetitions, peak memory),
+``bandwidth`` (a refiner's achieved memory bandwidth), ``environment`` (what a measurement ran on).
 """
 
 from refiner_nas.refiner_space.costs._cache import CachedCountError, CostCache, counter_version, user_cache_file

@@ -1,9 +1,9 @@
 """How close a model's refiner runs to memory speed: its achieved bandwidth next to a measured copy.
 
-The refiner is memory-bound (docs/models.md#where-the-time-goes), so its useful figure is bytes moved per second.
-"Bytes moved" is
-the least any implementation must move: read the (B, H, N, N) maps once and write the refined maps once.
-The machine's limit is measured the same way, as a tensor copy (read + write) much larger than the caches.
+On a CPU the refiner is memory-bound (docs/models.md#where-the-time-goes), so its useful figure is bytes moved per
+second. "Bytes moved" is the least any implementation must move: read the (B, H, N, N) maps once and write the
+refined maps once. The machine's limit is measured the same way, as a tensor copy (read + write) much larger than
+the caches.
 """
 
 from __future__ import annotations

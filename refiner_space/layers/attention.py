@@ -131,4 +131,3 @@ class Attention(MapAttention):
         out = out.transpose(1, 2).reshape(batch, tokens, self.value_dim)
         out = self.proj_drop(self.proj(out))
         return out, (refined if self.passes_map else None)
-

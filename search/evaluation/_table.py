@@ -1,5 +1,10 @@
-"""The simulated backend's evaluator: trials read their costs and learning curve from a benchmark
-table; everything else is a real launch's."""
+"""The simulated backend's evaluator: trials read their costs and learning curve from a benchmark table.
+
+Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and records.
+Only the training step of :class:`ArchitectureEvaluator` (and its cost counter) is swapped, so a search over the
+table's space takes seconds. Time is simulated: a trial's ``train_time_s`` is the table's training time for the
+epochs it ran.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Running searches: a launch and its plan (``_launch``, ``_plan``), local worker processes
-(``_local``), one worker's loop (``_loop``), a worker joining from another machine (``_remote``), Ray
-Tune (``_ray``, ``_ray_searcher``) and the live display (``_progress``).
+"""Running searches: a launch and its plan (``_launch``, ``_plan``), trials in this process (``_run``),
+local worker processes (``_local``), one worker's loop (``_loop``), a worker joining from another machine
+(``_remote``), Ray Tune (``_ray``, ``_ray_searcher``) and the live display (``_progress``).
 """
 
 from refiner_nas.search.runner._launch import launch

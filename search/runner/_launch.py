@@ -1,4 +1,5 @@
-"""Running a search: open or resume the study, check the data, run trials here or in worker processes."""
+"""Running a search: open or resume the study, then run its trials in this process or in local worker
+processes, under the live display."""
 
 from __future__ import annotations
 
@@ -34,7 +35,3 @@ def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.St
         else:
             LocalWorkers(settings, study).run()
     return study
-
-
-
-

@@ -276,20 +276,10 @@ class KnownCostSampler(BaseSampler):
         return [c for c in candidates if _meets_known_limits(self.space.budget, c.costs)]
 
 
-
-
-
-
 def _meets_known_limits(budget: Budget, costs: dict[str, float]) -> bool:
     """Whether costs (params in M, MACs in G) meet the budget's parameter and MAC limits."""
     excess = budget.static_excess(params=costs["params"] * 1e6, macs=costs["macs"] * 1e9)
     return all(value <= 0 for value in excess.values())
-
-
-
-
-
-
 
 
 def _features(candidates: Sequence[Candidate]) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Which sampler a launch's workers draw with: built from the settings, seeded per worker."""
+"""Which sampler a launch's workers draw with: built from the settings, seeded per worker, costing
+candidates as the launch's trials do (:class:`LaunchCosts`); and how over-budget trials are told to it
+(:func:`prunes_over_budget`)."""
 
 from __future__ import annotations
 

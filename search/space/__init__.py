@@ -19,7 +19,7 @@ A space file has three keys::
           16x384: {depth: 16, embed_dim: 384}
     constraints:                       # optional budget, all limits optional
       max_params: 30M                  # numbers or K/M/G/T suffixes: 30000000, 30e6, "30M"
-      max_macs: 8G                     # multiply-accumulates, one image (benchmarks.flops.count_costs)
+      max_macs: 8G                     # multiply-accumulates, one image (refiner_space.costs.count_costs)
       max_latency_ms: 50               # measured per trial by the search; cannot be checked up front
 
 YAML 1.2 scalars: only true/false are booleans (``off`` is the string ``context_broadcast`` expects).

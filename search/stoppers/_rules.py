@@ -1,8 +1,7 @@
 """Early stopping of multi-objective trials, chosen by the ``stopper`` setting.
 
-- ``dominance``: :class:`refiner_nas.search.stoppers._dominance.DominanceEarlyStop` (a completed trial dominates this
-one at
-  the same epoch).
+- ``dominance``: :class:`refiner_nas.search.stoppers._dominance.DominanceEarlyStop` (a completed trial dominates
+  this one at the same epoch).
 - ``mo_asha``: multi-objective asynchronous successive halving. Rungs sit at ``min_epoch * eta**k``
   epochs below the budget. A trial reaching a rung goes on only if it ranks in the best ``ceil(n / eta)``
   of the ``n`` trials that reached that rung so far (itself included), ranked by non-dominated sorting of
@@ -13,11 +12,10 @@ one at
   reaching it goes on only if it is in MO-ASHA's order among the best ``floor(n / eta)`` there (at
   least one, and none before ``min_population`` trials got there: nothing is lost by waiting) *and* its
   point at the rung would add at least 1 % to the hypervolume of the fully trained trials' points at the
-  same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by
-  the trial :class:`refiner_nas.search.samplers._promoting.PromotingSampler` starts for it, once it passes both tests
-  (more
-  trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs
-  resuming it above drawing a new architecture. Unlike a stop, a pause loses nothing.
+  same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by the trial
+  :class:`refiner_nas.search.samplers._promoting.PromotingSampler` starts for it, once it passes both tests (more
+  trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs resuming it
+  above drawing a new architecture. Unlike a stop, a pause loses nothing.
 """
 
 from __future__ import annotations
@@ -55,8 +53,6 @@ class EarlyStopper(Protocol):
                     costs: dict[str, float], budget_key: str) -> str | None:
         """Why trial ``number`` (``top1`` after ``epoch``, counting from 1) stops, or None to go on.
         ``trials``: the study's trials; ``costs``: its cost objectives (params in M, MACs in G, ...)."""
-
-
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -267,5 +263,3 @@ class RungPromotion:
             if attrs.get("status") == "trained":
                 completed.add(trial.number)
         return points, completed
-
-

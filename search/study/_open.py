@@ -1,9 +1,10 @@
-"""Creating or resuming the Optuna study of a launch: storage, directions, sampler, pruner."""
+"""Opening a launch's Optuna study: created or resumed with its storage, directions, sampler and pruner
+(:func:`create_or_resume_study`), joined by a worker from another machine (:func:`join_study`), or loaded
+read-only (:func:`load_existing_study`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import BaseStorage
@@ -15,9 +16,6 @@ from refiner_nas.search.stoppers import make_pruner
 from refiner_nas.search.storages import open_storage, redact
 from refiner_nas.search.study._dashboard import name_metrics
 
-if TYPE_CHECKING:
-    pass
-
 # Study attributes that must match for a launch to resume a study.
 _RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
 # Launch options that belong to one machine and are not stored with the study.
@@ -26,32 +24,6 @@ _MACHINE_LOCAL = {"storage", "run_dir", "device", "workers", "space"}
 
 class StudyMismatchError(ValueError):
     """A launch whose options differ from those the existing study was created with."""
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def create_or_resume_study(settings: SearchSettings, space: SearchSpace, *, worker: str = "worker-0") -> optuna.Study:

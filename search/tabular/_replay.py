@@ -1,10 +1,6 @@
-"""The simulated backend: trials read their costs and learning curve from a benchmark table.
-
-Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and
-records. Only :class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator`'s training step (and its cost
-counter) is
-swapped, so a search over the table's space takes seconds. Time is simulated: a trial's
-``train_time_s`` is the table's training time for the epochs it ran.
+"""A benchmark table as a launch sees it: the file read once per process, the space it was built from,
+and launch settings with the table's training budget, so a launch on ``--backend table:FILE`` compares with
+the table. The evaluator that replays its curves is :func:`refiner_nas.search.evaluation.table_evaluator`.
 """
 
 from __future__ import annotations
@@ -56,9 +52,3 @@ def simulated_launch_settings(settings: SearchSettings, table_path: Path) -> Sea
     options = {key: value for key, value in settings.model_dump().items() if key not in budget | {"table", "space"}}
     study_dir = settings.run_dir / (settings.study or table.provenance["space"])
     return table_settings(table, table_path, **options, space=str(write_space(table, study_dir)))
-
-
-
-
-
-

@@ -137,8 +137,6 @@ def test_a_journal_named_two_ways_is_one_storage(tmp_path: Path, make_study, tin
     assert by_name.frame["storage"].iloc[0] == str(tmp_path / "runs" / "a" / "journal.log")
 
 
-
-
 @pytest.mark.usefixtures("one_thread")
 def test_a_real_search_is_collected_as_recorded(tmp_path: Path, small_space) -> None:
     from refiner_nas.search.runner import launch

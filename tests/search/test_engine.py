@@ -121,7 +121,7 @@ def test_over_budget_configurations_are_never_trained_and_carry_constraints(
 
 
 def test_with_the_gp_sampler_over_budget_trials_stay_completed_with_top1_0(tmp_path: Path, settings_for) -> None:
-    # GPSampler learns from completed trials only: pruned, they would teach it nothing (search.study).
+    # GPSampler learns from completed trials only: pruned, they would teach it nothing (samplers.prunes_over_budget).
     study = launch(settings_for(max_params="2K", trials=4, sampler="gp"), show_progress=False)
     over = [t for t in study.get_trials() if t.user_attrs["params"] > 2000]
     assert over and all(t.state == TrialState.COMPLETE and t.values[0] == 0.0 for t in over)

@@ -28,7 +28,6 @@ needs_postgres = pytest.mark.skipif(
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-
 def start_worker(study: str, run_dir: Path) -> subprocess.Popen:
     command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "worker", "--study", study,
                "--storage", POSTGRES_URL, "--run-dir", str(run_dir), "--device", "cpu"]

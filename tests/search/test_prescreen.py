@@ -1,4 +1,5 @@
-"""Pre-screening (search.prescreen): which candidate a trial trains, what it costs, and the comparison."""
+"""Pre-screening (search.samplers.PrescreenSampler): which candidate a trial trains, what it costs, and the
+comparison."""
 
 from __future__ import annotations
 

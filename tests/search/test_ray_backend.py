@@ -112,7 +112,7 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
-    for number, prune in enumerate((True, False)):  # False: the GP sampler (search.study.prunes_over_budget)
+    for number, prune in enumerate((True, False)):  # False: the GP sampler (prunes_over_budget)
         searcher = RecordingOptunaSearch(space=SpaceSuggestion("tiny"), metric=["top1", "params"],
                                          mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0),
                                          study_name="s", storage=storage, prune_over_budget=prune)

@@ -1,7 +1,7 @@
 """Exact counts of small models against closed-form expressions (integers, no tolerance).
 
 Notation: D width, H heads, N tokens (patches + class token), M MLP hidden width, C classes, P patch
-size, r expansion ratio, k kernel size, G the patch grid side. Conventions: benchmarks/op_costs.py.
+size, r expansion ratio, k kernel size, G the patch grid side. Conventions: refiner_space/costs/_ops.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,41 @@
+"""A checkout's packages under the one import name, without installing it: a folder of symbolic links
+that mirrors ``pyproject.toml``'s package-dir mapping.
+
+The docs build reads the sources there (griffe looks for ``refiner_nas/search/...`` on disk), and
+``benchmarks/gpu_check.sh`` imports from there on a machine where the project is not installed:
+``python -m refiner_nas._checkout DIR`` builds the folder and prints the path to put on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import tomllib
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def mirror_layout(into: Path, *, checkout: Path = CHECKOUT) -> Path:
+    """Replace ``into`` with links laid out as the installed ``refiner_nas`` is, and return it.
+
+    Raises:
+        FileNotFoundError: ``checkout`` has no ``pyproject.toml`` (an installed copy, not a checkout).
+    """
+    setuptools = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shutil.rmtree(into, ignore_errors=True)
+    for package, folder in sorted(setuptools["package-dir"].items()):
+        target = into.joinpath(*package.split("."))
+        if package == "refiner_nas":  # the front package: its own files, beside the mapped folders
+            target.mkdir(parents=True)
+            for entry in (checkout / folder).iterdir():
+                if entry.name != "__pycache__":
+                    (target / entry.name).symlink_to(entry.resolve())
+        else:
+            target.symlink_to((checkout / folder).resolve())
+    return into
+
+
+if __name__ == "__main__":
+    print(mirror_layout(Path(sys.argv[1]).resolve()))

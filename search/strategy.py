@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refiner_nas.search.settings import Sampler, SearchSettings
-from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.space import ENUMERATE_LIMIT, SearchSpace, grid_size
 
 
 def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
@@ -12,8 +12,6 @@ def resolve_sampler(settings: SearchSettings, space: SearchSpace) -> Sampler:
     counted afresh for every trial)."""
     if settings.sampler != "auto":
         return settings.sampler
-    from refiner_nas.search.space import ENUMERATE_LIMIT, grid_size
-
     return "ehvi" if grid_size(space) <= ENUMERATE_LIMIT else "tpe"
 
 

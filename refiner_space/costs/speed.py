@@ -19,7 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refiner_nas.refiner_space import FoldError, ModelConfig, build_model, set_refiner_fold, triton_kernels
+from refiner_nas.refiner_space import (
+    NAMED_CONFIGS,
+    FoldError,
+    ModelConfig,
+    build_model,
+    named_config,
+    set_refiner_fold,
+    triton_kernels,
+)
 from refiner_nas.refiner_space.costs.bandwidth import Bandwidth, refiner_bandwidth
 from refiner_nas.refiner_space.costs.environment import environment
 from refiner_nas.refiner_space.costs.timing import (
@@ -201,8 +209,6 @@ def reference_config(config: ModelConfig) -> ModelConfig:
 def reference_for(config: ModelConfig) -> tuple[str, ModelConfig]:
     """The default reference of ``config`` with a label: the registered name of the same vanilla ViT
     when there is one (``vit_16b_384`` for ``refined_vit_s``), else a description of its shape."""
-    from refiner_nas.refiner_space import NAMED_CONFIGS, named_config
-
     reference = reference_config(config)
     for name in NAMED_CONFIGS:
         if named_config(name, img_size=reference.img_size).config_hash() == reference.config_hash():

@@ -39,6 +39,7 @@ from refiner_nas.search.space import (
     SpaceError,
     design_levels,
     design_size,
+    enumerate_space,
     grid_size,
 )
 
@@ -149,8 +150,6 @@ class KnownCostSampler(BaseSampler):
     def candidates(self) -> list[Candidate]:
         """The whole space when it is small enough, else ``pool`` random draws; over-limit ones left out."""
         if self._whole is None and grid_size(self.space) <= ENUMERATE_LIMIT:
-            from refiner_nas.search.space import enumerate_space
-
             self._whole = self._within_limits(
                 [self._candidate(params, config) for params, config in enumerate_space(self.space)])
         if self._whole is not None:

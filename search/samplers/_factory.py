@@ -10,9 +10,9 @@ import optuna
 from optuna.storages import BaseStorage
 
 from refiner_nas.refiner_space import ModelConfig
-from refiner_nas.search.evaluation import ArchitectureEvaluator
+from refiner_nas.search.evaluation import ArchitectureEvaluator, make_evaluator
 from refiner_nas.search.settings import SearchSettings
-from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.space import SearchSpace, grid_size
 from refiner_nas.search.stoppers import promotion_rule
 from refiner_nas.search.strategy import resolve_sampler
 
@@ -42,8 +42,6 @@ def make_sampler(
     if rule is None:
         return _drawing_sampler(settings, space, seed=seed)
     from refiner_nas.search.samplers._promoting import PromotingSampler
-    from refiner_nas.search.space import grid_size
-
     return PromotingSampler(_drawing_sampler(settings, space, seed=seed, fidelity_epoch=rule.rung), rule,
                             settings.proxy_recipe_key(), architectures=grid_size(space))
 
@@ -94,8 +92,6 @@ class LaunchCosts:
     @property
     def evaluator(self) -> ArchitectureEvaluator:
         if self._evaluator is None:
-            from refiner_nas.search.evaluation import make_evaluator
-
             self._evaluator = make_evaluator(self.settings, self.space)
         return self._evaluator
 

@@ -8,7 +8,7 @@ import optuna
 
 from refiner_nas.search.objectives import Objective
 from refiner_nas.search.settings import SearchSettings, Stopper
-from refiner_nas.search.space import SearchSpace
+from refiner_nas.search.space import SearchSpace, design_size
 from refiner_nas.search.stoppers._dominance import DominanceEarlyStop
 from refiner_nas.search.stoppers._rules import DominanceStopper, EarlyStopper, MultiObjectiveASHA, RungPromotion
 from refiner_nas.search.strategy import resolve_early_stop
@@ -29,8 +29,6 @@ def launch_stopper(settings: SearchSettings, space: SearchSpace) -> EarlyStopper
     nothing before the start-up design (or the whole launch, if shorter) reached its rung."""
     if not resolve_early_stop(settings, space):
         return None
-    from refiner_nas.search.space import design_size
-
     return make_stopper(settings.stopper, settings.objective_list, settings.epochs,
                         min_population=min(design_size(space), settings.trials))
 

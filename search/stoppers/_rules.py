@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from refiner_nas.search.objectives import Objective
-from refiner_nas.search.pareto import nondominated_ranks
+from refiner_nas.search.pareto import hypervolume_improvements, nondominated_ranks
 from refiner_nas.search.records import NOT_COMPETING, record_costs
 from refiner_nas.search.stoppers._dominance import DominanceEarlyStop
 
@@ -210,8 +210,6 @@ class RungPromotion:
         the points of the ``completed`` trials of ``population``, as a share of the box of all points; 0
         when it is not in MO-ASHA's best ``floor(n / eta)`` of everyone (at least one once ``min_population``
         trials reached the rung, none before) or adds less than ``min_share``."""
-        from refiner_nas.search.pareto import hypervolume_improvements
-
         if not candidates:
             return {}
         everyone = {**population, **candidates}

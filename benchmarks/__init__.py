@@ -7,5 +7,5 @@
 - ``scale``, ``search_overhead``, ``distinct_work``: the search harness at cluster scale, its own cost,
   and how much of a launch's work is new.
 
-What a model costs (counted and measured) is a library, :mod:`refiner_nas.refiner_space.costs`.
+What a model costs (counted and measured) is a library, ``refiner_nas.refiner_space.costs``.
 """

@@ -4,7 +4,7 @@
 For each expansion ratio, one process measures the same model (same weights) unfolded and folded, and
 the vanilla ViT of the same shape, the three taking turns in every timed iteration: inference time per
 batch, the folded model's speed-up and its throughput relative to the vanilla ViT, and peak memory of an
-inference pass and of a training step (see :mod:`refiner_nas.refiner_space.costs.timing` for how memory is measured).
+inference pass and of a training step (see ``refiner_nas.refiner_space.costs.timing`` for how memory is measured).
 It also
 times the refiner alone on a batch of attention maps, which isolates what the fold changes.
 """

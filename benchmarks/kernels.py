@@ -2,7 +2,7 @@
 achieved bandwidth next to a copy's, and error against float64.
 
 Released chain (docs/models.md#the-released-code-variant; a released-code model's first refiner): ``modules`` is the
-reference, its modules one after another as the released code runs them (:class:`PlainOfficialRefiner`); ``pytorch``
+reference, its modules one after another as the released code runs them (``PlainOfficialRefiner``); ``pytorch``
 is the model's own path with the Triton kernels off (BatchNorms folded, in chunks); ``triton`` the model's path on
 CUDA; ``compiled`` the modules through ``torch.compile``. Paper chain (docs/models.md#the-paper-variant):
 ``modules`` is expansion, depthwise and reduction as three steps; ``pytorch`` the folded dense convolution;
@@ -92,7 +92,7 @@ def measure_kernels(
     compile_modules: bool = False,
 ) -> KernelReport:
     """Time every implementation of both chains (see the module docstring), taking turns with a copy of
-    :data:`COPY_BYTES`, on maps of Refined-ViT-S's and refined_vit_16b_384's shapes at ``img_size``.
+    ``COPY_BYTES``, on maps of Refined-ViT-S's and refined_vit_16b_384's shapes at ``img_size``.
 
     Raises:
         ValueError: fewer than 10 iterations, an unknown dtype, or a device that is not here.

@@ -1,7 +1,7 @@
 """The released-code variant (docs/models.md#the-released-code-variant) against a plain reference built the way the
 released code is.
 
-The reference is a copy of the model whose refiners are :class:`PlainOfficialRefiner`: Conv2d 1×1,
+The reference is a copy of the model whose refiners are ``PlainOfficialRefiner``: Conv2d 1×1,
 BatchNorm2d modules, ReLU6 and a depthwise Conv2d called one after another, with the same weights, so
 both compute the same function. One process measures, the two taking turns in every iteration,
 whole-model inference and the refiner chain alone in training (forward and backward on a batch of maps),

@@ -11,7 +11,7 @@ from refiner_nas.search.tabular import BenchmarkTable
 
 
 def proxy_scores(table: BenchmarkTable, *, batch_size: int = 64, seed: int = 0) -> pd.DataFrame:
-    """Zero-cost scores (:mod:`refiner_nas.search.samplers._zero_cost`) of every architecture on one training batch
+    """Zero-cost scores (``refiner_nas.search.samplers._zero_cost``) of every architecture on one training batch
     of the table's dataset, indexed like ``table.architectures``."""
     import torch
 

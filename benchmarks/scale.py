@@ -1,8 +1,8 @@
 """Cluster scale, simulated: W worker processes on one study, each trial replaying a recorded curve.
 
 Workers are real processes, forked from this one once everything is imported. Each opens the storage itself and runs
-the launch's own loop (:func:`refiner_nas.search.runner._loop.work_on_study` with
-:class:`refiner_nas.search.trial._runner.TrialRunner`); the trainer reads the shipped benchmark table and sleeps a
+the launch's own loop (``refiner_nas.search.runner._loop.work_on_study`` with
+``refiner_nas.search.trial._runner.TrialRunner``); the trainer reads the shipped benchmark table and sleeps a
 scaled-down share of each recorded training time. The space is the table's with a drop-path rate added that the
 table ignores (1001 values, 48 048 architectures), so thousands of trials stay mostly distinct. Per trial, each
 worker times its storage calls and its sampler (exclusive of each other, main thread only).
@@ -160,7 +160,7 @@ class ScalePlan:
 
 
 def write_load_test_space(table_space_yaml: str, folder: Path) -> Path:
-    """The table's space (its YAML) with :data:`REPLAYED_FIELD` added as a 1001-value dimension, in ``folder``."""
+    """The table's space (its YAML) with ``REPLAYED_FIELD`` added as a 1001-value dimension, in ``folder``."""
     lines = table_space_yaml.splitlines(keepends=True)
     at = lines.index("dimensions:\n") + 1
     path = folder / "load_test_space.yaml"
@@ -191,7 +191,7 @@ class IterationTimes:
 
 
 class TimedRunner(TrialRunner):
-    """A :class:`TrialRunner` that cuts the worker's time into iterations at each trial start."""
+    """A ``TrialRunner`` that cuts the worker's time into iterations at each trial start."""
 
     def __init__(self, evaluator: ArchitectureEvaluator, ledger: Ledger, time_scale: float, finished: Any) -> None:
         super().__init__(evaluator)

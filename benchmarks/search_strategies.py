@@ -1,6 +1,6 @@
 """Comparing search strategies on a benchmark table: hypervolume against epochs spent, over seeds.
 
-Each (strategy, cost plane, seed) is one simulated search (:func:`refiner_nas.search.tabular.simulate_search`)
+Each (strategy, cost plane, seed) is one simulated search (``refiner_nas.search.tabular.simulate_search``)
 with objectives top-1 and that cost; its trace is the hypervolume ratio to the table's true front after
 every trial. Summaries give the epochs each strategy needs to reach a fraction of the true hypervolume
 (median and quartiles over seeds; a search that never reaches it counts as infinitely many epochs).
@@ -101,7 +101,7 @@ def epochs_to_reach(traces: pd.DataFrame, fractions: Sequence[float] = FRACTIONS
 
 
 def summarise(reach: pd.DataFrame) -> pd.DataFrame:
-    """Median and quartiles of :func:`epochs_to_reach` per (cost, fraction, strategy), the share of
+    """Median and quartiles of ``epochs_to_reach`` per (cost, fraction, strategy), the share of
     seeds that reached the fraction, and the median as a share of random search without stopping."""
     grouped = reach.groupby(["cost", "fraction", "strategy"])["epochs"]
     # Quartiles on observed values (no interpolation), so searches that never got there (inf) stay inf.
@@ -130,7 +130,7 @@ def hv_curves(traces: pd.DataFrame, grid: np.ndarray) -> pd.DataFrame:
 
 
 def plot_hv_curves(curves: pd.DataFrame, path: str | Path) -> Path:
-    """Draw :func:`hv_curves` (one panel per cost plane) to a PNG file."""
+    """Draw ``hv_curves`` (one panel per cost plane) to a PNG file."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,7 +1,7 @@
 """One simulated search on a table: a real launch's trial loop, its hypervolume after every trial.
 
 The study lives in memory; sampler, pruner, early stop and trial runner are the launch's
-(:func:`refiner_nas.search.samplers._factory.make_sampler`, :class:`refiner_nas.search.trial._runner.TrialRunner`), the
+(``refiner_nas.search.samplers._factory.make_sampler``, ``refiner_nas.search.trial._runner.TrialRunner``), the
 evaluator reads the table.
 """
 
@@ -44,7 +44,7 @@ class Strategy:
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
-        """``"tpe+mo_asha"`` or ``"tpe+none+naswot:8"`` (the inverse of :attr:`name`).
+        """``"tpe+mo_asha"`` or ``"tpe+none+naswot:8"`` (the inverse of ``name``).
 
         Raises:
             ValueError: not SAMPLER+STOPPER[+PROXY:K] with known names and K >= 1.

@@ -1,7 +1,7 @@
 """Building a benchmark table: train every architecture of a space for the full budget, per seed.
 
 Each (architecture, seed) goes through the same
-:class:`refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator` a real trial uses, so the table holds what a
+``refiner_nas.search.evaluation._evaluator.ArchitectureEvaluator`` a real trial uses, so the table holds what a
 search would have measured. Finished rows are appended to a JSON-lines file next to the output as they come, so an
 interrupted build resumes where it stopped; the Parquet file is written when every row is there.
 """

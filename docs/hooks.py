@@ -1,6 +1,6 @@
 """mkdocs hook: before the build, mirror the installed layout in ``build/docs-src/`` (the packages are
 folders at the repository's top, mapped under ``refiner_nas`` at install time), where the API reference
-reads the sources (:mod:`refiner_nas._checkout`)."""
+reads the sources (``refiner_nas._checkout``)."""
 
 from __future__ import annotations
 

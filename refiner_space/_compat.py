@@ -19,7 +19,7 @@ class BrokenTorchvisionError(ImportError):
 
 
 def check_torchvision() -> None:
-    """Import torchvision and raise :class:`BrokenTorchvisionError` naming the cause and the fix."""
+    """Import torchvision and raise ``BrokenTorchvisionError`` naming the cause and the fix."""
     try:
         importlib.import_module("torchvision")
     except ModuleNotFoundError:

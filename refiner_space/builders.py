@@ -1,4 +1,4 @@
-"""From a :class:`ModelConfig` to the attention layer and block at each depth: one builder per variant."""
+"""From a ``ModelConfig`` to the attention layer and block at each depth: one builder per variant."""
 
 from __future__ import annotations
 

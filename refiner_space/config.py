@@ -1,8 +1,8 @@
 """The validated configuration of one Refined-ViT architecture.
 
-Every model in the family is built from a :class:`ModelConfig`; the named models are nothing more than
+Every model in the family is built from a ``ModelConfig``; the named models are nothing more than
 configurations registered under a name. A configuration serialises losslessly to a plain dict (and so to
-YAML), and its :meth:`ModelConfig.config_hash` identifies an architecture for caches and de-duplication.
+YAML), and its ``ModelConfig.config_hash`` identifies an architecture for caches and de-duplication.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build from a plain dict, turning validation failures into one-line :class:`ConfigError`."""
+        """Build from a plain dict, turning validation failures into one-line ``ConfigError``."""
         try:
             return cls(**data)
         except ValidationError as error:

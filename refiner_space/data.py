@@ -1,6 +1,6 @@
 """Datasets for search trials and full training: parsing, validation, a deterministic split, batches.
 
-Three sources, named by a :class:`DataSpec` string:
+Three sources, named by a ``DataSpec`` string:
 
 - ``digits``: scikit-learn's 1,797 handwritten 8x8 digits (shipped inside the package, nothing to
   download), upsampled to the model's image size. The embedded default: a search runs anywhere.
@@ -327,7 +327,7 @@ class FolderImageSet(torch.utils.data.Dataset):
     """Image files decoded by PIL and transformed by timm in DataLoader workers.
 
     The workers' augmentation is seeded from (seed, epoch); with ``num_workers=0`` it draws from the
-    global generators, which :func:`refiner_nas.refiner_space.training.train_model` reseeds every epoch.
+    global generators, which ``refiner_nas.refiner_space.training.train_model`` reseeds every epoch.
     """
 
     def __init__(
@@ -417,7 +417,7 @@ class DataBundle:
     class_names: tuple[str, ...] = field(repr=False)
 
     def model_overrides(self) -> dict[str, Any]:
-        """The :class:`refiner_space.ModelConfig` fields this data fixes."""
+        """The ``refiner_space.ModelConfig`` fields this data fixes."""
         size = self.img_size[0] if self.img_size[0] == self.img_size[1] else self.img_size
         return {"img_size": size, "in_chans": self.in_chans, "num_classes": self.num_classes}
 
@@ -446,7 +446,7 @@ def load_data(
     """Load a dataset and split it into training and validation sets.
 
     Args:
-        spec: a :class:`DataSpec` or its string form (``digits``, ``cifar10:DIR``, ...).
+        spec: a ``DataSpec`` or its string form (``digits``, ``cifar10:DIR``, ...).
         img_size: the size every image is resized to (the model's input size).
         val_fraction: the held-out share of each class (``val_source="split"``).
         split_seed: the seed of that split.

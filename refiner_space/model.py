@@ -14,7 +14,7 @@ from refiner_nas.refiner_space.layers import Conv4Stem
 
 
 class RefinedViT(nn.Module):
-    """A vision transformer built from a :class:`ModelConfig`.
+    """A vision transformer built from a ``ModelConfig``.
 
     Follows timm's interface: ``forward_features`` (embedding, blocks, final norm), ``forward_head`` and
     ``forward``. Loading a state dict whose position embedding was trained at another image size

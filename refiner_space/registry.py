@@ -1,7 +1,7 @@
 """Named models, kept as data and registered in timm's registry in one loop.
 
 After ``import refiner_space``, ``timm.create_model(name, **overrides)`` builds any name below; the
-overrides are :class:`ModelConfig` fields (``img_size=384``, ``num_classes=10``, ``aux_head=True``).
+overrides are ``ModelConfig`` fields (``img_size=384``, ``num_classes=10``, ``aux_head=True``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ callback raises (a pruning signal) propagates untouched.
 Reproducibility: the global RNGs are reseeded at the start of every epoch from (seed, epoch), and the
 data order and augmentation of an epoch are a function of (seed, epoch) too. So a run resumed from its
 last checkpoint follows exactly the path of an uninterrupted one. Seed the model's initialisation
-yourself: call :func:`seed_everything` before building the model.
+yourself: call ``seed_everything`` before building the model.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 def _memory_guarded(run: Callable[[], Result], device: torch.device, batch_size: int) -> Result:
-    """Run ``run``, turning an out-of-memory failure into :class:`TrainingOutOfMemoryError`."""
+    """Run ``run``, turning an out-of-memory failure into ``TrainingOutOfMemoryError``."""
     try:
         return run()
     except (MemoryError, RuntimeError) as error:

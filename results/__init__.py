@@ -6,7 +6,7 @@ Modules (import them directly; this package imports nothing heavy):
 into rows), ``entries`` (full-training results), ``leaderboard`` (selection, sorting, rendering),
 ``pareto`` (fronts and hypervolume), ``plots``, ``export``, ``recipes``, ``train``, ``distributed``
 (DDP under torchrun), ``reference`` (Table 7). ``baselines/`` holds the committed benchmark baselines.
-The commands are :mod:`refiner_nas.cli.results`.
+The commands are ``refiner_nas.cli.results``.
 """
 
 __all__ = [

@@ -192,7 +192,7 @@ def collect(
     replaced, unchanged ones counted; rows of other studies and full trainings are kept.
 
     Raises:
-        StudyNotFoundError, refiner_nas.search.storages.StorageError: see :func:`find_studies`.
+        StudyNotFoundError, refiner_nas.search.storages.StorageError: see ``find_studies``.
         ValueError: the results directory cannot be written.
     """
     sources = find_studies(studies=studies, storages=storages, run_dir=run_dir)

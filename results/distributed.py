@@ -1,7 +1,7 @@
 """Data-parallel training under ``torchrun`` around the unchanged training loop.
 
 ``refiner_nas.refiner_space.training.train_model`` knows nothing of processes, so this module adds what DDP would:
-each process trains on its slice of every global batch (:class:`ShardedImageSet`), gradients are
+each process trains on its slice of every global batch (``ShardedImageSet``), gradients are
 averaged across processes as they are accumulated, and buffers (BatchNorm statistics) are broadcast
 from rank 0 before every forward pass, as ``DistributedDataParallel(broadcast_buffers=True)`` does.
 The model stays a plain module, so checkpoints, EMA and the run key are those of a single process.

@@ -122,7 +122,7 @@ def _plain(value: Any) -> Any:
 def export_top_k(
     frame: pd.DataFrame, objectives: list[FrontObjective], *, k: int, out_dir: Path, force: bool = False
 ) -> list[Path]:
-    """Write the ``k`` best configurations of ``frame`` (see :func:`rank_rows`) to ``out_dir``.
+    """Write the ``k`` best configurations of ``frame`` (see ``rank_rows``) to ``out_dir``.
 
     Raises:
         ExportError: ``k`` < 1, an output folder that is not empty (without ``force``) or cannot be written.

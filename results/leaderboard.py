@@ -1,6 +1,6 @@
 """The leaderboard as users see it: stored rows plus Table 7, filtered, sorted and rendered.
 
-Computation returns DataFrames; :func:`render` only formats one. Reported rows are labelled as such in
+Computation returns DataFrames; ``render`` only formats one. Reported rows are labelled as such in
 the ``kind`` and ``source`` columns and in every rendering's caption.
 """
 
@@ -143,7 +143,7 @@ def leaderboard_table(
 
     Raises:
         EmptyResultError: nothing is left.
-        ValueError: see :func:`select_rows` and :func:`sort_rows`.
+        ValueError: see ``select_rows`` and ``sort_rows``.
     """
     if top is not None and top < 1:
         raise ValueError(f"--top {top} must be at least 1")

@@ -164,7 +164,7 @@ def leaderboard_front(
 ) -> ParetoResult:
     """The non-dominated rows of ``frame`` (already selected, e.g. by study and budget).
 
-    ``reference`` defaults to :func:`default_reference`.
+    ``reference`` defaults to ``default_reference``.
 
     Raises:
         ObjectiveError: an objective not recorded; EmptyResultError: no row can compete.

@@ -1,6 +1,6 @@
-"""Accuracy against size: what a front plot shows (:func:`front_plot_data`) and two ways to draw it.
+"""Accuracy against size: what a front plot shows (``front_plot_data``) and two ways to draw it.
 
-The PNG (matplotlib) and the interactive HTML (plotly) draw the same :class:`FrontPlotData`: every
+The PNG (matplotlib) and the interactive HTML (plotly) draw the same ``FrontPlotData``: every
 candidate, the front highlighted and joined as a staircase, and Table 7's published models overlaid.
 When the plotted accuracy is a proxy top-1 (a small dataset) the published ImageNet figures get their
 own right-hand axis, so the two scales are never read as one.

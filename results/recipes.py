@@ -31,7 +31,7 @@ class TokenLabeling(BaseModel):
 
 class Recipe(BaseModel):
     """One full-training recipe. Augmentations the training loop cannot apply are listed by
-    :meth:`unsupported` and reported by ``refiner-nas train``; they stay here so a recipe is complete."""
+    ``unsupported`` and reported by ``refiner-nas train``; they stay here so a recipe is complete."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,8 +82,8 @@ class Recipe(BaseModel):
         return self.drop_path_by_model.get(model_name or "", self.drop_path)
 
     def unsupported(self) -> list[str]:
-        """What this recipe asks for that :func:`refiner_nas.refiner_space.training.train_model` and
-        :func:`refiner_nas.refiner_space.data.load_data`
+        """What this recipe asks for that ``refiner_nas.refiner_space.training.train_model`` and
+        ``refiner_nas.refiner_space.data.load_data``
         do not apply (reported to the user instead of silently dropped)."""
         missing = []
         if self.rand_augment:

@@ -1,6 +1,6 @@
 """Full training of an exported configuration with a recipe, on CPU, one GPU or several (``torchrun``).
 
-It is the search's training loop (:func:`refiner_nas.refiner_space.training.train_model`) with the recipe's settings:
+It is the search's training loop (``refiner_nas.refiner_space.training.train_model``) with the recipe's settings:
 AdamW, cosine schedule with warm-up, mixup/cutmix, label smoothing, EMA, and the recipe's drop path
 on the model. The run folder holds ``run.yaml`` (what is trained), ``last.pt`` (written after every
 epoch) and ``result.yaml`` (final metrics); running the same command again resumes from ``last.pt``

@@ -58,5 +58,5 @@ def parse_objectives(text: str) -> list[Objective]:
 
 
 def format_objectives(objectives: list[Objective]) -> str:
-    """The canonical text form, which :func:`parse_objectives` reads back."""
+    """The canonical text form, which ``parse_objectives`` reads back."""
     return ",".join(f"{o.name}:{o.direction[:3]}" for o in objectives)

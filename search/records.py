@@ -73,12 +73,12 @@ class TrialRecord(BaseModel):
 
 
 def count_evaluated(trials: Iterable[FrozenTrial]) -> int:
-    """Trials that evaluated an architecture (:data:`EVALUATED`), read without validating whole records."""
+    """Trials that evaluated an architecture (``EVALUATED``), read without validating whole records."""
     return sum(evaluated_architecture(trial.user_attrs) for trial in trials)
 
 
 def evaluated_architecture(attrs: dict[str, Any]) -> bool:
-    """Whether a trial's record fields count as an evaluated architecture (see :data:`EVALUATED`)."""
+    """Whether a trial's record fields count as an evaluated architecture (see ``EVALUATED``)."""
     return attrs.get("status") in EVALUATED and attrs.get("resumed_from") is None
 
 

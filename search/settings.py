@@ -143,7 +143,7 @@ class SearchSettings(BaseModel):
         return self.model_dump(include=_PROXY_RECIPE_FIELDS)
 
     def proxy_recipe_key(self) -> str:
-        """A short hash of :meth:`proxy_recipe` (the record field ``budget_key``): equal keys mean
+        """A short hash of ``proxy_recipe`` (the record field ``budget_key``): equal keys mean
         comparable proxy results."""
         canonical = json.dumps(self.proxy_recipe(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -1,7 +1,7 @@
 """The layout's promises: dependencies point one way (no import circle between modules, nor between the
 children of any package), and the model package imports nothing above it.
 
-The import graph is read from the source with :mod:`ast`, counting imports inside functions and under
+The import graph is read from the source with ``ast``, counting imports inside functions and under
 ``TYPE_CHECKING``: an import that only dodges a circle at run time still says the module is in the wrong
 room. ``python tests/test_layout.py`` prints the graph's figures.
 """

@@ -1,4 +1,4 @@
-"""``refiner-nas analyze cka|attention|density``: thin commands over :mod:`refiner_nas.refiner_space.analysis.runs`.
+"""``refiner-nas analyze cka|attention|density``: thin commands over ``refiner_nas.refiner_space.analysis.runs``.
 
 Heavy imports (torch, timm, matplotlib) happen inside the commands so that ``--help`` answers at once.
 """

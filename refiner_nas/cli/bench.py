@@ -1,8 +1,8 @@
 """``refiner-nas bench``: cost counts, throughput, the fold measurement and regression checks.
 
-Every command is a thin shell over a library function (:mod:`refiner_nas.refiner_space.costs._count`,
-:mod:`refiner_nas.refiner_space.costs.speed`, :mod:`refiner_nas.benchmarks.fold`,
-:mod:`refiner_nas.benchmarks.official`, :mod:`refiner_nas.benchmarks.regress`).
+Every command is a thin shell over a library function (``refiner_nas.refiner_space.costs._count``,
+``refiner_nas.refiner_space.costs.speed``, ``refiner_nas.benchmarks.fold``,
+``refiner_nas.benchmarks.official``, ``refiner_nas.benchmarks.regress``).
 Heavy imports happen inside the commands so that ``--help`` answers at once. Tables by default;
 ``--json`` or ``--csv`` for scripts.
 """
@@ -61,7 +61,7 @@ AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table
 
 def resolve_model(spec: str, img_size: int | None = None) -> tuple[str, ModelConfig]:
     """A registered name or a configuration YAML (ModelConfig or exported, as every command reads
-    them: :func:`refiner_nas.refiner_space.analysis.sources.resolve_config`), as (label, configuration).
+    them: ``refiner_nas.refiner_space.analysis.sources.resolve_config``), as (label, configuration).
 
     Raises:
         SourceError / ConfigError (ValueError): an unknown name, an unreadable or invalid file or size.

@@ -1,5 +1,5 @@
 """``refiner-nas search launch|status|list|delete|plot|resume|worker``: thin shells over
-:mod:`refiner_nas.search.runner` and :mod:`refiner_nas.search.study`."""
+``refiner_nas.search.runner`` and ``refiner_nas.search.study``."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def map_sources(model: RefinedViT) -> list[int]:
 
 
 def block_maps(model: RefinedViT, images: Tensor) -> list[AttentionMaps]:
-    """:func:`refiner_nas.refiner_space.attention_maps` of every block, checked to be complete."""
+    """``refiner_nas.refiner_space.attention_maps`` of every block, checked to be complete."""
     _, maps = attention_maps(model, images)
     if len(maps) != model.config.depth or any(m is None for m in maps):
         raise RuntimeError(

@@ -99,7 +99,7 @@ def feature_evolution(
     Each image is one example of the CKA; by default its features are all its tokens concatenated
     (class token included), so token positions count, as in the paper's comparison of whole token
     representations; ``tokens="mean"`` averages them instead. f_out is the output of the final norm
-    (:class:`BlockFeatures`), so F at the last block is close to, not exactly, 1/CKA(f_in, f_out).
+    (``BlockFeatures``), so F at the last block is close to, not exactly, 1/CKA(f_in, f_out).
 
     Raises:
         ValueError: no batches, or a batch whose CKA is undefined (fewer than 3 images, constant features).

@@ -43,7 +43,7 @@ def _per_block_axes(*, title: str, xlabel: str, ylabel: str) -> tuple[Figure, Ax
 
 def plot_feature_evolution(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
     """F_k against block k, one line per model with a ±1 std band over batches (tables from
-    :meth:`FeatureEvolution.to_frame`)."""
+    ``FeatureEvolution.to_frame``)."""
     figure, axes = _per_block_axes(
         title="Feature evolution (normalised linear CKA)",
         xlabel="block k (output of block k; 0 is the first)",
@@ -61,7 +61,7 @@ def plot_feature_evolution(curves: Mapping[str, pd.DataFrame], path: Path) -> Pa
 
 def plot_density(tables: Mapping[str, pd.DataFrame], path: Path) -> Path:
     """Entropy share of the uniform maximum against block, one line per model; hollow markers on blocks
-    that reuse an earlier block's map (tables from :meth:`AttentionDensity.to_frame`)."""
+    that reuse an earlier block's map (tables from ``AttentionDensity.to_frame``)."""
     figure, axes = _per_block_axes(
         title="Attention density of the raw (softmax) maps",
         xlabel="block (hollow: reuses an earlier block's map)",
@@ -107,7 +107,7 @@ def attention_mosaic(result: QueryAttention, *, gap: int = 1) -> np.ndarray:
 
 def plot_query_attention(result: QueryAttention, image: Tensor, *, patch_size: int, title: str, path: Path) -> Path:
     """A figure like the Refiner paper's Figure 5: the image with the query marked, beside the
-    :func:`attention_mosaic` of its maps (the class-token key is left out of the picture, kept in the CSV).
+    ``attention_mosaic`` of its maps (the class-token key is left out of the picture, kept in the CSV).
     One mosaic rather than an axes per cell keeps a 16-block, 12-head figure to about a second."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize

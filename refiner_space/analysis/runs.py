@@ -1,6 +1,6 @@
 """The three analyses end to end: resolve the models, load the images, compute, write a CSV and figures.
 
-Each function returns what it wrote and the table in its CSV; the CLI (:mod:`refiner_nas.cli.analyze`)
+Each function returns what it wrote and the table in its CSV; the CLI (``refiner_nas.cli.analyze``)
 is a thin shell over them.
 """
 
@@ -28,7 +28,7 @@ from refiner_nas.refiner_space.training import resolve_device
 class AnalysisInputs:
     """What every analysis reads: models (names, configuration files or checkpoints, with one
     ``configs`` entry per checkpoint or one for all), the dataset, the image size (None: see
-    :func:`refiner_nas.refiner_space.analysis.sources.default_img_size`), the seed of random initialisation and of
+    ``refiner_nas.refiner_space.analysis.sources.default_img_size``), the seed of random initialisation and of
     the image order, and the device (``auto``: CUDA when available).
 
     Images come from the held-out split given by ``val_fraction`` and ``split_seed``: keep the training

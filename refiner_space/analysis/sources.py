@@ -169,9 +169,9 @@ def default_img_size(config: ModelConfig, *, trained: bool) -> tuple[int, int]:
 
 
 def load_source(text: str, *, config: str | None = None, img_size: int | None = None, seed: int = 0) -> ModelSource:
-    """Build the model named by ``text`` (see :func:`resolve_config`), or load the checkpoint ``text``
+    """Build the model named by ``text`` (see ``resolve_config``), or load the checkpoint ``text``
     into the configuration ``config`` (a name or YAML file), at ``img_size`` (default:
-    :func:`default_img_size`).
+    ``default_img_size``).
 
     Raises:
         SourceError: unknown models, unreadable files, a checkpoint without ``config`` or a ``config``
@@ -203,7 +203,7 @@ def load_sources(
     texts: Sequence[str], *, configs: Sequence[str] = (), img_size: int | None = None, seed: int = 0
 ) -> list[ModelSource]:
     """Several sources, with one ``configs`` entry per checkpoint in order (or one for all of them),
-    labelled by :func:`unique_labels`.
+    labelled by ``unique_labels``.
 
     Raises:
         SourceError: no sources, or a number of configurations that fits neither rule.

@@ -54,7 +54,7 @@ def user_cache_file() -> Path:
 
 class CostCache:
     """Costs by (configuration hash, input size, refiner fold); ``path`` adds a shared JSON-lines file,
-    whose keys also hold ``version`` (see :func:`counter_version`)."""
+    whose keys also hold ``version`` (see ``counter_version``)."""
 
     def __init__(self, *, path: str | Path | None = None, version: str = "") -> None:
         self.path = Path(path) if path is not None else None
@@ -146,4 +146,4 @@ class CostCache:
 
 
 DEFAULT_CACHE = CostCache()
-"""The in-memory cache :func:`refiner_nas.refiner_space.costs._count.count_costs` uses unless told otherwise."""
+"""The in-memory cache ``refiner_nas.refiner_space.costs._count.count_costs`` uses unless told otherwise."""

@@ -26,7 +26,7 @@ class PartCosts:
 
 @dataclass(frozen=True)
 class Costs:
-    """Costs of one forward pass of one image (see :mod:`refiner_nas.refiner_space.costs._ops` for the convention).
+    """Costs of one forward pass of one image (see ``refiner_nas.refiner_space.costs._ops`` for the convention).
 
     Attributes:
         params: parameters.

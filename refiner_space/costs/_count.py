@@ -1,9 +1,9 @@
 """Parameters, MACs and FLOPs of any model of the family, counted with fvcore under one convention.
 
-:func:`count_costs` is what searches call: it takes a :class:`ModelConfig` (or a built model), traces one image
-through the model with fvcore and the handles of :mod:`refiner_nas.refiner_space.costs._ops`, and returns
-:class:`Costs`, with a per-part breakdown. Results for configurations are cached by configuration hash and input
-size (:class:`refiner_nas.refiner_space.costs._cache.CostCache`), so the same architecture is never counted twice.
+``count_costs`` is what searches call: it takes a ``ModelConfig`` (or a built model), traces one image
+through the model with fvcore and the handles of ``refiner_nas.refiner_space.costs._ops``, and returns
+``Costs``, with a per-part breakdown. Results for configurations are cached by configuration hash and input
+size (``refiner_nas.refiner_space.costs._cache.CostCache``), so the same architecture is never counted twice.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Convention (every number is per forward pass of the traced input):
     exactly what the explicit path computes, so fused and explicit attention count the same.
 * Data movement (view, reshape, transpose, cat, slicing, padding, eval-mode dropout, ...) costs 0.
 * Any other operator is **unsupported**: the counter refuses to return a number that would silently
-  leave its compute out (see :class:`refiner_nas.refiner_space.costs._count.UncountedOperatorError`).
+  leave its compute out (see ``refiner_nas.refiner_space.costs._count.UncountedOperatorError``).
 
 Each handle also reports what plain fvcore would count for the same operator (one multiply-add as one
 "flop", its norm estimates, fused attention and element-wise operators as zero), so the spec's "fvcore
@@ -69,7 +69,7 @@ def key(category: str, op: str) -> str:
 
 
 def split_key(counter_key: str) -> tuple[str, str]:
-    """Inverse of :func:`key`: ``(category, op)``."""
+    """Inverse of ``key``: ``(category, op)``."""
     category, _, op = counter_key.partition(":")
     return category, op
 

@@ -55,7 +55,7 @@ def refiner_bandwidth(
     model: nn.Module, config: ModelConfig, *, batch_size: int, warmup: int, iters: int
 ) -> Bandwidth | None:
     """Time the model's first refiner at inference on random (B, H, N, N) maps of the model's shape,
-    taking turns with a copy of :data:`COPY_BYTES`; None when the model has no refiner."""
+    taking turns with a copy of ``COPY_BYTES``; None when the model has no refiner."""
     refiner = find_refiner(model)
     if refiner is None:
         return None
@@ -86,7 +86,7 @@ def refiner_bandwidth(
 
 
 def copy_step(device: torch.device) -> Callable[[], object]:
-    """A copy of :data:`COPY_BYTES` on ``device`` (read + write: ``2 * COPY_BYTES`` moved), to time."""
+    """A copy of ``COPY_BYTES`` on ``device`` (read + write: ``2 * COPY_BYTES`` moved), to time."""
     source = torch.empty(COPY_BYTES // 4, device=device).uniform_()
     target = torch.empty_like(source)
     return lambda: target.copy_(source)

@@ -4,7 +4,7 @@ a reference model in the same process, with the ratio between them.
 Absolute images/s depend on the machine and on whatever else runs on it; the ratio to a reference measured
 in the same process, the two taking turns in every iteration, is what compares across machines. The
 reference is by default the vanilla ViT with the same depth, width, heads and MLP ratio (patch stem, no
-sharing, no context broadcasting, no aux head): :func:`reference_config`.
+sharing, no context broadcasting, no aux head): ``reference_config``.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class SpeedSettings:
             variant folds its BatchNorms by itself at inference, with or without this.
         max_batch: on CUDA, also find the largest batch that fits (doubling, then bisection on OOM).
         bandwidth: also time the model's refiner alone and a large copy
-        (:mod:`refiner_nas.refiner_space.costs.bandwidth`).
+            (``refiner_nas.refiner_space.costs.bandwidth``).
         triton_kernels: on CUDA, run the refiner chains at inference in their Triton kernels
-            (:func:`refiner_nas.refiner_space.set_triton_kernels`); False times the PyTorch paths.
+            (``refiner_nas.refiner_space.set_triton_kernels``); False times the PyTorch paths.
     """
 
     batch_size: int = 8
@@ -247,7 +247,7 @@ def measure_speed(
     A reference whose configuration equals the model's is not measured twice (no ratio is reported).
 
     Raises:
-        ValueError: settings that cannot run here (see :class:`SpeedSettings`).
+        ValueError: settings that cannot run here (see ``SpeedSettings``).
     """
     label, config = model
     if settings.img_size is not None:

@@ -203,7 +203,7 @@ def _first_fitting_below(fits: Callable[[int], bool], failed: int) -> tuple[int,
 
 
 def cuda_batch_fits(step: Callable[[int], object], device: torch.device) -> Callable[[int], bool]:
-    """Wrap ``step(batch_size)`` into a ``fits`` test for :func:`largest_fitting_batch`: False when CUDA
+    """Wrap ``step(batch_size)`` into a ``fits`` test for ``largest_fitting_batch``: False when CUDA
     runs out of memory (the cache is emptied after every try)."""
 
     def fits(batch_size: int) -> bool:

@@ -1,7 +1,7 @@
 """Multi-head self-attention whose map can be transformed before it weights the values.
 
 Vanilla, talking-heads and paper-variant Refiner attention differ only in what happens to the map, so
-they share :class:`Attention` and plug in a logit mixer and a map refiner. Blocks that reuse a map
+they share ``Attention`` and plug in a logit mixer and a map refiner. Blocks that reuse a map
 (``share_span`` > 1) are built without query and key projections.
 """
 
@@ -26,7 +26,7 @@ class MapAttention(nn.Module):
     """Base of every attention layer here: ``forward(x, incoming_map) -> (out, outgoing_map)``.
 
     Setting ``keep_maps`` makes the layer store its maps in ``last_maps`` (used by
-    :func:`refiner_nas.refiner_space.attention_maps`); the output does not change.
+    ``refiner_nas.refiner_space.attention_maps``); the output does not change.
     """
 
     keep_maps: bool = False

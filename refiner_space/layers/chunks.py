@@ -22,7 +22,7 @@ CHUNK_BYTES = 4 << 20
 
 
 def chunk_rows(pixels: int, channels: int, element_size: int) -> int:
-    """Rows per chunk: whole images, as many as fit in :data:`CHUNK_BYTES` of expanded maps (at least one)."""
+    """Rows per chunk: whole images, as many as fit in ``CHUNK_BYTES`` of expanded maps (at least one)."""
     return pixels * max(1, CHUNK_BYTES // (pixels * channels * element_size))
 
 

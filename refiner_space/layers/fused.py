@@ -1,9 +1,9 @@
 """Which code computes a refiner chain at inference: Triton's kernels on CUDA
-(:mod:`refiner_nas.refiner_space.layers.triton_chain`), PyTorch everywhere else.
+(``refiner_nas.refiner_space.layers.triton_chain``), PyTorch everywhere else.
 
 The kernels are optional: without Triton, on CPU, with autograd recording, or inside ``torch.compile``
-(Inductor fuses the PyTorch path itself) the PyTorch path runs. :func:`set_triton_kernels` turns them off
-for the whole process and :func:`triton_kernels` within a block, to compare or to rule them out.
+(Inductor fuses the PyTorch path itself) the PyTorch path runs. ``set_triton_kernels`` turns them off
+for the whole process and ``triton_kernels`` within a block, to compare or to rule them out.
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ class OfficialMapRefiner(nn.Module):
 
     In eval mode without autograd every BatchNorm is folded into the convolution before it (recomputed
     from the modules at each call, so nothing goes stale and ``.train()`` needs no undo) and the chain runs
-    in one Triton kernel on CUDA, else a few images at a time, channels last (:mod:`.fused`). In training with autograd,
+    in one Triton kernel on CUDA, else a few images at a time, channels last (``.fused``). In training with autograd,
     on maps large enough, it runs the same way with a hand-written backward
-    (:mod:`refiner_nas.refiner_space.layers.training_chain`).
-    In eval mode with gradients and under the cost counters' tracing :meth:`explicit` runs.
+    (``refiner_nas.refiner_space.layers.training_chain``).
+    In eval mode with gradients and under the cost counters' tracing ``explicit`` runs.
     Parameters, buffers and state_dict keys are the released code's in every path.
     """
 

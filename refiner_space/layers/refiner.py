@@ -1,7 +1,7 @@
 """The paper's attention refiner (docs/models.md#the-paper-variant): expansion, distributed local attention, reduction.
 
 Every step is linear in the map, so with reduction on the three weights compose into one dense k×k
-convolution from H maps to H maps (:meth:`AttentionRefiner.folded_kernel`). Folding keeps the three
+convolution from H maps to H maps (``AttentionRefiner.folded_kernel``). Folding keeps the three
 weights as parameters and only changes how the product is computed, so it works in training too.
 """
 

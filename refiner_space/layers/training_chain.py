@@ -1,7 +1,7 @@
 """The released-code refiner chain in training (batch statistics), with a hand-written backward.
 
 Autograd through the modules runs on whole (B, 3H, N, N) tensors in PyTorch's default layout and saves
-every intermediate. Here the chain runs on the row matrices of :mod:`refiner_nas.refiner_space.layers.chunks`, a few
+every intermediate. Here the chain runs on the row matrices of ``refiner_nas.refiner_space.layers.chunks``, a few
 images at a time; BatchNorm statistics are summed chunk by chunk, and every BatchNorm input is kept
 centred on its batch mean, so the backward pass needs no ``Σ dy·x − μ·Σ dy`` that would cancel on
 attention maps (values near 1/N, tiny variances).
@@ -160,7 +160,7 @@ class _TrainingChain(torch.autograd.Function):
 
 
 def pays_off(maps: Tensor, refiner: nn.Module) -> bool:
-    """Whether :func:`refine_with_batch_statistics` should run ``refiner`` on ``maps``.
+    """Whether ``refine_with_batch_statistics`` should run ``refiner`` on ``maps``.
 
     Only on CPU (what it saves is oneDNN's layouts and glibc's page faults), outside autocast and
     ``torch.compile`` (which fuses the modules' chain itself and cannot trace this one), for affine

@@ -12,7 +12,7 @@ are two bf16 products with the weight split in high and low halves; other produc
 (``tf32x3``). The kernels match the PyTorch paths to float32 rounding in float32 and to one bf16
 rounding in bf16.
 
-Importing this module needs Triton; :mod:`refiner_nas.refiner_space.layers.fused` imports it only on CUDA.
+Importing this module needs Triton; ``refiner_nas.refiner_space.layers.fused`` imports it only on CUDA.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _grid(maps: Tensor, block: int) -> tuple[int, int]:
 
 
 def released_chain(maps: Tensor, chain: FoldedChain) -> Tensor:
-    """The released-code inference chain (:class:`FoldedChain`) on (B, H, N, M) maps, computed in float32
+    """The released-code inference chain (``FoldedChain``) on (B, H, N, M) maps, computed in float32
     and returned in the maps' dtype."""
     maps = maps.contiguous()
     out = torch.empty_like(maps)

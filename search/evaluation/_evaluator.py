@@ -1,7 +1,7 @@
 """Evaluating one architecture: costs first, the budget, then proxy training.
 
 Shared by the Optuna runner and the Ray Tune trainable; where the record goes (Optuna user attributes,
-Ray results) is the caller's :class:`RecordSink`.
+Ray results) is the caller's ``RecordSink``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ArchitectureEvaluator:
         count_costs: parameters, MACs and FLOPs of a configuration.
         measure_speed: (batch-1 latency in ms, images/s) on the search device; only called when an
             objective or the budget needs it.
-        train: the training step; default :meth:`train_proxy` (a table backend reads curves instead,
+        train: the training step; default ``train_proxy`` (a table backend reads curves instead,
             and keeps no training state: ``checkpoints`` is then False).
     """
 

@@ -1,7 +1,7 @@
 """The simulated backend's evaluator: trials read their costs and learning curve from a benchmark table.
 
 Everything else is a real launch's: the same space, sampler, pruner or early stop, trial runner and records.
-Only the training step of :class:`ArchitectureEvaluator` (and its cost counter) is swapped, so a search over the
+Only the training step of ``ArchitectureEvaluator`` (and its cost counter) is swapped, so a search over the
 table's space takes seconds. Time is simulated: a trial's ``train_time_s`` is the table's training time for the
 epochs it ran.
 """
@@ -33,7 +33,7 @@ class TableLookupError(KeyError):
 
 @dataclass(frozen=True)
 class TableCosts:
-    """The cost counts :class:`ArchitectureEvaluator` reads, from a table row."""
+    """The cost counts ``ArchitectureEvaluator`` reads, from a table row."""
 
     params: int
     macs: int
@@ -108,7 +108,7 @@ def _table_data(dataset: str, img_size: int | tuple[int, int], val_fraction: flo
 def table_evaluator(settings: SearchSettings, space: SearchSpace, *, replay_fields: Sequence[str] = (),
                     time_scale: float = 0.0) -> ArchitectureEvaluator:
     """An evaluator that reads ``settings.table`` instead of training (``replay_fields``, ``time_scale``:
-    :class:`TableTrainer`'s).
+    ``TableTrainer``'s).
 
     Raises:
         TableLookupError: settings whose budget differs from the table's (their results would not be

@@ -1,7 +1,7 @@
 """One worker's loop: run trials until the study holds its architectures, and leave nothing behind.
 
 Every worker (the launch itself, its local worker processes, ``search worker`` on other machines) runs
-:func:`work_on_study`. ``--trials N`` counts evaluated architectures (:data:`refiner_nas.search.records.EVALUATED`);
+``work_on_study``. ``--trials N`` counts evaluated architectures (``refiner_nas.search.records.EVALUATED``);
 a trial that repeats an architecture (a duplicate) or fails does not count. A worker takes a new trial
 only while the evaluated and running trials fall short of N, or while a paused trial passes the
 ``promote`` rule (resuming it evaluates no new architecture), runs re-queued trials first, and before it

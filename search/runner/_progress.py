@@ -69,7 +69,7 @@ def estimate_work(*, total_trials: int, finished: int, running: list[RunningTria
 
 def describe_best(study: optuna.Study) -> str:
     """'best 93.1 (trial 4)' for one objective, 'Pareto front: 5 trials' for several: the same front as
-    the summary printed at the end (:func:`refiner_nas.search.study._summary.study_front`, duplicates left out)."""
+    the summary printed at the end (``refiner_nas.search.study._summary.study_front``, duplicates left out)."""
     front = study_front(study)
     if front.empty:
         return "no completed trial yet"
@@ -128,7 +128,7 @@ class SearchProgress:
         return running
 
     def _describe_best(self, trials: list[optuna.trial.FrozenTrial]) -> str:
-        """:func:`describe_best`, computed again only when a trial completed (it costs a Pareto front)."""
+        """``describe_best``, computed again only when a trial completed (it costs a Pareto front)."""
         completed = sum(t.state == TrialState.COMPLETE for t in trials)
         if completed != self._best[0]:
             self._best = (completed, describe_best(self.study))

@@ -37,7 +37,7 @@ class SpaceSuggestion:
 class RecordingOptunaSearch(OptunaSearch):
     """Writes the record and the budget constraints a Ray trial reported into its Optuna trial; a trial
     that ASHA stopped early, or one over budget (never trained) when ``prune_over_budget``
-    (:func:`refiner_nas.search.samplers._factory.prunes_over_budget`), is told to Optuna as pruned."""
+    (``refiner_nas.search.samplers._factory.prunes_over_budget``), is told to Optuna as pruned."""
 
     def __init__(self, *args: Any, prune_over_budget: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -31,7 +31,7 @@ def prepare_space(settings: SearchSettings) -> SearchSpace:
 
 def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study) -> None:
     """Run trials in this process until the study holds ``settings.trials`` evaluated architectures and
-    no trial of it is running (:func:`refiner_nas.search.runner._loop.work_on_study`)."""
+    no trial of it is running (``refiner_nas.search.runner._loop.work_on_study``)."""
     evaluator = make_evaluator(settings, space)
     study.sampler = with_prescreen(study.sampler, settings, space, evaluator)
     runner = TrialRunner(evaluator)

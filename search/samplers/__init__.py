@@ -1,9 +1,9 @@
 """Samplers: how a trial's architecture is chosen.
 
-- :class:`KnownCostSampler` (``_ehvi``): expected hypervolume improvement with costs counted before training;
-- :class:`PromotingSampler` (``_promoting``): resumes paused trials that the ``promote`` rule lets on;
-- :class:`PrescreenSampler` (``_prescreen``, ``_zero_cost``): scores candidates with a zero-cost proxy first;
-- :func:`make_sampler`, :func:`worker_sampler` (``_factory``): the sampler a launch's settings ask for.
+- ``KnownCostSampler`` (``_ehvi``): expected hypervolume improvement with costs counted before training;
+- ``PromotingSampler`` (``_promoting``): resumes paused trials that the ``promote`` rule lets on;
+- ``PrescreenSampler`` (``_prescreen``, ``_zero_cost``): scores candidates with a zero-cost proxy first;
+- ``make_sampler``, ``worker_sampler`` (``_factory``): the sampler a launch's settings ask for.
 """
 
 from refiner_nas.search.samplers._ehvi import KNOWN_COSTS, Candidate, KnownCostSampler

@@ -1,16 +1,16 @@
 """Expected hypervolume improvement with exact costs: the sampler that knows what an architecture costs.
 
 Parameters and MACs are fixed by a configuration before anything is trained, yet TPE, NSGA-II and GP
-treat them as outcomes to learn. :class:`KnownCostSampler` counts them for every candidate and models
+treat them as outcomes to learn. ``KnownCostSampler`` counts them for every candidate and models
 only what training measures (top-1, latency). It starts with a small design that tries every value of
-every dimension (:func:`design_levels`), cheapest architecture first, then models each measured objective
+every dimension (``design_levels``), cheapest architecture first, then models each measured objective
 as a sum of per-value effects (Bayesian linear regression on one-hot choices and scaled numbers), so
 that a few trials inform every architecture that shares a value with them. It trains the candidate
 whose expected hypervolume improvement over the front found so far is largest (Monte-Carlo, exact in
 the known objectives). Candidates over a known cost limit (``max_params``, ``max_macs``) are never
 proposed, and an architecture the study already holds is never proposed again.
 
-The candidates are the whole space when it has at most :data:`ENUMERATE_LIMIT` points, otherwise
+The candidates are the whole space when it has at most ``ENUMERATE_LIMIT`` points, otherwise
 ``pool`` random draws per trial. Trials running in other workers count as found at their predicted
 values (a Kriging believer), so workers spread out.
 """
@@ -67,7 +67,7 @@ class KnownCostSampler(BaseSampler):
         space: the launch's space (its budget's parameter and MAC limits filter candidates).
         objectives: the launch's objectives, in order.
         architecture_of: the hash trials record for a configuration (cheap; called for every draw).
-        costs_of: a configuration's known cost values (see :data:`KNOWN_COSTS`); once per architecture.
+        costs_of: a configuration's known cost values (see ``KNOWN_COSTS``); once per architecture.
         pool: candidates drawn per trial when the space is too large to enumerate.
         samples: Monte-Carlo draws of the modelled objectives per candidate.
         fidelity_epoch: model top-1 after this epoch instead of at the end of training, learning from
@@ -132,7 +132,7 @@ class KnownCostSampler(BaseSampler):
 
     def ranking(self, trials: Sequence[FrozenTrial]) -> list[Candidate]:
         """The architectures not yet in the study, best first given its ``trials``: the design's order for
-        its first :attr:`design_size` architectures, then by expected improvement (random order when the
+        its first ``design_size`` architectures, then by expected improvement (random order when the
         model has fewer than two observations or no candidate is expected to improve the front)."""
         tried = self._tried(trials)
         candidates = [c for c in self.candidates() if c.architecture not in tried]
@@ -180,7 +180,7 @@ class KnownCostSampler(BaseSampler):
 
     def worth_resuming(self, trials: Sequence[FrozenTrial], paused: Sequence[FrozenTrial],
                        completed: Sequence[FrozenTrial]) -> FrozenTrial | None:
-        """Of the ``paused`` trials, the one whose value at :attr:`fidelity_epoch` adds the most to the
+        """Of the ``paused`` trials, the one whose value at ``fidelity_epoch`` adds the most to the
         hypervolume of the ``completed`` trials' values there, if that is more than any untried architecture
         is expected to add (either way, the epochs after the rung are to be trained); else None, as during
         the design or without a fidelity epoch."""

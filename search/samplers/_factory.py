@@ -1,6 +1,6 @@
 """Which sampler a launch's workers draw with: built from the settings, seeded per worker, costing
-candidates as the launch's trials do (:class:`LaunchCosts`); and how over-budget trials are told to it
-(:func:`prunes_over_budget`)."""
+candidates as the launch's trials do (``LaunchCosts``); and how over-budget trials are told to it
+(``prunes_over_budget``)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _drawing_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
 
 def known_cost_sampler(settings: SearchSettings, space: SearchSpace, *, seed: int,
                        fidelity_epoch: int | None = None) -> optuna.samplers.BaseSampler:
-    """:class:`refiner_nas.search.samplers._ehvi.KnownCostSampler` costing candidates as the launch's trials do."""
+    """``refiner_nas.search.samplers._ehvi.KnownCostSampler`` costing candidates as the launch's trials do."""
     from refiner_nas.search.samplers._ehvi import KnownCostSampler
 
     costs = LaunchCosts(settings, space)
@@ -123,7 +123,7 @@ def prunes_over_budget(settings: SearchSettings) -> bool:
 
 def worker_sampler(settings: SearchSettings, space: SearchSpace, storage: BaseStorage,
                    worker: str) -> optuna.samplers.BaseSampler:
-    """The sampler of ``worker`` on the study in ``storage``, on its own stream (:func:`sampler_seed`)."""
+    """The sampler of ``worker`` on the study in ``storage``, on its own stream (``sampler_seed``)."""
     try:
         trials_so_far = storage.get_n_trials(storage.get_study_id_from_name(settings.study_name))
     except KeyError:

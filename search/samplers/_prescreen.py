@@ -1,9 +1,9 @@
 """Pre-screening: before each trial, score K candidate architectures with a zero-cost proxy, train the best.
 
-:class:`PrescreenSampler` wraps a launch's sampler. Before each trial it lets a fresh sampler of the same
+``PrescreenSampler`` wraps a launch's sampler. Before each trial it lets a fresh sampler of the same
 kind propose K candidates on a scratch copy of the study (so the proposals follow the sampler's model, and
 the real study records nothing of them), drops architectures the study already holds, scores the rest with
-a :class:`ProxyScorer` and makes the trial draw the best-scoring one. The wrapped sampler still sees every
+a ``ProxyScorer`` and makes the trial draw the best-scoring one. The wrapped sampler still sees every
 trial (NSGA-II keeps its generations), only its values are replaced. The proxy's seconds are recorded in
 the trial's ``prescreen_s``: they are not training epochs, but they are what pre-screening costs.
 """

@@ -1,10 +1,10 @@
 """Resuming paused trials: the sampler side of the ``promote`` stopper
-(:class:`refiner_nas.search.stoppers._rules.RungPromotion`).
+(``refiner_nas.search.stoppers._rules.RungPromotion``).
 
-Before each new trial, :class:`PromotingSampler` asks the rule which paused trials pass it now. If one
+Before each new trial, ``PromotingSampler`` asks the rule which paused trials pass it now. If one
 does, the new trial takes that trial's parameters and is marked as its resumption (a system attribute the
 trial runner reads), so it goes on from the paused trial's checkpoint instead of drawing an architecture.
-If none does and the wrapped sampler models the rung (:class:`ResumptionWeigher`, as EHVI does), it
+If none does and the wrapped sampler models the rung (``ResumptionWeigher``, as EHVI does), it
 weighs resuming the best paused trial against drawing a new architecture. Otherwise the wrapped sampler
 draws as usual. Living in the sampler, promotion works wherever trials are
 asked: a launch, its worker processes, ``search worker`` on other machines, a simulated search.

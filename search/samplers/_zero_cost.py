@@ -77,11 +77,11 @@ PROXIES: dict[str, ZeroCostProxy] = {"synflow": synflow, "naswot": naswot, "grad
 
 def score(config: ModelConfig, images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
           proxies: Iterable[str] = tuple(PROXIES)) -> dict[str, float]:
-    """The named proxies of :data:`PROXIES` (default all) for ``config`` at initialisation, each on a
+    """The named proxies of ``PROXIES`` (default all) for ``config`` at initialisation, each on a
     fresh model built with the same seed.
 
     Raises:
-        KeyError: a name not in :data:`PROXIES`.
+        KeyError: a name not in ``PROXIES``.
     """
     scores = {}
     for name in proxies:

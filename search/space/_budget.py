@@ -83,7 +83,7 @@ class Budget(BaseModel):
         return excess
 
     def static_excess(self, *, params: float, macs: float) -> dict[str, float]:
-        """:meth:`constraint_values` of the limits known before training (params and MACs)."""
+        """``constraint_values`` of the limits known before training (params and MACs)."""
         limits = {"max_params": (params, self.max_params), "max_macs": (macs, self.max_macs)}
         return {name: value / limit - 1.0 for name, (value, limit) in limits.items() if limit is not None}
 

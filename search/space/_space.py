@@ -1,4 +1,4 @@
-"""A search space over :class:`ModelConfig`: read and validated from YAML, drawn from by Optuna trials."""
+"""A search space over ``ModelConfig``: read and validated from YAML, drawn from by Optuna trials."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ class Dimension:
 
 
 class SearchSpace:
-    """A validated search space; build it with :meth:`from_yaml`, :meth:`from_name`, :meth:`load` or
-    :meth:`from_dict` (the constructor takes parsed dimensions and checks how they combine).
+    """A validated search space; build it with ``from_yaml``, ``from_name``, ``load`` or
+    ``from_dict`` (the constructor takes parsed dimensions and checks how they combine).
 
     Raises:
         SpaceError: a condition on an undeclared dimension or an impossible value, a cycle of conditions,
@@ -120,7 +120,7 @@ class SearchSpace:
 
     @classmethod
     def from_name(cls, name: str) -> SearchSpace:
-        """A space shipped with the package (see :func:`shipped_spaces`)."""
+        """A space shipped with the package (see ``shipped_spaces``)."""
         spaces = shipped_spaces()
         if name not in spaces:
             raise SpaceError(

@@ -1,6 +1,6 @@
 """Early stopping of multi-objective trials, chosen by the ``stopper`` setting.
 
-- ``dominance``: :class:`refiner_nas.search.stoppers._dominance.DominanceEarlyStop` (a completed trial dominates
+- ``dominance``: ``refiner_nas.search.stoppers._dominance.DominanceEarlyStop`` (a completed trial dominates
   this one at the same epoch).
 - ``mo_asha``: multi-objective asynchronous successive halving. Rungs sit at ``min_epoch * eta**k``
   epochs below the budget. A trial reaching a rung goes on only if it ranks in the best ``ceil(n / eta)``
@@ -8,12 +8,12 @@
   (top-1 at the rung, cost objectives), ties within a front broken by crowding distance (boundary
   points first), as MO-ASHA (Schmucker et al., 2021) promotes. Asynchronous: no trial waits for others,
   the first trials at a rung always go on.
-- ``promote``: pause and resume (:class:`RungPromotion`). One rung at 40 % of the budget; a trial
+- ``promote``: pause and resume (``RungPromotion``). One rung at 40 % of the budget; a trial
   reaching it goes on only if it is in MO-ASHA's order among the best ``floor(n / eta)`` there (at
   least one, and none before ``min_population`` trials got there: nothing is lost by waiting) *and* its
   point at the rung would add at least 1 % to the hypervolume of the fully trained trials' points at the
   same rung. Otherwise it pauses (status ``paused``, its training state kept), and is resumed later, by the trial
-  :class:`refiner_nas.search.samplers._promoting.PromotingSampler` starts for it, once it passes both tests (more
+  ``refiner_nas.search.samplers._promoting.PromotingSampler`` starts for it, once it passes both tests (more
   trials at the rung let more through, and the completed ones' front moves) or once the sampler weighs resuming it
   above drawing a new architecture. Unlike a stop, a pause loses nothing.
 """
@@ -91,7 +91,7 @@ def is_promoted(points: np.ndarray, index: int, reduction_factor: int) -> bool:
 
 @dataclass(frozen=True)
 class DominanceStopper:
-    """Today's rule (:mod:`refiner_nas.search.stoppers._dominance`) behind the :class:`EarlyStopper` interface."""
+    """Today's rule (``refiner_nas.search.stoppers._dominance``) behind the ``EarlyStopper`` interface."""
 
     rule: DominanceEarlyStop
     pauses: bool = False

@@ -137,7 +137,7 @@ def check_journal(path: Path) -> int | None:
 
 
 def repair_torn_tail(path: Path) -> Path | None:
-    """Check the journal ``path`` (:func:`check_journal`) and move an incomplete last record to a backup
+    """Check the journal ``path`` (``check_journal``) and move an incomplete last record to a backup
     file. Returns the backup file, or None when the journal was whole. Call under the journal's lock.
 
     Raises:

@@ -1,12 +1,12 @@
 """Which running trials still have a live worker, on every storage alike.
 
 Each running trial beats: its worker writes the time into the trial every ``interval`` seconds from a
-background thread (:class:`Heartbeat`). A trial that stopped beating for three intervals, or whose worker
-process on this machine is gone, belongs to a dead (or cut-off) worker: :func:`fail_and_requeue` marks it
+background thread (``Heartbeat``). A trial that stopped beating for three intervals, or whose worker
+process on this machine is gone, belongs to a dead (or cut-off) worker: ``fail_and_requeue`` marks it
 failed with a reason that says so and enqueues the same architecture again, so a live worker completes
 it. Marking it failed is the claim: the storage lets one worker finish a trial, so when several notice
 the same dead trial, one re-queues it. A worker cut off long enough to be declared dead learns it on its
-next write (:class:`TrialTakenOver`) and leaves that trial to the retry.
+next write (``TrialTakenOver``) and leaves that trial to the retry.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class DeadTrial:
 def dead_trials(trials: Iterable[FrozenTrial], *, interval_s: float, now: float | None = None,
                 seen_since: float = 0.0) -> list[DeadTrial]:
     """The running trials whose worker process on this machine is gone, or that missed
-    :data:`MISSED_BEATS` heartbeats (trials from before heartbeats count from their start). Beats are
+    ``MISSED_BEATS`` heartbeats (trials from before heartbeats count from their start). Beats are
     only expected from ``seen_since`` on: the time this worker's storage came back after an outage, during
     which no worker could beat."""
     now = time.time() if now is None else now

@@ -28,9 +28,9 @@ def redact(url: str) -> str:
 
 def open_storage(url: str | None, run_dir: Path, *, create: bool = True) -> BaseStorage:
     """Open ``url`` (sqlite, postgresql, mysql, ``journal:///path``) or, when None, the journal file
-    ``run_dir/journal.log``. Journals are checked (:mod:`refiner_nas.search.storages._journal`); database calls ride out
-    restarts (:mod:`refiner_nas.search.storages._retry`). Liveness of trials is
-    :mod:`refiner_nas.search.storages._liveness`'s, on every
+    ``run_dir/journal.log``. Journals are checked (``refiner_nas.search.storages._journal``); database calls ride out
+    restarts (``refiner_nas.search.storages._retry``). Liveness of trials is
+    ``refiner_nas.search.storages._liveness``'s, on every
     storage alike. With ``create`` False (queries), a missing journal is an error, not a new file.
 
     Raises:

@@ -1,4 +1,4 @@
-"""A storage that wraps another and sends every operation through one method, :meth:`StorageProxy._call`.
+"""A storage that wraps another and sends every operation through one method, ``StorageProxy._call``.
 
 Subclasses change what happens around each call (retry it through a database restart, time it) without
 listing Optuna's storage operations again.

@@ -34,7 +34,7 @@ def journal_studies(run_dir: Path) -> list[str]:
 def require_study_storage(study: str, *, run_dir: Path, storage: str | None = None, readable: bool = True) -> None:
     """Raise when opening the storage of ``study`` would create it: no journal (the default
     ``RUN_DIR/STUDY/journal.log`` or a ``journal:///path`` URL), or a SQLite URL whose file does not exist.
-    With ``readable``, a journal must also be text (see :func:`check_journal`); deleting a damaged one
+    With ``readable``, a journal must also be text (see ``check_journal``); deleting a damaged one
     needs no reading.
 
     Raises:

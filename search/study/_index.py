@@ -3,7 +3,7 @@
 Before each trial a worker asks: how many architectures are evaluated, which trials run or wait, which
 of them belong to dead workers, and whether this architecture was seen before. Scanning every trial
 for each question made a worker's own work grow with the study (quadratic over a search). A finished
-trial never changes, so :meth:`StudyIndex.refresh` looks only at the trials that are new or were
+trial never changes, so ``StudyIndex.refresh`` looks only at the trials that are new or were
 unfinished at the previous refresh, and keeps running counts and an index by architecture.
 """
 
@@ -20,7 +20,7 @@ _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class StudyIndex:
-    """Counts and an architecture index of one study's trials, brought up to date by :meth:`refresh`."""
+    """Counts and an architecture index of one study's trials, brought up to date by ``refresh``."""
 
     def __init__(self) -> None:
         self._reset(study_name=None)

@@ -1,6 +1,6 @@
 """Opening a launch's Optuna study: created or resumed with its storage, directions, sampler and pruner
-(:func:`create_or_resume_study`), joined by a worker from another machine (:func:`join_study`), or loaded
-read-only (:func:`load_existing_study`)."""
+(``create_or_resume_study``), joined by a worker from another machine (``join_study``), or loaded
+read-only (``load_existing_study``)."""
 
 from __future__ import annotations
 

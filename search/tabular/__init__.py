@@ -3,10 +3,10 @@
 The table (its file format: ``_schema``) holds every architecture of a grid space trained for the full
 proxy budget with several seeds: learning curves, parameters, MACs, latency and time. ``_replay`` gives
 the space and settings of a launch on it; the simulated backend
-(:func:`refiner_nas.search.evaluation.table_evaluator`) then reads each trial's curve from the table
+(``refiner_nas.search.evaluation.table_evaluator``) then reads each trial's curve from the table
 instead of training, and ``_hypervolume`` measures a search against the table's true front. Building a
-table and comparing strategies on it are benchmarks: :mod:`refiner_nas.benchmarks.table_build`,
-:mod:`refiner_nas.benchmarks.simulate`.
+table and comparing strategies on it are benchmarks: ``refiner_nas.benchmarks.table_build``,
+``refiner_nas.benchmarks.simulate``.
 """
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """A benchmark table as a launch sees it: the file read once per process, the space it was built from,
 and launch settings with the table's training budget, so a launch on ``--backend table:FILE`` compares with
-the table. The evaluator that replays its curves is :func:`refiner_nas.search.evaluation.table_evaluator`.
+the table. The evaluator that replays its curves is ``refiner_nas.search.evaluation.table_evaluator``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One search trial: sample an architecture, cost it, skip it if over budget or already seen, train it.
 
-Everything a trial learns goes into its record (:mod:`refiner_nas.search.records`) as soon as it is known, so a
+Everything a trial learns goes into its record (``refiner_nas.search.records``) as soon as it is known, so a
 trial that fails or is interrupted still says how far it got and why.
 """
 
@@ -44,14 +44,14 @@ class OverBudgetTrial(optuna.TrialPruned):
     """An architecture over the space's budget, never trained. Told to Optuna as pruned, not as a result
     of top-1 0, so the dashboard, ``best_trials`` and plots leave it out; its constraints still mark it
     infeasible, which TPE learns from as it does from a completed trial (see
-    :func:`refiner_nas.search.samplers._factory.prunes_over_budget` for the sampler that keeps it completed)."""
+    ``refiner_nas.search.samplers._factory.prunes_over_budget`` for the sampler that keeps it completed)."""
 
 
 class OptunaSink:
     """Writes record fields to an Optuna trial's user attributes and keeps a copy for the runner.
 
     When the storage refuses a write because the trial was declared dead and re-queued while this
-    worker was cut off, the trial stops (:class:`TrialTakenOver`), except for the final result of a
+    worker was cut off, the trial stops (``TrialTakenOver``), except for the final result of a
     completed training, which is kept in ``fields`` for the runner to save.
     """
 
@@ -88,7 +88,7 @@ class OptunaSink:
 class TrialRunner:
     """The Optuna objective of a launch: ``runner(trial)`` returns the objective values.
 
-    On top of :class:`ArchitectureEvaluator` it reuses earlier results of the same architecture and
+    On top of ``ArchitectureEvaluator`` it reuses earlier results of the same architecture and
     budget, prunes single-objective trials and early-stops dominated multi-objective ones.
     """
 

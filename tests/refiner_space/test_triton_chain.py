@@ -32,7 +32,7 @@ def norm_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
 
 @pytest.fixture
 def interpreted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """:mod:`refiner_nas.refiner_space.layers.triton_chain` with its kernels run by Triton's CPU interpreter. The
+    """``refiner_nas.refiner_space.layers.triton_chain`` with its kernels run by Triton's CPU interpreter. The
     interpreter runs only kernels built on Triton's primitives, not on its jit-compiled helpers (``tl.zeros``)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     module = importlib.reload(importlib.import_module("refiner_nas.refiner_space.layers.triton_chain"))

@@ -1,5 +1,5 @@
-"""The recorded GPU figures (``results/baselines/gpu.json``): schema, device, and the claims the README
-makes from them."""
+"""The recorded GPU figures (``results/baselines/gpu.json``): schema, device, and the claims
+docs/benchmarks.md#on-a-gpu makes from them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from refiner_nas.benchmarks.regress import baseline_dir
 
 
-def test_gpu_baseline_names_its_device_and_backs_the_readme() -> None:
+def test_gpu_baseline_names_its_device_and_backs_the_docs() -> None:
     baseline = json.loads((baseline_dir() / "gpu.json").read_text())
     assert baseline["schema"] == "refiner-nas/gpu-baseline" and baseline["schema_version"] == 1
     assert "NVIDIA H200" in baseline["device"] and baseline["checked"] is False

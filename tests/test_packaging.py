@@ -113,3 +113,18 @@ def test_a_mirror_of_the_checkout_imports_without_an_install(tmp_path: Path) -> 
     origins = [Path(origin).resolve().relative_to(ROOT).as_posix() for origin in found.stdout.split()]
     assert origins == ["refiner_nas/cli/__init__.py", "search/space/__init__.py", "results/store.py",
                        "benchmarks/regress.py", "refiner_space/__init__.py"]
+
+
+def test_the_optional_dependencies_are_optional(tmp_path: Path) -> None:
+    """Without Ray and psycopg (the ``ray`` and ``postgres`` extras), the commands a newcomer runs first
+    work: every module is made unimportable in the process (``sys.modules[name] = None``)."""
+    blocked = "import sys\nfor name in ('ray', 'psycopg', 'psycopg2'):\n    sys.modules[name] = None\n"
+    run = blocked + ("from refiner_nas.cli import main\nsys.argv = ['refiner-nas', *sys.argv[1:]]\nmain()\n")
+    for command in (["--help"], ["search", "launch", "--dry-run", "--trials", "2", "--epochs", "1",
+                                 "--run-dir", str(tmp_path / "runs")], ["search", "list", "--run-dir", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-c", run, *command], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, f"{command}: {result.stderr[-800:]}"
+    refused = subprocess.run([sys.executable, "-c", run, "search", "launch", "--backend", "ray", "--trials", "1",
+                              "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path)
+    last = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and last == "error: the Ray backend needs Ray Tune: pip install 'refiner-nas[ray]'"

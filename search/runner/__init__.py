@@ -1,6 +1,7 @@
 """Running searches: a launch and its plan (``_launch``, ``_plan``), trials in this process (``_run``),
 local worker processes (``_local``), one worker's loop (``_loop``), a worker joining from another machine
-(``_remote``), Ray Tune (``_ray``, ``_ray_searcher``) and the live display (``_progress``).
+(``_remote``), Ray Tune (``_ray``; ``_ray_searcher`` subclasses Ray's searcher, so it is imported only
+when Ray runs: Ray is an optional dependency) and the live display (``_progress``).
 """
 
 from refiner_nas.search.runner._launch import launch
@@ -31,7 +32,6 @@ from refiner_nas.search.runner._ray import (
     ray_trial,
     resume_ray,
 )
-from refiner_nas.search.runner._ray_searcher import RecordingOptunaSearch, SpaceSuggestion
 from refiner_nas.search.runner._remote import run_worker, worker_settings
 from refiner_nas.search.runner._run import interrupt_on_signals, prepare_space, run_trials
 
@@ -43,10 +43,8 @@ __all__ = [
     "RAY_FOLDER",
     "REPEATED_DRAWS_LIMIT",
     "RayOptions",
-    "RecordingOptunaSearch",
     "RunningTrial",
     "SearchProgress",
-    "SpaceSuggestion",
     "StudyProgress",
     "WorkEstimate",
     "describe_best",

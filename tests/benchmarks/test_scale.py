@@ -20,7 +20,7 @@ PGDATA = os.environ.get("REFINER_NAS_PGDATA")
 def assert_nothing_lost(result, plan: ScalePlan) -> None:
     assert result.left_unfinished == 0, result.states
     assert result.fail_without_reason == 0
-    # --trials is reached; workers deciding at the same moment may each add one (docs/searching.md, "What a trial counts").
+    # --trials is reached; workers deciding at the same moment may each add one (docs/searching.md).
     assert plan.trials <= result.evaluated < plan.trials + plan.workers
     assert result.killed == len([e for e in fault_schedule(plan) if e.action == "kill"])
     # A killed worker's trial is failed as orphaned (unless it ended between the choice and the kill).

@@ -108,7 +108,7 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
 
     import optuna
 
-    from refiner_nas.search.runner import RecordingOptunaSearch, SpaceSuggestion
+    from refiner_nas.search.runner._ray_searcher import RecordingOptunaSearch, SpaceSuggestion
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])

@@ -62,6 +62,7 @@ def test_debug_shows_the_traceback_behind_the_one_line_error(tmp_path, monkeypat
     import sys
 
     command = [sys.executable, "-m", "refiner_nas", "search", "status", "--study", "nope", "--run-dir", str(tmp_path)]
+    monkeypatch.delenv("REFINER_NAS_DEBUG", raising=False)
     plain = subprocess.run(command, capture_output=True, text=True)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [

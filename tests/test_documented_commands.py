@@ -146,7 +146,10 @@ def _prefix(line: str, words: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_every_documented_command_line_runs_with_tiny_sizes(small_space, tmp_path: Path) -> None:
+def test_every_documented_command_line_runs_with_tiny_sizes(small_space, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # `refiner-nas --debug` sets REFINER_NAS_DEBUG for its worker processes: undone after this test.
+    monkeypatch.setenv("REFINER_NAS_DEBUG", "0")
     space = small_space()
     files = {"study": space.stem, "out": str(tmp_path / "exported"), "plots": str(tmp_path / "plots"), "config": "",
              "journal": str(tmp_path / "shared" / "study.log"), "csv": str(tmp_path / "proxies.csv")}

@@ -3,6 +3,7 @@ the repository's in a user's working directory change nothing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -120,11 +121,14 @@ def test_the_optional_dependencies_are_optional(tmp_path: Path) -> None:
     work: every module is made unimportable in the process (``sys.modules[name] = None``)."""
     blocked = "import sys\nfor name in ('ray', 'psycopg', 'psycopg2'):\n    sys.modules[name] = None\n"
     run = blocked + ("from refiner_nas.cli import main\nsys.argv = ['refiner-nas', *sys.argv[1:]]\nmain()\n")
+    env = {k: v for k, v in os.environ.items() if k != "REFINER_NAS_DEBUG"}
     for command in (["--help"], ["search", "launch", "--dry-run", "--trials", "2", "--epochs", "1",
                                  "--run-dir", str(tmp_path / "runs")], ["search", "list", "--run-dir", str(tmp_path)]):
-        result = subprocess.run([sys.executable, "-c", run, *command], capture_output=True, text=True, cwd=tmp_path)
+        result = subprocess.run([sys.executable, "-c", run, *command], capture_output=True, text=True, cwd=tmp_path,
+                                env=env)
         assert result.returncode == 0, f"{command}: {result.stderr[-800:]}"
     refused = subprocess.run([sys.executable, "-c", run, "search", "launch", "--backend", "ray", "--trials", "1",
-                              "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path)
+                              "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path,
+                             env=env)
     last = refused.stderr.strip().splitlines()[-1]
     assert refused.returncode == 2 and last == "error: the Ray backend needs Ray Tune: pip install 'refiner-nas[ray]'"

@@ -17,23 +17,29 @@ import tomllib
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-def mirror_layout(into: Path, *, checkout: Path = CHECKOUT) -> Path:
-    """Replace ``into`` with links laid out as the installed ``refiner_nas`` is, and return it.
+def package_dirs(checkout: Path = CHECKOUT) -> dict[str, Path]:
+    """Each installed package's folder in ``checkout``, from ``pyproject.toml``'s package-dir mapping.
 
     Raises:
         FileNotFoundError: ``checkout`` has no ``pyproject.toml`` (an installed copy, not a checkout).
     """
     setuptools = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {package: checkout / folder for package, folder in setuptools["package-dir"].items()}
+
+
+def mirror_layout(into: Path, *, checkout: Path = CHECKOUT) -> Path:
+    """Replace ``into`` with links laid out as the installed ``refiner_nas`` is, and return it."""
+    folders = package_dirs(checkout)
     shutil.rmtree(into, ignore_errors=True)
-    for package, folder in sorted(setuptools["package-dir"].items()):
+    for package, folder in sorted(folders.items()):
         target = into.joinpath(*package.split("."))
         if package == "refiner_nas":  # the front package: its own files, beside the mapped folders
             target.mkdir(parents=True)
-            for entry in (checkout / folder).iterdir():
+            for entry in folder.iterdir():
                 if entry.name != "__pycache__":
                     (target / entry.name).symlink_to(entry.resolve())
         else:
-            target.symlink_to((checkout / folder).resolve())
+            target.symlink_to(folder.resolve())
     return into
 
 

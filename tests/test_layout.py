@@ -16,20 +16,16 @@ from pathlib import Path
 
 import tomllib
 
+from refiner_nas._checkout import package_dirs
+
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "refiner_nas"
-
-
-def package_dirs() -> dict[str, Path]:
-    """Each installed package's folder, from ``pyproject.toml``'s ``package-dir`` mapping."""
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    return {name: ROOT / folder for name, folder in setuptools["package-dir"].items()}
 
 
 def modules() -> dict[str, Path]:
     """Every module of the distribution by its import name (a package by its ``__init__.py``)."""
     found: dict[str, Path] = {}
-    for package, folder in package_dirs().items():
+    for package, folder in package_dirs(ROOT).items():
         for file in folder.rglob("*.py"):
             parts = file.relative_to(folder).with_suffix("").parts
             if parts[-1] == "__init__":

@@ -3,6 +3,7 @@ the repository's in a user's working directory change nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,9 +43,6 @@ def _decoy_folder(tmp_path: Path) -> Path:
 
 
 def _probe(cwd: Path, *, pythonpath: str | None = None) -> dict:
-    import json
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath

@@ -45,7 +45,7 @@ def full_training_row(
     full row matches its proxy row although the recipe's drop path or the data's classes changed ``config``.
 
     Raises:
-        ValueError: a top-1 outside [0, 100] or non-positive epochs.
+        ValueError: a top-1 outside [0, 100], non-positive epochs or a negative seed.
     """
     from refiner_nas.refiner_space.costs import count_costs
 
@@ -53,6 +53,8 @@ def full_training_row(
         raise ValueError(f"top-1 {top1} must be a percentage in [0, 100]")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs {epochs} must be at least 1")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed {seed} must be at least 0 (the seed the training ran with)")
     costs = count_costs(config)
     data = config.to_dict()
     name = name or architecture_label(data)

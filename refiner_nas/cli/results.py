@@ -86,6 +86,12 @@ def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -
     return " and ".join(clauses) or None
 
 
+def _file_size(path: Path) -> str:
+    """``88 kB``, ``4.8 MB``: a file's size as people read it (decimal units)."""
+    size = path.stat().st_size
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(size / 1e3, 0.1):.0f} kB"
+
+
 def _check_writable(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise ValueError(f"{path} exists; pass --force to overwrite it")
@@ -194,7 +200,8 @@ def pareto_command(
     ] = None,
     include_reported: Annotated[bool, typer.Option(help="Let Table 7's published models compete.")] = False,
     png: Annotated[Path | None, typer.Option(help="Write the front plot as a PNG here.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Write the interactive front plot (HTML) here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the interactive front plot here: one self-contained HTML "
+                                                   "file (about 5 MB, plotly embedded, opens offline).")] = None,
     x: Annotated[str | None, typer.Option(help="Plot x column (default: the first size objective).")] = None,
     y: Annotated[str | None, typer.Option(help="Plot y column (default: the first accuracy objective).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table, markdown, csv or html.")] = "table",
@@ -244,10 +251,11 @@ def pareto_command(
         typer.echo("plots: add --png FILE and/or --html FILE", err=True)
     else:
         data = front_plot_data(result, x=x, y=y)
-        for path, draw in ((png, draw_png), (html, draw_html)):
+        for path, draw, what in ((png, draw_png, "PNG"), (html, draw_html, "one self-contained page, plotly "
+                                                                             "embedded: opens offline")):
             if path is not None:
                 draw(data, path)
-                typer.echo(f"wrote {path}")
+                typer.echo(f"wrote {path} ({_file_size(path)}, {what})")
 
 
 @one_line_errors

@@ -97,9 +97,15 @@ def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, stud
     assert list(front["top1"]) == [85.0, 80.0, 60.0] and "hypervolume" in result.stdout
     assert "reference top1=0, params_m=1" in result.stdout
     assert png.read_bytes()[:4] == b"\x89PNG" and "plotly" in html.read_text()
-    # The page holds the data only; plotly's library is written once beside it (4.8 MB when embedded).
-    assert html.stat().st_size < 50_000 and html.read_text().count('src="plotly.min.js"') == 1
-    assert (html.parent / "plotly.min.js").stat().st_size > 1_000_000
+    # One self-contained page (plotly embedded, no network needed), and nothing else written beside it.
+    assert sorted(path.name for path in html.parent.iterdir()) == ["front.html", "front.png"]
+    assert html.stat().st_size > 1_000_000 and 'src="plotly.min.js"' not in html.read_text()
+    assert not re.search(r"<script[^>]* src=", html.read_text())  # no script fetched from anywhere
+    for path in (png, html):
+        size = re.search(rf"wrote {re.escape(str(path))} \(([\d.]+) (kB|MB), ", result.stdout)
+        assert size, result.stdout
+        assert float(size[1]) * {"kB": 1e3, "MB": 1e6}[size[2]] == pytest.approx(path.stat().st_size, rel=0.1)
+    assert "self-contained page, plotly embedded: opens offline" in result.stdout
     before = png.read_bytes()
     refused = run(app, "pareto", *studies, "--png", png)
     assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")

@@ -167,8 +167,8 @@ def leaderboard_front(
     ``reference`` defaults to ``default_reference``.
 
     Raises:
-        ObjectiveError: an objective not recorded; EmptyResultError: no row can compete (the message says
-        what is missing; a command adds which of its options widen the selection).
+        ObjectiveError: an objective not recorded.
+        EmptyResultError: no row can compete (a command adds which of its options widen the selection).
     """
     candidates = competing_rows(frame, objectives)
     if candidates.empty:

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refiner_nas.refiner_space.training import TrainSettings
 
-
-# Fewest optimiser updates per epoch a recipe's batch may leave (digits: a batch of 16 of 1,617 images).
+# Fewest optimiser updates per epoch a recipe's batch may leave (digits: a batch of 16 of 1,618 images).
 MIN_UPDATES_PER_EPOCH = 100
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -206,6 +208,18 @@ def test_a_failed_query_writes_nothing(tmp_path: Path, app, studies) -> None:
                           r"--top-k 0 must be at least 1")
     assert_one_line_error(run(app, "pareto", *studies, "--study", "b", "--epochs", "0"), r"--epochs 0 must be")
     assert stored.read_bytes() == before and not (tmp_path / "e").exists()  # study b was never collected
+
+
+@pytest.mark.slow
+def test_a_refused_query_of_the_installed_command_writes_nothing(tmp_path: Path, studies, monkeypatch) -> None:
+    """The real ``refiner-nas`` process, as a user runs it: exit 2, one line, no leaderboard file."""
+    monkeypatch.delenv("REFINER_NAS_DEBUG", raising=False)
+    for bad in (["--format", "xml"], ["--where", "params_m <<= 3"]):
+        result = subprocess.run([sys.executable, "-m", "refiner_nas", "leaderboard", *studies, *bad],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("error: ") and result.stdout == ""
+        assert not (tmp_path / "res").exists()
 
 
 def test_a_study_shows_only_its_own_full_trainings(tmp_path: Path, app, studies) -> None:

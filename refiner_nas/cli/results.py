@@ -87,9 +87,11 @@ def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -
 
 
 def _file_size(path: Path) -> str:
-    """``88 kB``, ``4.8 MB``: a file's size as people read it (decimal units)."""
+    """``4.8 MB``, ``88 kB``, ``512 bytes``: a file's size as people read it (decimal units)."""
     size = path.stat().st_size
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(size / 1e3, 0.1):.0f} kB"
+    if size >= 1e6:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
 def _check_writable(path: Path, force: bool) -> None:

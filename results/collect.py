@@ -20,7 +20,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from refiner_nas.results.schema import conform
-from refiner_nas.results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
+from refiner_nas.results.store import UpsertReport, leaderboard_lock, load_leaderboard, save_leaderboard, upsert
 from refiner_nas.search.records import TrialRecord
 from refiner_nas.search.storages import JOURNAL_FILE, open_storage, redact
 
@@ -197,7 +197,8 @@ def collect(
     """
     sources = find_studies(studies=studies, storages=storages, run_dir=run_dir)
     rows = pd.concat([study_rows(source) for source in sources], ignore_index=True)
-    merged, report = upsert(load_leaderboard(results_dir), rows)
-    if report.added or report.updated:
-        save_leaderboard(merged, results_dir)
+    with leaderboard_lock(results_dir):
+        merged, report = upsert(load_leaderboard(results_dir), rows)
+        if report.added or report.updated:
+            save_leaderboard(merged, results_dir)
     return CollectResult(merged, tuple(source.study.study_name for source in sources), report)

@@ -15,7 +15,7 @@ from typing import Any
 from refiner_nas.refiner_space import ModelConfig
 from refiner_nas.results.collect import architecture_label, row_key
 from refiner_nas.results.schema import conform
-from refiner_nas.results.store import UpsertReport, load_leaderboard, save_leaderboard, upsert
+from refiner_nas.results.store import UpsertReport, leaderboard_lock, load_leaderboard, save_leaderboard, upsert
 
 
 class DuplicateResultError(ValueError):
@@ -45,7 +45,7 @@ def full_training_row(
     full row matches its proxy row although the recipe's drop path or the data's classes changed ``config``.
 
     Raises:
-        ValueError: a top-1 outside [0, 100] or non-positive epochs.
+        ValueError: a top-1 outside [0, 100], non-positive epochs or a negative seed.
     """
     from refiner_nas.refiner_space.costs import count_costs
 
@@ -53,6 +53,8 @@ def full_training_row(
         raise ValueError(f"top-1 {top1} must be a percentage in [0, 100]")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs {epochs} must be at least 1")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed {seed} must be at least 0 (the seed the training ran with)")
     costs = count_costs(config)
     data = config.to_dict()
     name = name or architecture_label(data)
@@ -92,15 +94,16 @@ def record_full_result(row: dict[str, Any], results_dir: Path, *, force: bool = 
         DuplicateResultError: the same training is recorded with another top-1 (pass ``force``).
         ValueError: the results directory cannot be written.
     """
-    stored = load_leaderboard(results_dir)
-    earlier = stored.loc[(stored["row_key"] == row["row_key"]).fillna(False).to_numpy(bool), "full_top1"]
-    if not earlier.empty and float(earlier.iloc[0]) == row["full_top1"]:
-        return UpsertReport(added=0, updated=0, unchanged=1)  # the same result: the first record stays
-    if not earlier.empty and not force:
-        raise DuplicateResultError(
-            f"{row['model']} ({row['dataset']}, recipe {row['recipe']}, {row['epochs']} epochs) is already recorded "
-            f"with top-1 {float(earlier.iloc[0]):.4g}; pass --force to replace it"
-        )
-    merged, report = upsert(stored, conform([row]))
-    save_leaderboard(merged, results_dir)
+    with leaderboard_lock(results_dir):
+        stored = load_leaderboard(results_dir)
+        earlier = stored.loc[(stored["row_key"] == row["row_key"]).fillna(False).to_numpy(bool), "full_top1"]
+        if not earlier.empty and float(earlier.iloc[0]) == row["full_top1"]:
+            return UpsertReport(added=0, updated=0, unchanged=1)  # the same result: the first record stays
+        if not earlier.empty and not force:
+            raise DuplicateResultError(
+                f"{row['model']} ({row['dataset']}, recipe {row['recipe']}, {row['epochs']} epochs) is already "
+                f"recorded with top-1 {float(earlier.iloc[0]):.4g}; pass --force to replace it"
+            )
+        merged, report = upsert(stored, conform([row]))
+        save_leaderboard(merged, results_dir)
     return report

@@ -61,8 +61,7 @@ def rank_rows(frame: pd.DataFrame, objectives: list[FrontObjective]) -> pd.DataF
     rows = competing_rows(frame[frame["config"].notna().to_numpy(bool)].reset_index(drop=True), objectives)
     if rows.empty:
         raise EmptyResultError(
-            f"no complete, feasible result with a configuration and {', '.join(o.column for o in objectives)}; "
-            "collect a study first or widen --where/--studies"
+            f"no complete, feasible result with a configuration and {', '.join(o.column for o in objectives)}"
         )
     rows = rows.assign(pareto_rank=nondominated_ranks(minimised(rows, objectives)))
     first = objectives[0]
@@ -119,6 +118,12 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def check_top_k(k: int) -> None:
+    """Raises ExportError: ``k`` < 1."""
+    if k < 1:
+        raise ExportError(f"--top-k {k} must be at least 1; give how many configurations to export")
+
+
 def export_top_k(
     frame: pd.DataFrame, objectives: list[FrontObjective], *, k: int, out_dir: Path, force: bool = False
 ) -> list[Path]:
@@ -128,8 +133,7 @@ def export_top_k(
         ExportError: ``k`` < 1, an output folder that is not empty (without ``force``) or cannot be written.
         EmptyResultError: nothing to export.
     """
-    if k < 1:
-        raise ExportError(f"--top-k {k} must be at least 1")
+    check_top_k(k)
     rows = rank_rows(frame, objectives).head(k)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

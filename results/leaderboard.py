@@ -14,7 +14,7 @@ from typing import Literal
 import pandas as pd
 
 from refiner_nas.results.reference import reported_rows
-from refiner_nas.results.schema import COLUMN_NAMES, DISPLAY_COLUMNS, KINDS
+from refiner_nas.results.schema import COLUMN_NAMES, DISPLAY_COLUMNS, KINDS, empty_frame
 
 Format = Literal["table", "markdown", "csv", "html"]
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "html")
@@ -45,7 +45,12 @@ def select_rows(
     kinds: Sequence[str] = KINDS,
     where: str | None = None,
 ) -> pd.DataFrame:
-    """Rows of the given kinds; proxy rows only from ``studies`` (all when empty); then ``where``.
+    """Rows of the given kinds; with ``studies``, only their proxy rows and the full trainings that belong
+    to them (then ``where``); Table 7's reported rows are kept as the reference.
+
+    A full training belongs to a study through the export it trained: its ``study`` column (the export's
+    proxy study); one recorded without a study (a plain ModelConfig, ``leaderboard add --model``) belongs
+    to each selected study that searched its architecture (the same ``config_hash``).
 
     ``where`` is a pandas expression over the columns, e.g. ``params_m <= 30 and dataset == 'digits'``;
     a row where it evaluates to NA is left out.
@@ -66,8 +71,13 @@ def select_rows(
                 f"(collected: {', '.join(sorted(known)) or 'none'}); "
                 "collect it with refiner-nas leaderboard --study NAME"
             )
-        keep = (selected["kind"] != "proxy") | selected["study"].isin(list(studies))
-        selected = selected[keep.fillna(False).to_numpy(bool)]
+        ours = selected["study"].isin(list(studies)).fillna(False)
+        searched = selected.loc[selected["kind"].eq("proxy").fillna(False) & ours, "config_hash"].dropna()
+        unlinked_full = selected["kind"].eq("full").fillna(False) & selected["study"].isna()
+        keep = selected["kind"].eq("reported").fillna(False) | ours | (
+            unlinked_full & selected["config_hash"].isin(set(searched)).fillna(False)
+        )
+        selected = selected[keep.to_numpy(bool)]
     if where:
         selected = selected[_where_mask(selected, where)]
     return selected.reset_index(drop=True)
@@ -145,8 +155,7 @@ def leaderboard_table(
         EmptyResultError: nothing is left.
         ValueError: see ``select_rows`` and ``sort_rows``.
     """
-    if top is not None and top < 1:
-        raise ValueError(f"--top {top} must be at least 1")
+    _check_top(top)
     frame = with_reported(stored) if reported else stored
     table = sort_rows(select_rows(frame, studies=studies, where=where), sort)
     if top is not None:
@@ -157,6 +166,45 @@ def leaderboard_table(
             + ("; collect a study first (refiner-nas leaderboard --study NAME)" if stored.empty else "")
         )
     return table
+
+
+def check_query(
+    *, where: str | None = None, sort: str = DEFAULT_SORT, top: int | None = None, fmt: str = "table",
+    columns: str | None = None,
+) -> list[str]:
+    """Validate a whole leaderboard query against the schema before anything is collected or written (a
+    query that fails leaves every file as it was); returns the chosen columns.
+
+    Raises:
+        ValueError: see ``leaderboard_table``, ``choose_columns`` and ``render``.
+    """
+    check_format(fmt)
+    _check_top(top)
+    sort_rows(empty_frame(), sort)
+    check_where(where)
+    return choose_columns(columns)
+
+
+def check_where(where: str | None) -> None:
+    """Evaluate ``where`` on Table 7's rows, which have every column, so that a bad expression is refused
+    before anything is collected.
+
+    Raises:
+        ValueError: see ``select_rows``.
+    """
+    if where:
+        _where_mask(with_reported(empty_frame()), where)
+
+
+def check_format(fmt: str) -> None:
+    """Raises ValueError: ``fmt`` is not one of ``FORMATS``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _check_top(top: int | None) -> None:
+    if top is not None and top < 1:
+        raise ValueError(f"--top {top} must be at least 1; give a positive number of rows per kind")
 
 
 def choose_columns(columns: str | None) -> list[str]:
@@ -177,8 +225,7 @@ def render(
     table: pd.DataFrame, fmt: str = "table", *, columns: Sequence[str] = DISPLAY_COLUMNS, title: str = ""
 ) -> str:
     """``table`` as text: a terminal table, Markdown, CSV or HTML (all with the caption but CSV)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    check_format(fmt)
     shown = table.loc[:, list(columns)]
     if fmt == "csv":
         return shown.to_csv(index=False)

@@ -129,7 +129,7 @@ def competing_rows(frame: pd.DataFrame, objectives: list[FrontObjective]) -> pd.
         EmptyResultError: no row is selected at all.
     """
     if frame.empty:
-        raise EmptyResultError("no rows are selected; widen --where/--studies or collect a study first")
+        raise EmptyResultError("no rows are selected")
     for objective in objectives:
         if frame[objective.column].isna().all():
             recorded = [c for c in ("top1", "full_top1", "params_m", "macs_g", "flops_g", "throughput", "latency_ms")
@@ -167,13 +167,13 @@ def leaderboard_front(
     ``reference`` defaults to ``default_reference``.
 
     Raises:
-        ObjectiveError: an objective not recorded; EmptyResultError: no row can compete.
+        ObjectiveError: an objective not recorded.
+        EmptyResultError: no row can compete (a command adds which of its options widen the selection).
     """
     candidates = competing_rows(frame, objectives)
     if candidates.empty:
         raise EmptyResultError(
-            f"no selected row has {', '.join(o.column for o in objectives)} and is a complete, feasible result; "
-            "widen --where/--studies or collect more studies"
+            f"no selected row has {', '.join(o.column for o in objectives)} and is a complete, feasible result"
         )
     points = minimised(candidates, objectives)
     if reference is None:

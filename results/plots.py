@@ -3,7 +3,9 @@
 The PNG (matplotlib) and the interactive HTML (plotly) draw the same ``FrontPlotData``: every
 candidate, the front highlighted and joined as a staircase, and Table 7's published models overlaid.
 When the plotted accuracy is a proxy top-1 (a small dataset) the published ImageNet figures get their
-own right-hand axis, so the two scales are never read as one.
+own right-hand axis, so the two scales are never read as one: each axis names its dataset and takes the
+colour of its points, and the legend says which axis each series is read on. The HTML page is one
+self-contained file (plotly embedded, about 4.8 MB), so it opens offline and can be moved alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from refiner_nas.results.reference import reported_rows
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
     from matplotlib.transforms import Bbox
 
 _LABELS = {
@@ -31,6 +34,8 @@ _LABELS = {
     "latency_ms": "latency (ms)",
 }
 _ACCURACIES = ("full_top1", "top1")
+REPORTED_LABEL = "reported ImageNet top-1 (%), Refiner paper Table 7"
+PLOT_COLOURS = {"candidates": "0.65", "front": "tab:red", "reported": "tab:blue"}
 _SIZES = ("params_m", "macs_g", "flops_g", "latency_ms")
 
 
@@ -41,7 +46,8 @@ class FrontPlotData:
     ``points`` and ``front`` hold columns x, y, label, study (``front`` sorted by x); ``reported`` holds
     x, y, label for Table 7 (empty when it has no value for x); ``reported_axis`` is ``same`` when the
     published accuracy shares the y axis, ``secondary`` when it gets its own; ``x_log`` is set when the
-    x values span more than two decades (tiny proxy models next to ImageNet models).
+    x values span more than two decades (tiny proxy models next to ImageNet models). ``legend`` names
+    the candidates, the front and the reported points, with the axis each is read on.
     """
 
     x: str
@@ -54,6 +60,8 @@ class FrontPlotData:
     reported: pd.DataFrame
     reported_axis: str
     x_log: bool
+    legend: tuple[str, str, str]
+    reported_label: str = REPORTED_LABEL
 
 
 def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None = None,
@@ -95,7 +103,21 @@ def front_plot_data(result: ParetoResult, *, x: str | None = None, y: str | None
     title = f"Pareto front ({objectives}): {len(result.front)} of {len(result.candidates)} candidates"
     xs = pd.concat([points["x"], overlay["x"].astype(float)])
     x_log = bool((xs > 0).all() and xs.max() > 100 * xs.min())
-    return FrontPlotData(x, y, _LABELS.get(x, x), _LABELS.get(y, y), title, points, front, overlay, axis, x_log)
+    y_label = _LABELS.get(y, y) + _budget_text(result.candidates.dropna(subset=[x, y]), y)
+    sides = ("", "", "") if axis == "same" or overlay.empty else (", left axis", ", left axis", ", right axis")
+    legend = (f"candidates{sides[0]}", f"Pareto front{sides[1]}", f"reported (Table 7, not measured here{sides[2]})")
+    return FrontPlotData(x, y, _LABELS.get(x, x), y_label, title, points, front, overlay, axis, x_log, legend)
+
+
+def _budget_text(candidates: pd.DataFrame, y: str) -> str:
+    """`` on digits, 2 epochs``: the datasets (and epochs, when one) that the plotted accuracy was measured on."""
+    kinds = {"top1": "proxy", "full_top1": "full"}
+    rows = candidates[candidates["kind"] == kinds[y]] if y in kinds else candidates.iloc[0:0]
+    datasets = sorted(rows["dataset"].dropna().astype(str).unique())
+    if not datasets:
+        return ""
+    epochs = rows["epochs"].dropna().unique()
+    return f" on {', '.join(datasets)}" + (f", {int(epochs[0])} epochs" if len(epochs) == 1 else "")
 
 
 # Label positions tried around a point, in points (x right, y up): near first, then further out.
@@ -123,48 +145,56 @@ def place_labels(axes: Axes, points: pd.DataFrame) -> int:
 
 def draw_png(data: FrontPlotData, path: Path) -> Path:
     """Draw ``data`` with matplotlib (no display needed) and save it as a PNG."""
-    import matplotlib
+    front_figure(data).savefig(path)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(9, 6), dpi=120)
-    axes.scatter(data.points["x"], data.points["y"], s=18, color="0.65", label="candidates")
-    axes.step(data.front["x"], data.front["y"], where="post", color="tab:red", linewidth=1.2)
-    axes.scatter(data.front["x"], data.front["y"], s=36, color="tab:red", zorder=3, label="Pareto front")
+def front_figure(data: FrontPlotData) -> Figure:
+    """``data`` as a matplotlib figure on the Agg canvas (no pyplot, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 6), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    colours = PLOT_COLOURS
+    axes.scatter(data.points["x"], data.points["y"], s=18, color=colours["candidates"], label=data.legend[0])
+    axes.step(data.front["x"], data.front["y"], where="post", color=colours["front"], linewidth=1.2)
+    axes.scatter(data.front["x"], data.front["y"], s=36, color=colours["front"], zorder=3, label=data.legend[1])
     if data.x_log:
         axes.set_xscale("log")
     axes.set_xlabel(data.x_label)
     axes.set_ylabel(data.y_label)
     axes.set_title(data.title, fontsize=10)
     handles, labels = axes.get_legend_handles_labels()
+    target = axes
     if not data.reported.empty:
-        target = axes if data.reported_axis == "same" else axes.twinx()
-        marks = target.scatter(data.reported["x"], data.reported["y"], marker="^", s=30, color="tab:blue")
-        if target is not axes:
-            target.set_ylabel("reported ImageNet top-1 (%), Refiner paper Table 7")
+        if data.reported_axis == "secondary":
+            target = axes.twinx()
+            target.set_ylabel(data.reported_label, color=colours["reported"])
+            target.tick_params(axis="y", colors=colours["reported"])
+            axes.yaxis.label.set_color(colours["front"])
+            axes.tick_params(axis="y", colors=colours["front"])
+        marks = target.scatter(data.reported["x"], data.reported["y"], marker="^", s=30, color=colours["reported"])
         handles.append(marks)
-        labels.append("reported (Table 7, not measured here)")
+        labels.append(data.legend[2])
     axes.legend(handles, labels, loc="lower right", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()  # before the labels: they are placed in the final layout's coordinates
     if not data.reported.empty:
         place_labels(target, data.reported)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def draw_html(data: FrontPlotData, path: Path) -> Path:
-    """Draw ``data`` with plotly as an interactive HTML page that works offline: plotly's library is
-    written once as ``plotly.min.js`` beside it (shared by every page in the folder), the page holds
-    only the data."""
+    """Draw ``data`` with plotly as one self-contained interactive HTML file (plotly's library embedded:
+    it opens offline, and nothing is written beside it)."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=data.points["x"], y=data.points["y"], mode="markers", name="candidates",
+    figure.add_trace(go.Scatter(x=data.points["x"], y=data.points["y"], mode="markers", name=data.legend[0],
                                 text=data.points["label"], marker={"color": "lightgray", "size": 7}))
-    figure.add_trace(go.Scatter(x=data.front["x"], y=data.front["y"], mode="lines+markers", name="Pareto front",
+    figure.add_trace(go.Scatter(x=data.front["x"], y=data.front["y"], mode="lines+markers", name=data.legend[1],
                                 text=data.front["label"], line={"shape": "hv", "color": "crimson"},
                                 marker={"size": 9}))
     layout: dict[str, object] = {
@@ -177,11 +207,12 @@ def draw_html(data: FrontPlotData, path: Path) -> Path:
         figure.add_trace(go.Scatter(
             x=data.reported["x"], y=data.reported["y"], mode="markers+text", text=data.reported["label"],
             textposition="top center", textfont={"size": 8}, marker={"symbol": "triangle-up", "color": "royalblue"},
-            name="reported (Table 7, not measured here)", yaxis="y2" if secondary else "y",
+            name=data.legend[2], yaxis="y2" if secondary else "y",
         ))
         if secondary:
-            layout["yaxis2"] = {"title": "reported ImageNet top-1 (%), Refiner paper Table 7", "overlaying": "y",
-                                "side": "right"}
+            layout["yaxis"] = {"title": {"text": data.y_label, "font": {"color": "crimson"}}}
+            layout["yaxis2"] = {"title": {"text": data.reported_label, "font": {"color": "royalblue"}},
+                                "overlaying": "y", "side": "right"}
     figure.update_layout(**layout)
-    figure.write_html(path, include_plotlyjs="directory", full_html=True)
+    figure.write_html(path, include_plotlyjs=True, full_html=True)
     return path

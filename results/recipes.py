@@ -1,18 +1,38 @@
 """Full-training recipes, kept as data: the paper's Table 8 "standard" and "advanced" ones and the
 released code's (docs/models.md#the-released-code-variant), and how a recipe becomes the training loop's settings.
 
-Where each number comes from is written next to it. The learning rate scales linearly with the batch
-size (``base_lr`` at ``reference_batch``), as DeiT does.
+Where each number comes from is written next to it. The learning rate scales linearly with a batch
+size the user gives (``base_lr`` at ``reference_batch``), as DeiT does.
+
+The recipes were written for ImageNet's 1.28 M images. On a small dataset their batch would leave an
+epoch a handful of updates (digits: 1 update of 1,024 images), and the run would end at chance; so
+``scale_to_data`` caps the batch to keep ``MIN_UPDATES_PER_EPOCH``, and keeps the recipe's peak
+learning rate, since scaling it down with the batch measured at chance as well (docs/results.md#full-training).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refiner_nas.refiner_space.training import TrainSettings
+
+# Fewest optimiser updates per epoch a recipe's batch may leave (digits: a batch of 16 of 1,618 images).
+MIN_UPDATES_PER_EPOCH = 100
+
+
+@dataclass(frozen=True)
+class DataScaling:
+    """How a recipe was fitted to a dataset of ``train_images``: the batch and learning rate used, and
+    a sentence per change (empty when the recipe fits as it is)."""
+
+    train_images: int
+    batch_size: int
+    lr: float
+    changes: tuple[str, ...]
 
 
 class RecipeError(ValueError):
@@ -95,6 +115,28 @@ class Recipe(BaseModel):
         if self.schedule != "cosine":
             missing.append(f"schedule {self.schedule} (the loop is cosine only)")
         return missing
+
+    def scale_to_data(
+        self, train_images: int, *, batch_size: int | None = None, lr: float | None = None
+    ) -> DataScaling:
+        """The batch and peak learning rate for ``train_images``: a given ``batch_size`` is kept (the lr
+        scales linearly with it); else the recipe's batch, capped (even, for mixup) so that an epoch holds
+        ``MIN_UPDATES_PER_EPOCH`` updates, at the recipe's own peak lr. A given ``lr`` always wins."""
+        if batch_size is not None:
+            return DataScaling(train_images, batch_size, lr or self.lr_for(batch_size), ())
+        fitting = max(2, train_images // MIN_UPDATES_PER_EPOCH // 2 * 2)
+        peak = lr or self.lr_for(self.batch_size)
+        if fitting >= self.batch_size:
+            return DataScaling(train_images, self.batch_size, peak, ())
+        change = (
+            f"batch {self.batch_size} -> {fitting}: {train_images} training images make "
+            f"{train_images // self.batch_size} update(s) per epoch at {self.batch_size}, "
+            f"{train_images // fitting} at {fitting} (at least {MIN_UPDATES_PER_EPOCH} wanted)"
+        )
+        if lr is None:
+            change += (f"; peak lr kept at the recipe's {peak:.3g} (scaled with the batch it would be "
+                       f"{self.lr_for(fitting):.2g}, too small to learn in a short run)")
+        return DataScaling(train_images, fitting, peak, (change,))
 
     def train_settings(
         self,

@@ -2,14 +2,18 @@
 
 Upserting is idempotent: a row whose key is already stored replaces it (re-collecting a study updates
 its running trials and adds new ones, never duplicates). Writes are atomic (temporary file, then
-rename), so a reader never sees half a file.
+rename), so a reader never sees half a file. Every read-modify-write holds ``leaderboard_lock``, so two
+collections into one results directory at once (two studies' jobs finishing together) lose no row.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import pandas as pd
 from refiner_nas.results.schema import COLUMN_NAMES, LEADERBOARD_FILE, SCHEMA_VERSION, SchemaError, conform, empty_frame
 
 DEFAULT_RESULTS_DIR = Path("runs")
+LOCK_FILE = LEADERBOARD_FILE + ".lock"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,30 @@ class UpsertReport:
 
 def leaderboard_path(results_dir: Path) -> Path:
     return Path(results_dir) / LEADERBOARD_FILE
+
+
+@contextmanager
+def leaderboard_lock(results_dir: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the leaderboard in ``results_dir`` (an ``flock`` on a file beside it,
+    released by the kernel if the holder dies) around a load, upsert and save.
+
+    Raises:
+        ValueError: the results directory cannot be created or the lock file opened.
+    """
+    path = Path(results_dir) / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise ValueError(
+            f"cannot write the leaderboard {leaderboard_path(results_dir)}: {error.strerror or error}; "
+            "choose another --results-dir"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def load_leaderboard(results_dir: Path) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,7 @@ class FullTrainingResult:
     train: TrainResult
     output: Path
     not_applied: tuple[str, ...]
+    adapted: tuple[str, ...]
     leaderboard: UpsertReport | None
 
     @property
@@ -100,6 +102,7 @@ def run_full_training(
     results_dir: Path | None = Path("runs"),
     force: bool = False,
     report: Report | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> FullTrainingResult:
     """Train the configuration in ``config_file`` (an export or a ModelConfig YAML) on ``data``.
 
@@ -115,11 +118,17 @@ def run_full_training(
         results_dir: leaderboard to record the final top-1 in; None records nothing.
         force: discard the run folder's checkpoint and results and start again.
         report: ``report(epoch, top1)`` after every epoch (see ``train_model``).
+        note: ``note(text)`` for each way the recipe was fitted to the data, before training starts.
+
+    The recipe is fitted to the data (``Recipe.scale_to_data``; a shorter run keeps the warm-up's share);
+    what changed is in ``adapted`` and in ``run.yaml`` and ``result.yaml``.
 
     Raises:
         RunFolderError: the folder holds a different run (without ``force``) or cannot be written.
         ExportError, RecipeError, DatasetError, ValueError: bad inputs, each named in one line.
     """
+    check_numbers(epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size, drop_path=drop_path, seed=seed,
+                  num_workers=num_workers, val_fraction=val_fraction)
     exported = load_export(config_file)
     chosen = exported.recipe(recipe)
     spec = DataSpec.parse(data)
@@ -138,28 +147,36 @@ def run_full_training(
             drop_path_rate=chosen.drop_path_for(exported.timm_model) if drop_path is None else drop_path,
         )
         output = Path(output)
+        scaling = chosen.scale_to_data(len(bundle.train), batch_size=batch_size, lr=lr)
+        settings = chosen.train_settings(
+            epochs=epochs, batch_size=scaling.batch_size, lr=scaling.lr, seed=seed, device=context.device, amp=amp,
+            checkpoint_dir=output, resume=True,
+        )
+        adapted = [*scaling.changes]
+        if settings.epochs != chosen.epochs:
+            adapted.append(f"warm-up {chosen.warmup_epochs:g} of {chosen.epochs} epochs -> "
+                           f"{settings.warmup_epochs:.3g} of {settings.epochs} (the recipe's share)")
         plan = {
             "name": exported.name,
             "config": config.to_dict(),
             "config_hash": config.config_hash(),
             "recipe": chosen.model_dump(mode="json"),
             "data": bundle.name,
-            "epochs": epochs or chosen.epochs,
-            "batch_size": batch_size or chosen.batch_size,
-            "lr": lr,
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "adapted": adapted,
             "seed": seed,
         }
         if context.is_main:  # if this fails, torchrun stops the processes waiting at the barrier
             _prepare_folder(output, plan, force=force)
+            for change in adapted if note is not None else ():
+                note(change)
         barrier(context)
-        settings = chosen.train_settings(
-            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=context.device, amp=amp,
-            checkpoint_dir=output, resume=True,
-        )
         result = _train(config, bundle, settings, context, report)
         recorded = None
         if context.is_main:
-            _write_yaml(output / RESULT_FILE, _result_document(result, settings))
+            _write_yaml(output / RESULT_FILE, {**_result_document(result, settings), "adapted": adapted})
             if results_dir is not None:
                 row = full_training_row(
                     config=config, exported=exported.config, top1=result.final_top1, dataset=bundle.name,
@@ -172,10 +189,37 @@ def run_full_training(
                 recorded = record_full_result(row, results_dir, force=True)
         return FullTrainingResult(
             name=exported.name, config=config, recipe=chosen.name, settings=settings, train=result,
-            output=output, not_applied=tuple(chosen.unsupported()), leaderboard=recorded,
+            output=output, not_applied=tuple(chosen.unsupported()), adapted=tuple(adapted), leaderboard=recorded,
         )
     finally:
         shutdown(context)
+
+
+def check_numbers(
+    *, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None, img_size: int | None = None,
+    drop_path: float | None = None, seed: int = 0, num_workers: int | None = None, val_fraction: float = 0.1,
+) -> None:
+    """Refuse numeric options that cannot train, before anything is loaded or trained (None: the recipe's).
+
+    Raises:
+        ValueError: every bad option in one line, each with its value and what is allowed.
+    """
+    problems = [
+        f"{option} {value} must be {allowed}"
+        for option, value, bad, allowed in (
+            ("--epochs", epochs, epochs is not None and epochs < 1, "at least 1 (or left out: the recipe's)"),
+            ("--batch-size", batch_size, batch_size is not None and batch_size < 1, "at least 1"),
+            ("--lr", lr, lr is not None and not 0 < lr < float("inf"), "a positive number"),
+            ("--img-size", img_size, img_size is not None and img_size < 1, "at least 1 pixel"),
+            ("--drop-path", drop_path, drop_path is not None and not 0 <= drop_path < 1, "in [0, 1)"),
+            ("--seed", seed, seed < 0, "at least 0"),
+            ("--workers", num_workers, num_workers is not None and num_workers < 0, "at least 0"),
+            ("val_fraction", val_fraction, not 0 < val_fraction < 1, "in (0, 1)"),
+        )
+        if bad
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _prepare_folder(output: Path, plan: dict[str, Any], *, force: bool) -> None:
@@ -187,7 +231,7 @@ def _prepare_folder(output: Path, plan: dict[str, Any], *, force: bool) -> None:
                 (output / name).unlink()
     elif run_file.is_file():
         earlier = yaml.safe_load(run_file.read_text()) or {}
-        changed = sorted(key for key in plan if earlier.get(key) != plan[key])
+        changed = sorted(key for key in plan if key != "adapted" and earlier.get(key) != plan[key])  # derived
         if changed:
             raise RunFolderError(
                 f"--output {output} holds another run (different {', '.join(changed)}); use another --output, "

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -64,18 +66,32 @@ def _collect(studies: list[str], storages: list[str], run_dir: Path, results_dir
     return result.frame
 
 
+@contextmanager
+def _widen_when_empty(options: str) -> Iterator[None]:
+    """Name the options of this command that widen an empty selection."""
+    from refiner_nas.results.leaderboard import EmptyResultError
+
+    try:
+        yield
+    except EmptyResultError as error:
+        raise EmptyResultError(f"{error}; widen {options}, or collect a study first") from None
+
+
 def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -> str | None:
     clauses = [f"({where})"] if where else []
     if dataset:
         clauses.append(f"dataset == {dataset!r}")
-    if epochs:
+    if epochs is not None:
         clauses.append(f"epochs == {epochs}")
     return " and ".join(clauses) or None
 
 
-def _write_text(path: Path, text: str, force: bool) -> None:
-    _check_writable(path, force)
-    path.write_text(text)
+def _file_size(path: Path) -> str:
+    """``4.8 MB``, ``88 kB``, ``512 bytes``: a file's size as people read it (decimal units)."""
+    size = path.stat().st_size
+    if size >= 1e6:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
 def _check_writable(path: Path, force: bool) -> None:
@@ -114,19 +130,22 @@ def leaderboard(
     """Collect studies into the leaderboard and show it with the paper's Table 7 (labelled 'reported')."""
     if ctx.invoked_subcommand is not None:
         return
-    from refiner_nas.results.leaderboard import choose_columns, leaderboard_table, render, result_rows
+    from refiner_nas.results.leaderboard import check_query, leaderboard_table, render, result_rows
 
+    chosen = check_query(where=where, sort=sort, top=top, fmt=output_format, columns=columns)
+    if output is not None:
+        _check_writable(output, force)
     stored = _collect(study or [], storage or [], run_dir, results_dir, collect)
     shown = stored if all_rows else result_rows(stored)
     if len(shown) < len(stored):
         typer.echo(f"{len(stored) - len(shown)} over-budget, duplicate or resumed trials not shown (--all shows them)",
                    err=True)
     table = leaderboard_table(shown, studies=study or [], where=where, sort=sort, top=top, reported=reported)
-    text = render(table, output_format, columns=choose_columns(columns), title="refiner-nas leaderboard")
+    text = render(table, output_format, columns=chosen, title="refiner-nas leaderboard")
     if output is None:
         typer.echo(text, nl=False)
     else:
-        _write_text(output, text, force)
+        output.write_text(text)  # checked before collecting
         typer.echo(f"wrote {len(table)} rows to {output}", err=True)
 
 
@@ -183,7 +202,8 @@ def pareto_command(
     ] = None,
     include_reported: Annotated[bool, typer.Option(help="Let Table 7's published models compete.")] = False,
     png: Annotated[Path | None, typer.Option(help="Write the front plot as a PNG here.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Write the interactive front plot (HTML) here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the interactive front plot here: one self-contained HTML "
+                                                   "file (about 5 MB, plotly embedded, opens offline).")] = None,
     x: Annotated[str | None, typer.Option(help="Plot x column (default: the first size objective).")] = None,
     y: Annotated[str | None, typer.Option(help="Plot y column (default: the first accuracy objective).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table, markdown, csv or html.")] = "table",
@@ -194,12 +214,16 @@ def pareto_command(
     force: ForceOption = False,
 ) -> None:
     """The Pareto front over any objectives across studies, its hypervolume, and plots."""
-    from refiner_nas.results.leaderboard import render, select_rows, with_reported
+    from refiner_nas.results.leaderboard import check_format, check_where, render, select_rows, with_reported
     from refiner_nas.results.pareto import leaderboard_front, parse_front_objectives, parse_reference
     from refiner_nas.results.plots import draw_html, draw_png, front_plot_data
 
     chosen = parse_front_objectives(objectives)
     point = parse_reference(reference, chosen) if reference else None
+    check_format(output_format)
+    if epochs is not None and epochs < 1:
+        raise fail(f"--epochs {epochs} must be at least 1 (the budget's epochs), or left out")
+    check_where(_budget_filter(where, dataset, epochs))
     for path in (png, html):
         if path is not None:
             _check_writable(path, force)
@@ -208,7 +232,8 @@ def pareto_command(
     frame = with_reported(stored) if include_reported else stored
     kinds = ("proxy", "full", "reported") if include_reported else ("proxy", "full")
     selected = select_rows(frame, studies=names, kinds=kinds, where=_budget_filter(where, dataset, epochs))
-    result = leaderboard_front(selected, chosen, reference=point)
+    with _widen_when_empty("--where, --study, --dataset or --epochs"):
+        result = leaderboard_front(selected, chosen, reference=point)
     shown = ["kind", "model", *[o.column for o in chosen], "config_hash", "study", "trial", "dataset", "epochs"]
     shown = list(dict.fromkeys(shown))
     typer.echo(render(result.front, output_format, columns=shown, title="Pareto front"), nl=False)
@@ -228,10 +253,11 @@ def pareto_command(
         typer.echo("plots: add --png FILE and/or --html FILE", err=True)
     else:
         data = front_plot_data(result, x=x, y=y)
-        for path, draw in ((png, draw_png), (html, draw_html)):
+        for path, draw, what in ((png, draw_png, "PNG"), (html, draw_html, "one self-contained page, plotly "
+                                                                             "embedded: opens offline")):
             if path is not None:
                 draw(data, path)
-                typer.echo(f"wrote {path}")
+                typer.echo(f"wrote {path} ({_file_size(path)}, {what})")
 
 
 @one_line_errors
@@ -248,15 +274,18 @@ def export_command(
     force: Annotated[bool, typer.Option(help="Write into a folder that is not empty.")] = False,
 ) -> None:
     """Export the best configurations for full training (timm name and arguments, costs, recipes)."""
-    from refiner_nas.results.export import export_top_k
-    from refiner_nas.results.leaderboard import select_rows
+    from refiner_nas.results.export import check_top_k, export_top_k
+    from refiner_nas.results.leaderboard import check_where, select_rows
     from refiner_nas.results.pareto import parse_front_objectives
 
     chosen = parse_front_objectives(objectives)
+    check_top_k(top_k)
+    check_where(where)
     names = study or []
     stored = _collect(names, storage or [], run_dir, results_dir, collect)
     selected = select_rows(stored, studies=names, kinds=("proxy", "full"), where=where)
-    paths = export_top_k(selected, chosen, k=top_k, out_dir=out, force=force)
+    with _widen_when_empty("--where or --study"):
+        paths = export_top_k(selected, chosen, k=top_k, out_dir=out, force=force)
     for path in paths:
         typer.echo(str(path))
     typer.echo(f"exported {len(paths)} configuration(s); train one with refiner-nas train --config FILE --data-dir DIR")
@@ -304,6 +333,7 @@ def train_command(
         img_size=img_size, drop_path=drop_path, seed=seed, device=device, amp=amp,
         val_source=val_source,  # type: ignore[arg-type]
         num_workers=workers, results_dir=results_dir if record else None, force=force, report=report,
+        note=lambda text: typer.echo(f"note: recipe fitted to the data: {text}", err=True),
     )
     if not main:
         return

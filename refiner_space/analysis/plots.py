@@ -41,41 +41,84 @@ def _per_block_axes(*, title: str, xlabel: str, ylabel: str) -> tuple[Figure, Ax
     return figure, axes
 
 
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+# Models' points are drawn this far apart along the block axis (in blocks, or this share of the blocks
+# shown when more), so equal curves (e.g. the uniform maps of untrained models, all at share 1) stay
+# visible side by side instead of on top of each other: about a marker's width.
+_DODGE, _DODGE_SHARE = 0.08, 0.015
+
+
+def _model_styles(tables: Mapping[str, pd.DataFrame]) -> list[tuple[float, str, str]]:
+    """(x offset, line style, marker) of each model on one per-block figure."""
+    span = max((float(table["block"].max()) for table in tables.values() if len(table)), default=0.0)
+    step = max(_DODGE, _DODGE_SHARE * span)
+    count = len(tables)
+    return [((i - (count - 1) / 2) * step, _LINESTYLES[i % len(_LINESTYLES)], _MARKERS[i % len(_MARKERS)])
+            for i in range(count)]
+
+
+def _ratio_axis(axes: Axes, low: float, high: float) -> None:
+    """A y axis for a ratio whose reference is 1: plain numbers (no '+1' offset) over at least [0, 1.05],
+    so a curve at 1.0001 reads as 1 instead of filling the figure with its noise."""
+    axes.ticklabel_format(axis="y", useOffset=False, style="plain")
+    axes.set_ylim(min(0.0, low), max(1.05, high + 0.02))
+
+
 def plot_feature_evolution(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
-    """F_k against block k, one line per model with a ±1 std band over batches (tables from
-    ``FeatureEvolution.to_frame``)."""
+    """Save ``feature_evolution_figure(curves)`` as a PNG."""
+    feature_evolution_figure(curves).savefig(path, dpi=120)
+    return path
+
+
+def feature_evolution_figure(curves: Mapping[str, pd.DataFrame]) -> Figure:
+    """F_k against block k, one line style and marker per model (drawn side by side, so equal curves stay
+    visible) with a ±1 std band over batches (tables from ``FeatureEvolution.to_frame``)."""
     figure, axes = _per_block_axes(
         title="Feature evolution (normalised linear CKA)",
-        xlabel="block k (output of block k; 0 is the first)",
+        xlabel="block k (output of block k; 0 is the first; models side by side)",
         ylabel="CKA(f_k, f_out) / CKA(f_in, f_out)",
     )
-    for label, table in curves.items():
-        line = axes.plot(table["block"], table["f_norm"], marker="o", markersize=3, label=label)[0]
+    lows, highs = [], []
+    for (label, table), (dx, style, marker) in zip(curves.items(), _model_styles(curves), strict=True):
+        blocks = table["block"] + dx
+        line = axes.plot(blocks, table["f_norm"], linestyle=style, marker=marker, markersize=4, label=label)[0]
         low, high = table["f_norm"] - table["f_norm_std"], table["f_norm"] + table["f_norm_std"]
-        axes.fill_between(table["block"], low, high, color=line.get_color(), alpha=0.2)
+        axes.fill_between(blocks, low, high, color=line.get_color(), alpha=0.2)
+        lows.append(float(low.min()))
+        highs.append(float(high.max()))
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    _ratio_axis(axes, min(lows, default=0.0), max(highs, default=1.0))
     axes.legend()
-    figure.savefig(path, dpi=120)
-    return path
+    return figure
 
 
 def plot_density(tables: Mapping[str, pd.DataFrame], path: Path) -> Path:
-    """Entropy share of the uniform maximum against block, one line per model; hollow markers on blocks
-    that reuse an earlier block's map (tables from ``AttentionDensity.to_frame``)."""
+    """Save ``density_figure(tables)`` as a PNG."""
+    density_figure(tables).savefig(path, dpi=120)
+    return path
+
+
+def density_figure(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Entropy share of the uniform maximum against block, one line style and marker per model (drawn
+    side by side, so equal curves stay visible); hollow markers on blocks that reuse an earlier block's
+    map (tables from ``AttentionDensity.to_frame``)."""
     figure, axes = _per_block_axes(
         title="Attention density of the raw (softmax) maps",
-        xlabel="block (hollow: reuses an earlier block's map)",
+        xlabel="block (models side by side; hollow: reuses an earlier block's map)",
         ylabel="entropy / log(keys)",
     )
-    for label, table in tables.items():
-        line = axes.plot(table["block"], table["share"], label=label)[0]
-        own, reused = table[~table["reused"]], table[table["reused"]]
-        axes.plot(own["block"], own["share"], "o", color=line.get_color(), markersize=4)
-        axes.plot(reused["block"], reused["share"], "o", markerfacecolor="none", color=line.get_color(), markersize=5)
-    axes.set_ylim(0, 1.05)
+    for (label, table), (dx, style, marker) in zip(tables.items(), _model_styles(tables), strict=True):
+        blocks = table["block"] + dx
+        reused = table["reused"].to_numpy(bool)
+        own = [i for i, reuses in enumerate(reused) if not reuses]
+        line = axes.plot(blocks, table["share"], linestyle=style, marker=marker, markevery=own, markersize=5,
+                         label=label)[0]
+        axes.plot(blocks[reused], table["share"][reused], marker, markerfacecolor="none", color=line.get_color(),
+                  markersize=6)
+    _ratio_axis(axes, 0.0, 1.0)
     axes.legend()
-    figure.savefig(path, dpi=120)
-    return path
+    return figure
 
 
 def _displayable(image: Tensor) -> np.ndarray:

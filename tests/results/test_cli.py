@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -97,9 +99,15 @@ def test_pareto_prints_the_front_and_writes_plots_once(tmp_path: Path, app, stud
     assert list(front["top1"]) == [85.0, 80.0, 60.0] and "hypervolume" in result.stdout
     assert "reference top1=0, params_m=1" in result.stdout
     assert png.read_bytes()[:4] == b"\x89PNG" and "plotly" in html.read_text()
-    # The page holds the data only; plotly's library is written once beside it (4.8 MB when embedded).
-    assert html.stat().st_size < 50_000 and html.read_text().count('src="plotly.min.js"') == 1
-    assert (html.parent / "plotly.min.js").stat().st_size > 1_000_000
+    # One self-contained page (plotly embedded, no network needed), and nothing else written beside it.
+    assert sorted(path.name for path in html.parent.iterdir()) == ["front.html", "front.png"]
+    assert html.stat().st_size > 1_000_000 and 'src="plotly.min.js"' not in html.read_text()
+    assert not re.search(r"<script[^>]* src=", html.read_text())  # no script fetched from anywhere
+    for path in (png, html):
+        size = re.search(rf"wrote {re.escape(str(path))} \(([\d.]+) (kB|MB), ", result.stdout)
+        assert size, result.stdout
+        assert float(size[1]) * {"kB": 1e3, "MB": 1e6}[size[2]] == pytest.approx(path.stat().st_size, rel=0.1)
+    assert "self-contained page, plotly embedded: opens offline" in result.stdout
     before = png.read_bytes()
     refused = run(app, "pareto", *studies, "--png", png)
     assert_one_line_error(refused, r"front.png exists; pass --force to overwrite it")
@@ -178,3 +186,107 @@ def test_over_budget_and_duplicate_trials_only_with_all(tmp_path: Path, app, mak
     assert list(shown["status"]) == ["trained"] and list(shown["top1"]) == [80.0]
     everything = pd.read_csv(io.StringIO(run(app, "leaderboard", *options, "--all").stdout))
     assert sorted(everything["status"]) == ["duplicate", "over_budget", "trained"]
+
+
+def test_a_failed_query_writes_nothing(tmp_path: Path, app, studies) -> None:
+    stored = tmp_path / "res" / "leaderboard.parquet"
+    for bad, message in ((["--format", "xml"], r"unknown --format 'xml'; choose from table, markdown"),
+                         (["--where", "params_m <<= 3"], r"cannot apply --where 'params_m <<= 3'"),
+                         (["--where", "nope > 1"], r"cannot apply --where 'nope > 1'"),
+                         (["--sort", "-speed"], r"cannot sort by 'speed'"), (["--top", "0"], r"--top 0 must be"),
+                         (["--columns", "kind,speed"], r"unknown column\(s\) speed")):
+        assert_one_line_error(run(app, "leaderboard", *studies, "--study", "a", *bad), message)
+        assert not stored.exists(), bad  # nothing collected before the query was refused
+    assert run(app, "leaderboard", *studies, "--study", "a").exit_code == 0
+    before = stored.read_bytes()
+    assert_one_line_error(run(app, "leaderboard", *studies, "--study", "b", "--format", "xml"), "unknown --format")
+    assert_one_line_error(run(app, "pareto", *studies, "--study", "b", "--where", "top1 >"), "cannot apply --where")
+    assert_one_line_error(run(app, "pareto", *studies, "--study", "b", "--format", "xml"), "unknown --format")
+    assert_one_line_error(run(app, "export", *studies, "--study", "b", "--where", "x ==", "--out", tmp_path / "e"),
+                          "cannot apply --where")
+    assert_one_line_error(run(app, "export", *studies, "--study", "b", "--top-k", "0", "--out", tmp_path / "e"),
+                          r"--top-k 0 must be at least 1")
+    assert_one_line_error(run(app, "pareto", *studies, "--study", "b", "--epochs", "0"), r"--epochs 0 must be")
+    assert stored.read_bytes() == before and not (tmp_path / "e").exists()  # study b was never collected
+
+
+@pytest.mark.slow
+def test_a_refused_query_of_the_installed_command_writes_nothing(tmp_path: Path, studies, monkeypatch) -> None:
+    """The real ``refiner-nas`` process, as a user runs it: exit 2, one line, no leaderboard file."""
+    monkeypatch.delenv("REFINER_NAS_DEBUG", raising=False)
+    for bad in (["--format", "xml"], ["--where", "params_m <<= 3"]):
+        result = subprocess.run([sys.executable, "-m", "refiner_nas", "leaderboard", *studies, *bad],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("error: ") and result.stdout == ""
+        assert not (tmp_path / "res").exists()
+
+
+def test_a_study_shows_only_its_own_full_trainings(tmp_path: Path, app, studies) -> None:
+    for study in ("a", "b"):
+        assert run(app, "export", *studies, "--study", study, "--top-k", "1", "--out", tmp_path / study).exit_code == 0
+        config = sorted((tmp_path / study).glob("*.yaml"))[0]
+        added = run(app, "leaderboard", "add", "--config", config, "--top1", "70", "--results-dir", tmp_path / "res")
+        assert added.exit_code == 0, added.output
+    # Recorded without an export: it belongs to the study that searched its architecture (a's best).
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(yaml.safe_load(sorted((tmp_path / "a").glob("*.yaml"))[0].read_text())["config"]))
+    assert run(app, "leaderboard", "add", "--config", plain, "--top1", "71", "--results-dir", tmp_path / "res",
+               "--name", "plain").exit_code == 0
+    options = [*studies, "--format", "csv", "--no-reported", "--columns", "kind,model,study,full_top1"]
+    for study, full in (("a", [70.0, 71.0]), ("b", [70.0])):
+        table = pd.read_csv(io.StringIO(run(app, "leaderboard", *options, "--study", study).stdout))
+        assert set(table.loc[table["kind"] == "proxy", "study"]) == {study}
+        assert sorted(table.loc[table["kind"] == "full", "full_top1"]) == full
+        assert set(table.loc[table["kind"] == "full", "study"].dropna()) == {study}
+    everything = pd.read_csv(io.StringIO(run(app, "leaderboard", *options).stdout))
+    assert (everything["kind"] == "full").sum() == 3
+
+
+def test_empty_selections_name_the_options_each_command_has(tmp_path: Path, app, studies) -> None:
+    pareto = run(app, "pareto", *studies, "--where", "params_m < 0")
+    assert_one_line_error(pareto, r"no rows are selected; widen --where, --study, --dataset or --epochs")
+    export = run(app, "export", *studies, "--where", "params_m < 0", "--out", tmp_path / "e")
+    assert_one_line_error(export, r"; widen --where or --study, or collect a study first")
+    for result in (pareto, export):
+        assert "--studies" not in result.stderr
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_documented_train_example_learns_on_digits(tmp_path: Path, app, studies) -> None:
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "exported").exit_code == 0
+    config = sorted((tmp_path / "exported").glob("*.yaml"))[0]
+    result = run(app, "train", "--config", config, "--data-dir", "digits", "--epochs", "2", "--device", "cpu",
+                 "--output", tmp_path / "run", "--results-dir", tmp_path / "res")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"note: recipe fitted to the data: batch 1024 -> 16: 16\d\d training images make 1 update",
+                     result.stderr), result.stderr
+    assert "warm-up 5 of 300 epochs -> 0.0333 of 2 (the recipe's share)" in result.stderr
+    recorded = yaml.safe_load((tmp_path / "run" / "result.yaml").read_text())
+    assert recorded["settings"]["batch_size"] == 16 and recorded["settings"]["lr"] == pytest.approx(1e-3)
+    assert len(recorded["adapted"]) == 2 and yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())["adapted"]
+    table = pd.read_csv(io.StringIO(run(app, "leaderboard", "--results-dir", tmp_path / "res", "--no-collect",
+                                        "--no-reported", "--format", "csv", "--where", "kind == 'full'").stdout))
+    assert table["full_top1"].iloc[0] == recorded["final_top1"] > 20  # chance is 10 %; it stayed there unfitted
+
+
+def test_train_refuses_numbers_that_cannot_train_in_one_line(tmp_path: Path, app, studies) -> None:
+    assert run(app, "export", *studies, "--top-k", "1", "--out", tmp_path / "exported").exit_code == 0
+    config = sorted((tmp_path / "exported").glob("*.yaml"))[0]
+    for bad, message in ((["--epochs", "0"], r"--epochs 0 must be at least 1"),
+                         (["--epochs", "-3"], r"--epochs -3 must be at least 1"),
+                         (["--batch-size", "0"], r"--batch-size 0 must be at least 1"),
+                         (["--lr", "-0.1"], r"--lr -0.1 must be a positive number"),
+                         (["--img-size", "0"], r"--img-size 0 must be at least 1 pixel"),
+                         (["--drop-path", "1.5"], r"--drop-path 1.5 must be in \[0, 1\)"),
+                         (["--seed", "-1"], r"--seed -1 must be at least 0"),
+                         (["--workers", "-2"], r"--workers -2 must be at least 0")):
+        result = run(app, "train", "--config", config, "--data-dir", "digits", "--output", tmp_path / "run", *bad)
+        assert_one_line_error(result, message)
+        assert "epoch 1" not in result.stdout and not (tmp_path / "run").exists()
+    before = (tmp_path / "res" / "leaderboard.parquet").read_bytes()
+    assert_one_line_error(run(app, "leaderboard", "add", "--config", config, "--top1", "50", "--epochs", "0",
+                              "--results-dir", tmp_path / "res"), r"epochs 0 must be at least 1")
+    assert_one_line_error(run(app, "leaderboard", "add", "--config", config, "--top1", "50", "--seed", "-1",
+                              "--results-dir", tmp_path / "res"), r"seed -1 must be at least 0")
+    assert (tmp_path / "res" / "leaderboard.parquet").read_bytes() == before

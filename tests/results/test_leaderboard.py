@@ -87,7 +87,7 @@ def test_every_format_renders_the_rows_and_the_label(stored: pd.DataFrame) -> No
     assert html.count("<tr") == len(table) + 1 and "<caption>" in html and "Table 7" in html
     text = render(table, "table", columns=columns)
     assert "Refined-ViT-L-448" in text and "reported" in text and "not measured here" in text
-    with pytest.raises(ValueError, match="unknown format 'xml'"):
+    with pytest.raises(ValueError, match="unknown --format 'xml'"):
         render(table, "xml")
 
 

@@ -14,7 +14,7 @@ import yaml
 from refiner_nas.refiner_space.data import load_data
 from refiner_nas.results.distributed import ShardedImageSet
 from refiner_nas.results.export import load_export, timm_spec
-from refiner_nas.results.recipes import RECIPES, Recipe, RecipeError, get_recipe
+from refiner_nas.results.recipes import MIN_UPDATES_PER_EPOCH, RECIPES, DataScaling, Recipe, RecipeError, get_recipe
 from refiner_nas.results.store import load_leaderboard
 from refiner_nas.results.train import RunFolderError, run_full_training
 
@@ -59,6 +59,29 @@ def test_recipes_become_the_loops_settings() -> None:
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_a_recipe_is_fitted_to_a_small_dataset() -> None:
+    standard = RECIPES["standard"]
+    digits = standard.scale_to_data(1617)
+    assert (digits.batch_size, digits.lr) == (16, 1e-3) and 1617 // digits.batch_size >= MIN_UPDATES_PER_EPOCH
+    assert "batch 1024 -> 16: 1617 training images make 1 update(s) per epoch" in digits.changes[0]
+    assert "peak lr kept at the recipe's 0.001 (scaled with the batch it would be 1.6e-05" in digits.changes[0]
+    assert standard.scale_to_data(1_281_167) == DataScaling(1_281_167, 1024, 1e-3, ())  # ImageNet: as written
+    assert standard.scale_to_data(1617, batch_size=256) == DataScaling(1617, 256, 2.5e-4, ())  # the user's batch
+    assert standard.scale_to_data(1617, lr=0.01).lr == 0.01 and standard.scale_to_data(30).batch_size == 2
+
+
+def test_numbers_that_cannot_train_are_refused_before_anything_loads(tmp_path: Path) -> None:
+    missing = tmp_path / "none.yaml"  # never read: the numbers are checked first
+    refused = (r"--epochs 0 must be at least 1 \(or left out: the recipe's\); --batch-size -4 must be at least 1; "
+               r"--lr 0.0 must be a positive number; --drop-path 1.0 must be in \[0, 1\); --seed -1 must be at least 0")
+    with pytest.raises(ValueError, match=refused):
+        run_full_training(missing, data="digits", output=tmp_path / "run", epochs=0, batch_size=-4, lr=0.0,
+                          drop_path=1.0, seed=-1)
+    with pytest.raises(ValueError, match=r"^--img-size 0 must be at least 1 pixel; --workers -1 must be at least 0$"):
+        run_full_training(missing, data="digits", output=tmp_path / "run", img_size=0, num_workers=-1)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, tiny_config) -> None:
     config_file = write_export(tmp_path / "tiny.yaml", tiny_config(attention="refiner", expansion_ratio=2))
     options = {"data": "digits", "recipe": "standard", "epochs": 3, "batch_size": 128, "lr": 5e-3, "device": "cpu",

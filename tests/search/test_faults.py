@@ -24,6 +24,7 @@ from refiner_nas.search.study import load_existing_study
 from refiner_nas.search.trial import INTERRUPTED
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.faults
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ def running_trial_of(study: optuna.Study, pid: int) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @needs_postgres
 def test_two_workers_one_killed_mid_trial(tmp_path: Path, small_space) -> None:
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
@@ -140,6 +141,7 @@ def postgres_server(action: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @needs_postgres
 @pytest.mark.skipif("REFINER_NAS_PGDATA" not in os.environ, reason="needs the server of .ci/postgres to restart it")
 def test_a_postgresql_restart_mid_trial_loses_nothing(tmp_path: Path, small_space) -> None:

@@ -32,7 +32,7 @@ def test_two_postgres_servers_started_at_once_both_work_and_both_stop() -> None:
                 assert connection.execute(sqlalchemy.text("SELECT n FROM mark")).scalars().all() == [number]
             engine.dispose()
     finally:
-        for url, data in servers:
+        for _, data in servers:
             subprocess.run([".ci/postgres", "stop"], cwd=REPOSITORY, check=True,
                            env={**os.environ, "REFINER_NAS_PGDATA": data})
     for url, data in servers:

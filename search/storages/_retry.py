@@ -154,12 +154,19 @@ class RetryingStorage(StorageProxy):  # type: ignore[misc, valid-type]
                 pause = backoff.wait()
                 if pause is None:
                     raise StorageUnavailableError(
-                        f"storage {self.where} unreachable for {self.patience_s:.0f} s ({first_line(error)}); the "
+                        f"storage {self.where} unreachable for {self.patience_s:.0f} s ({_reason(error)}); the "
                         "trials it recorded are kept: run the same command again once it is back"
                     ) from None
                 _logger.warning("storage %s unreachable (%s); retrying in %.1f s", self.where,
                                 type(error).__name__, pause)
 
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong: the database's own error behind Optuna's StorageInternalError, whose message
+    blames invalid data for every failed commit."""
+    cause = error.__cause__ if isinstance(error, StorageInternalError) else None
+    return first_line(cause or error)
 
 
 def recovered_at(storage: BaseStorage) -> float:

@@ -262,3 +262,56 @@ def test_retried_calls_whose_answer_was_lost_do_not_happen_twice() -> None:
     waiting = optuna.load_study(study_name=study.study_name, storage=POSTGRES_URL).get_trials(
         states=(TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [{"x": 0.25}]
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+@needs_postgres
+@pytest.mark.skipif("REFINER_NAS_PGDATA" not in os.environ, reason="needs the server of .ci/postgres to restart it")
+def test_postgresql_down_past_the_patience_stops_the_worker_and_the_rerun_loses_nothing(
+    tmp_path: Path, small_space
+) -> None:
+    """Down longer than the patience (here 3 s through REFINER_NAS_STORAGE_PATIENCE; 90 s by default, the
+    same mechanism): the worker stops in one line; once the database is back, the same command re-queues
+    the trial it was training (its process is gone) and completes the study."""
+    space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
+    study_name = f"down-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space),
+               "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"),
+               "--heartbeat", "1", "--trials", "3", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
+               "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1", "REFINER_NAS_STORAGE_PATIENCE": "3"}
+    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    settings = SearchSettings(study=study_name, storage=POSTGRES_URL, run_dir=tmp_path / "runs")
+    deadline = time.monotonic() + 240
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline and launch.poll() is None, "no trial got through its first epoch"
+        time.sleep(0.2)
+        try:
+            victim = running_trial_of(load_existing_study(settings), launch.pid)
+        except KeyError:  # not created yet
+            continue
+    before = {t.number: t.values for t in load_existing_study(settings).get_trials(states=(TrialState.COMPLETE,))}
+    postgres_server("stop")
+    try:
+        output, _ = launch.communicate(timeout=120)
+    finally:
+        postgres_server("start")
+    assert launch.returncode == 2, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"error: storage {POSTGRES_URL.replace(':refiner@', ':***@')} unreachable for 3 s (")
+    assert last.endswith("the trials it recorded are kept: run the same command again once it is back")
+    assert "Traceback" not in output and [line for line in output.splitlines() if line.startswith("error:")] == [last]
+
+    again = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout
+    trials = load_existing_study(settings).get_trials()
+    cut_off = trials[victim]
+    assert cut_off.state == TrialState.FAIL and cut_off.user_attrs["fail_reason"].endswith("(the process is gone)")
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == victim]
+    assert len(retries) == 1 and retries[0].params == cut_off.params and retries[0].user_attrs["status"] == "trained"
+    assert {t.number: t.values for t in trials if t.number in before} == before
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    trained = [t.user_attrs["config_hash"] for t in trials if t.user_attrs.get("status") == "trained"]
+    assert len(trained) == len(set(trained)) == 3

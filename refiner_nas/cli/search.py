@@ -151,6 +151,13 @@ def launch(
         else:
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt as stop:
+        if backend == "ray":
+            from refiner_nas.search.storages import redact
+
+            where = f" --run-dir {run_dir}" + (f" --storage {redact(storage)}" if storage else "")
+            raise _interrupted(stop, "the running trials are recorded as failed (interrupted), completed trials are "
+                               "kept and Ray saved the run; continue it with: refiner-nas search resume --study "
+                               f"{settings.study_name}{where}") from None
         raise _interrupted(
             stop, "the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
             "completed trials are kept; run the same command again to continue (it trains that architecture first)",

@@ -25,6 +25,7 @@ from refiner_nas.search.runner._progress import (
 )
 from refiner_nas.search.runner._ray import (
     RAY_FOLDER,
+    RAY_INTERRUPTED,
     RayOptions,
     launch_ray,
     ray_folder,
@@ -41,6 +42,7 @@ __all__ = [
     "LaunchPlan",
     "LocalWorkers",
     "RAY_FOLDER",
+    "RAY_INTERRUPTED",
     "REPEATED_DRAWS_LIMIT",
     "RayOptions",
     "RunningTrial",

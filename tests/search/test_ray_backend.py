@@ -149,6 +149,30 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
         assert trial.user_attrs["status"] == "over_budget" and trial.constraints == {"max_params": 0.5}
 
 
+def test_a_ray_trial_recorded_as_interrupted_is_recorded_as_a_retry_when_resume_runs_it() -> None:
+    # The searcher alone: the launch was stopped mid-trial, then Tuner.restore ran the trial again.
+    import json
+
+    import optuna
+
+    from refiner_nas.search.runner._ray import _record_interrupted
+    from refiner_nas.search.runner._ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    searcher = RecordingOptunaSearch(space=SpaceSuggestion("tiny"), metric=["top1", "params"], mode=["max", "min"],
+                                     sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage)
+    searcher.suggest("cut")
+    _record_interrupted(study, study.trials[0])
+    searcher.on_trial_complete("cut", result={
+        "top1": 40.0, "params": 2.0, "epoch": 3, "record": json.dumps({"status": "trained", "top1": 40.0}),
+        "constraints": "{}"})
+    interrupted, retry = study.trials
+    assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["fail_reason"] == RAY_INTERRUPTED
+    assert retry.state == TrialState.COMPLETE and retry.values == [40.0, 2.0] and retry.params == interrupted.params
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["status"] == "trained"
+
+
 def test_ray_runs_no_pause_by_default_and_refuses_one_asked_for() -> None:
     # Where EHVI runs, launches pause and resume by default; Ray's searcher cannot resume a trial.
     settings = SearchSettings(space="tabular")

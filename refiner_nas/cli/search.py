@@ -150,11 +150,17 @@ def launch(
             finished = launch_ray(settings, options, show_progress=progress)
         else:
             finished = run_search(settings, show_progress=progress)
-    except KeyboardInterrupt:
-        raise fail(
-            "interrupted: the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
+    except KeyboardInterrupt as stop:
+        if backend == "ray":
+            from refiner_nas.search.storages import redact
+
+            where = f" --run-dir {run_dir}" + (f" --storage {redact(storage)}" if storage else "")
+            raise _interrupted(stop, "the running trials are recorded as failed (interrupted), completed trials are "
+                               "kept and Ray saved the run; continue it with: refiner-nas search resume --study "
+                               f"{settings.study_name}{where}") from None
+        raise _interrupted(
+            stop, "the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
             "completed trials are kept; run the same command again to continue (it trains that architecture first)",
-            code=130,
         ) from None
     _print_status(study_status(finished))
     _print_front(study_front(finished))
@@ -265,10 +271,19 @@ def worker(
     settings = worker_settings(study=study, storage=storage, run_dir=run_dir, device=device)
     try:
         run_worker(settings)
-    except KeyboardInterrupt:
-        raise fail("interrupted: the trial in flight is recorded as failed and re-queued; completed trials are kept",
-                   code=130) from None
+    except KeyboardInterrupt as stop:
+        raise _interrupted(stop, "the trial in flight is recorded as failed and re-queued; completed trials are kept") \
+            from None
     _print_status(study_status(load_existing_study(settings)))
+
+
+def _interrupted(stop: KeyboardInterrupt, outcome: str) -> typer.Exit:
+    """The one line and exit code of a command stopped by Ctrl-C (130) or SIGTERM (143): 128 + the signal's
+    number, what a shell or a scheduler reports for a process the signal ended."""
+    from refiner_nas.search.runner import stop_signal
+
+    signal = stop_signal(stop)
+    return fail(f"interrupted ({signal.name}): {outcome}", code=128 + signal)
 
 
 def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:

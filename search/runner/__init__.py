@@ -25,6 +25,7 @@ from refiner_nas.search.runner._progress import (
 )
 from refiner_nas.search.runner._ray import (
     RAY_FOLDER,
+    RAY_INTERRUPTED,
     RayOptions,
     launch_ray,
     ray_folder,
@@ -33,7 +34,7 @@ from refiner_nas.search.runner._ray import (
     resume_ray,
 )
 from refiner_nas.search.runner._remote import run_worker, worker_settings
-from refiner_nas.search.runner._run import interrupt_on_signals, prepare_space, run_trials
+from refiner_nas.search.runner._run import Terminated, interrupt_on_signals, prepare_space, run_trials, stop_signal
 
 __all__ = [
     "DIGITS_USEFUL_SIZE",
@@ -41,11 +42,13 @@ __all__ = [
     "LaunchPlan",
     "LocalWorkers",
     "RAY_FOLDER",
+    "RAY_INTERRUPTED",
     "REPEATED_DRAWS_LIMIT",
     "RayOptions",
     "RunningTrial",
     "SearchProgress",
     "StudyProgress",
+    "Terminated",
     "WorkEstimate",
     "describe_best",
     "estimate_work",
@@ -63,6 +66,7 @@ __all__ = [
     "run_trials",
     "run_worker",
     "seconds_per_epoch",
+    "stop_signal",
     "study_progress",
     "work_on_study",
     "worker_settings",

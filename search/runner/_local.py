@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.process
+import multiprocessing.resource_tracker
 import os
 import signal
 import socket
@@ -14,7 +15,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from refiner_nas.search.runner._run import interrupt_on_signals, prepare_space, run_trials
+from refiner_nas.search.runner._run import (
+    STOP_SIGNALS,
+    interrupt_on_signals,
+    prepare_space,
+    run_trials,
+    stop_signal,
+)
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.storages import RETRIES_OF_A_DEAD_WORKER_TRIAL, fail_and_requeue
 from refiner_nas.search.study import create_or_resume_study
@@ -33,7 +40,15 @@ class LocalWorkers:
 
     def _start(self, index: int) -> multiprocessing.process.BaseProcess:
         process = self.context.Process(target=_worker, args=(self.settings.model_dump_json(), self.threads, index))
-        process.start()
+        # Started with the stop signals blocked, the worker gets one sent while it imports once it can
+        # handle it (Python's default would print a KeyboardInterrupt traceback from its imports). The
+        # resource tracker is started first: starting it unblocks them in this process.
+        multiprocessing.resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return process
 
     def run(self) -> None:
@@ -56,10 +71,10 @@ class LocalWorkers:
                     elif process.exitcode:
                         self.errors.append(f"worker {index} exited with code {process.exitcode}")
                 time.sleep(self.poll_s)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             for process in workers.values():  # a signal sent to the launch alone reaches them this way
                 if process.is_alive() and process.pid is not None:
-                    os.kill(process.pid, signal.SIGINT)
+                    os.kill(process.pid, stop_signal(stop))
             for process in workers.values():
                 process.join()
             raise
@@ -82,13 +97,14 @@ class LocalWorkers:
 
 
 def _worker(settings_json: str, threads: int, index: int) -> None:
-    """A local worker process: its own sampler stream, Ctrl-C and SIGTERM stop it cleanly, and input or
-    storage errors end it with one line (exit code 2) for the launch to report."""
-    interrupt_on_signals()
+    """A local worker process: its own sampler stream, Ctrl-C and SIGTERM stop it cleanly (exit code 0: the
+    launch reports the stop), and input or storage errors end it with one line (exit code 2) for the
+    launch to report."""
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = SearchSettings.model_validate_json(settings_json)
     try:
+        interrupt_on_signals(once=True)  # a stop sent while this process started is raised here
         space = prepare_space(settings)
         run_trials(settings, space, create_or_resume_study(settings, space, worker=f"worker-{index}"))
     except KeyboardInterrupt:

@@ -88,8 +88,9 @@ def run_one_trial(study: optuna.Study, runner: TrialRunner) -> str | None:
     """Ask, evaluate and tell one trial (a re-queued one first); returns its record status."""
     try:
         study.optimize(runner, n_trials=1, catch=(Exception,))
-    except AssertionError as error:
-        # Optuna asserts when it cannot record a trial's end; the storage's own error says why in one line.
+    except (AssertionError, UnboundLocalError) as error:
+        # Optuna asserts when it cannot record a trial's end, or fails on its own unset variable when the
+        # storage cannot answer after that either; the storage's own error says why in one line.
         raise _storage_failure(error) or error from None
     except ValueError:
         # Optuna cannot tell a result for a trial that was re-queued while this worker was cut off.

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
 from refiner_nas.search.evaluation import ArchitectureEvaluator, make_evaluator
@@ -23,12 +25,14 @@ from refiner_nas.search.records import record_fields
 from refiner_nas.search.runner._launch import prepare_space
 from refiner_nas.search.runner._progress import SearchProgress
 from refiner_nas.search.runner._remote import worker_settings
+from refiner_nas.search.runner._run import Terminated
 from refiner_nas.search.samplers import make_sampler, prunes_over_budget
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.storages import open_storage
 from refiner_nas.search.study import create_or_resume_study, load_existing_study
 
 RAY_FOLDER = "ray"
+RAY_INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM); 'refiner-nas search resume' runs it again"
 
 
 class RayOptions(BaseModel):
@@ -158,7 +162,12 @@ def ray_settings(settings: SearchSettings) -> SearchSettings:
 
 def launch_ray(settings: SearchSettings, options: RayOptions, *, show_progress: bool = False) -> optuna.Study:
     """Run the search through Ray Tune (a local Ray instance, or the cluster at ``options.address``),
-    with the same live progress display as Optuna launches when ``show_progress``."""
+    with the same live progress display as Optuna launches when ``show_progress``.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (``Terminated``: SIGTERM) cut the run short; its running trials are
+            recorded as failed and Ray saved the run for ``resume_ray``.
+    """
     settings = ray_settings(settings).with_absolute_paths()  # Ray runs trials in other working directories
     space = prepare_space(settings)
     study = create_or_resume_study(settings, space)
@@ -179,9 +188,48 @@ def launch_ray(settings: SearchSettings, options: RayOptions, *, show_progress: 
                                   verbose=0),
     )
     display = SearchProgress(study, settings.trials, epochs=settings.epochs) if show_progress else nullcontext()
+    before = {t.number for t in study.get_trials(deepcopy=False)}
     with display:
-        tuner.fit()
+        stop = _fit_until_stopped(tuner)
+    ours = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
+    cut_short = [t for t in ours if t.state == TrialState.RUNNING]
+    if stop is None and (cut_short or len(ours) < settings.trials):
+        stop = signal.SIGINT  # Ray's own Ctrl-C handler ended the run early and returned as if done
+    if stop is not None:
+        for trial in cut_short:
+            _record_interrupted(study, trial)
+        raise Terminated() if stop == signal.SIGTERM else KeyboardInterrupt()
     return study
+
+
+def _fit_until_stopped(tuner: Any) -> signal.Signals | None:
+    """Run ``tuner`` to its end; returns SIGTERM when one cut it short. Ray Tune handles Ctrl-C itself: it
+    stops the trials and saves the run's state for ``Tuner.restore``, then returns. SIGTERM (a
+    scheduler's stop) is turned into that same Ctrl-C, so it leaves a run to resume too."""
+    terminated: list[signal.Signals] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.append(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:  # before Ray's handler was set, or a second signal
+        return signal.SIGTERM if terminated else signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return signal.SIGTERM if terminated else None
+
+
+def _record_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Record a Ray trial cut short as failed; ``refiner-nas search resume`` runs it again (its result is
+    then recorded as a trial of its own, ``retry_of`` this one)."""
+    running = optuna.Trial(study, trial._trial_id)
+    for key, value in record_fields(status="failed", fail_reason=RAY_INTERRUPTED, requeued=True,
+                                    backend="ray").items():
+        running.set_user_attr(key, value)
+    study.tell(trial.number, state=TrialState.FAIL)
 
 
 def resume_ray(*, study: str, storage: str | None, run_dir: Path, options: RayOptions) -> optuna.Study:

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from refiner_nas.search.records import record_fields
@@ -37,7 +38,8 @@ class SpaceSuggestion:
 class RecordingOptunaSearch(OptunaSearch):
     """Writes the record and the budget constraints a Ray trial reported into its Optuna trial; a trial
     that ASHA stopped early, or one over budget (never trained) when ``prune_over_budget``
-    (``refiner_nas.search.samplers._factory.prunes_over_budget``), is told to Optuna as pruned."""
+    (``refiner_nas.search.samplers._factory.prunes_over_budget``), is told to Optuna as pruned; one whose
+    Optuna trial was recorded as interrupted is recorded as a retry of it."""
 
     def __init__(self, *args: Any, prune_over_budget: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,10 +53,27 @@ class RecordingOptunaSearch(OptunaSearch):
             record |= {"status": "pruned", "stop_reason": f"stopped by ASHA after epoch {result.get('epoch')}"}
         elif error and record.get("status") != "failed":
             record |= {"status": "failed", "fail_reason": "the Ray trial raised; see its log in the run folder"}
+        constraints = json.loads((result or {}).get("constraints") or "{}")
+        no_result = stopped or (self.prune_over_budget and record.get("status") == "over_budget")
+        if trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished():
+            self._record_retry(trial, record, constraints, None if no_result or error else result)
+            self._completed_trials.add(trial_id)
+            return
         if trial is not None:
             for key, value in record_fields(**record).items():
                 trial.set_user_attr(key, value)
-            for name, value in json.loads((result or {}).get("constraints") or "{}").items():
+            for name, value in constraints.items():
                 trial.set_constraint(name, value)
-        no_result = stopped or (self.prune_over_budget and record.get("status") == "over_budget")
         super().on_trial_complete(trial_id, result=None if no_result else result, error=error)
+
+    def _record_retry(self, trial: optuna.Trial, record: dict[str, Any], constraints: dict[str, float],
+                      result: dict[str, Any] | None) -> None:
+        """A Ray trial whose Optuna trial was recorded as interrupted (the launch was stopped), run again by
+        ``Tuner.restore``: its result becomes a trial of its own, ``retry_of`` the interrupted one."""
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = None if result is None else [result[name] for name in metrics]
+        state = (TrialState.COMPLETE if values is not None else
+                 TrialState.FAIL if record.get("status") == "failed" else TrialState.PRUNED)
+        self._ot_study.add_trial(optuna.trial.create_trial(
+            state=state, values=values, params=trial.params, distributions=trial.distributions,
+            user_attrs=record_fields(**record, retry_of=trial.number), constraints=constraints or None))

@@ -38,8 +38,35 @@ def run_trials(settings: SearchSettings, space: SearchSpace, study: optuna.Study
     work_on_study(study, runner, trials=settings.trials, heartbeat_s=settings.heartbeat_s)
 
 
-def interrupt_on_signals() -> None:
-    """Ctrl-C and SIGTERM (a scheduler's stop) both interrupt: the trial in flight is recorded and
-    re-queued. Set explicitly: a process started in the background inherits SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster scheduler's stop), handled as Ctrl-C: the trial in flight is recorded and
+    re-queued. Its own type so the process can exit 143 (128 + 15) rather than Ctrl-C's 130, as a
+    process ended by the signal would: schedulers and shells read the code to tell the two apart."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def interrupt_on_signals(*, once: bool = False) -> None:
+    """Ctrl-C (KeyboardInterrupt) and SIGTERM (``Terminated``) both interrupt: the trial in flight is
+    recorded and re-queued. Set explicitly: a process started in the background inherits SIGINT ignored.
+    Either signal blocked until now (a local worker starts with them blocked, so one sent while it imports
+    waits for its handler) is delivered when this returns. With ``once`` (local workers, which a signal
+    to the process group and the launch's forwarding both reach), signals after the first are ignored
+    so the trial is recorded whole."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        if once:
+            for stop in STOP_SIGNALS:
+                signal.signal(stop, signal.SIG_IGN)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def stop_signal(stop: KeyboardInterrupt) -> signal.Signals:
+    """The signal behind ``stop``: SIGTERM for ``Terminated``, else SIGINT. A process it ends exits with
+    128 + its number (130, 143)."""
+    return signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
 from refiner_nas.search.storages._journal import SafeJournalFileBackend
-from refiner_nas.search.storages._retry import RetryingStorage
+from refiner_nas.search.storages._retry import Backoff, RetryingStorage, first_line, storage_patience_s
 
 JOURNAL_FILE = "journal.log"
+_SUPPORTED = ("journal:///path/to/journal.log, sqlite:///path/to/study.db, postgresql://user:password@host/db or "
+              "mysql://user:password@host/db")
+# The pip package of each SQLAlchemy driver name (the driver of a URL such as mysql+pymysql://).
+_DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient",
+                    "pymysql": "pymysql", "mysqlconnector": "mysql-connector-python"}
+# What a server that is down or restarting answers (PostgreSQL, MySQL); worth waiting for.
+_NOT_UP = re.compile(r"connection refused|can't connect to mysql server|the database system is (starting up|"
+                     r"shutting down|in recovery mode)", re.IGNORECASE)
+_logger = logging.getLogger("refiner_nas.storage")
 # Any fixed number: PostgreSQL advisory lock that serialises schema creation by simultaneous workers.
 _SCHEMA_LOCK_KEY = 726_173_101
 
@@ -51,22 +62,52 @@ def open_storage(url: str | None, run_dir: Path, *, create: bool = True) -> Base
             ) from None
         return JournalStorage(SafeJournalFileBackend(path, repair=create))
     if not re.match(r"^[a-z0-9+]+://", url):
-        raise StorageError(
-            f"storage {url!r} is not a URL; use e.g. sqlite:///runs/study.db, "
-            "postgresql://user:password@host/db or journal:///path/to/journal.log"
-        )
+        raise StorageError(f"storage {url!r} is not a URL; use e.g. {_SUPPORTED}")
+    dialect, patience_s = _dialect(url), storage_patience_s()
     try:
-        return RetryingStorage(optuna.storages.get_storage(_rdb_storage(url)), where=redact(url))
-    except ImportError as error:
+        storage = optuna.storages.get_storage(_first_connection(url, patience_s))
+        return RetryingStorage(storage, where=redact(url), patience_s=patience_s)
+    except ImportError:
+        package = _DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
         raise StorageError(
-            f"storage {redact(url)} needs a database driver ({error}); e.g. pip install 'psycopg[binary]'"
+            f"storage {redact(url)} needs the {dialect.name} driver {dialect.driver}, which is not installed; "
+            f"pip install {package}"
         ) from None
     except Exception as error:  # sqlalchemy raises many types for the same problem: unreachable or refused
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if dialect.name == "sqlite":
+            fix = ("SQLite takes one process at a time: stop the other one, or use postgresql://user:password@host/db"
+                   if "locked" in str(error) else "check that its folder exists and that you may write there")
+            raise StorageError(f"cannot open the SQLite database of {url}: {first_line(error)}; {fix}") from None
         raise StorageError(
-            f"cannot open storage {redact(url)}: {reason}; check that the server is running and reachable "
+            f"cannot open storage {redact(url)}: {first_line(error)}; check that the server is running and reachable "
             "and that the user, password and database name are right"
         ) from None
+
+
+def _dialect(url: str) -> Any:
+    """The SQLAlchemy dialect class of ``url`` (its ``name`` and ``driver``), without importing the driver.
+
+    Raises:
+        StorageError: a scheme SQLAlchemy has no dialect for (lists the supported ones).
+    """
+    try:
+        return sqlalchemy.engine.make_url(url).get_dialect()
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError):
+        scheme = url.split("://", 1)[0]
+        raise StorageError(f"storage {redact(url)}: unknown scheme {scheme}://; use {_SUPPORTED}") from None
+
+
+def _first_connection(url: str, patience_s: float) -> RDBStorage:
+    """Open the database, waiting out a server that refuses connections (restarting, not yet up) for up
+    to ``patience_s``; bad credentials or a missing database fail at once."""
+    backoff = Backoff(patience_s)
+    while True:
+        try:
+            return _rdb_storage(url)
+        except sqlalchemy.exc.OperationalError as error:
+            if not _NOT_UP.search(str(error)) or (pause := backoff.wait()) is None:
+                raise
+            _logger.warning("storage %s not up (%s); retrying in %.1f s", redact(url), first_line(error), pause)
 
 
 def _rdb_storage(url: str) -> RDBStorage:

@@ -24,6 +24,7 @@ from refiner_nas.search.study import load_existing_study
 from refiner_nas.search.trial import INTERRUPTED
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.faults
 
 
 @pytest.fixture
@@ -272,3 +273,64 @@ def test_sqlite_with_several_workers_is_refused_before_any_trial(tmp_path: Path,
         "journal file (leave out --storage) or postgresql://user:password@host/db"
     )
     assert not database.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "workers"), [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+                         ids=["sigterm", "sigterm-2-workers", "sigint-2-workers"])
+def test_a_signal_to_the_process_group_stops_the_launch_in_one_line_and_the_same_command_resumes(
+    tmp_path: Path, launch_command, stop: signal.Signals, workers: int
+) -> None:
+    """What a cluster scheduler (SIGTERM) or Ctrl-C in a terminal (SIGINT) sends: the whole process group.
+    The launch exits 128 + the signal's number, as a process the signal ended would (143, 130)."""
+    command = launch_command("--workers", str(workers), trials=4)
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)  # its own process group, as a scheduler's job step
+    wait_for_running_trial(tmp_path)
+    before = completed_values(study_in(tmp_path))
+    os.killpg(launch.pid, stop)
+    output, _ = launch.communicate(timeout=120)
+    assert launch.returncode == 128 + stop, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == [output.strip().splitlines()[-1]] and errors[0].startswith(f"error: interrupted ({stop.name}): ")
+    assert "Traceback" not in output
+
+    study = study_in(tmp_path)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    interrupted = [t for t in study.get_trials() if t.user_attrs.get("fail_reason") == INTERRUPTED]
+    assert interrupted and all(t.state == TrialState.FAIL and t.user_attrs["requeued"] for t in interrupted)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(t.number for t in interrupted)
+    assert completed_values(study) == before  # nothing finished during the stop was lost or changed
+
+    again = run(command)
+    assert again.returncode == 0, again.stdout
+    study = study_in(tmp_path)
+    for trial in interrupted:
+        retries = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == trial.number]
+        assert len(retries) == 1 and retries[0].params == trial.params
+        assert retries[0].state == TrialState.COMPLETE and retries[0].user_attrs["status"] == "trained"
+    assert {n: v for n, v in completed_values(study).items() if n in before} == before
+    assert_finished_cleanly(study, trials=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_signal_while_local_workers_start_stops_the_launch_without_a_traceback(
+    tmp_path: Path, launch_command, stop: signal.Signals
+) -> None:
+    """Sent while the worker processes import (they would print a KeyboardInterrupt traceback, or die of
+    SIGTERM before they could record anything): they start with the signals blocked until handled."""
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    launch = subprocess.Popen(launch_command("--workers", "2", trials=2), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True, text=True).stdout.split()) < 3:
+        assert time.monotonic() < deadline and launch.poll() is None, "the launch started no workers"
+        time.sleep(0.02)  # the resource tracker and two workers
+    os.killpg(launch.pid, stop)
+    output, _ = launch.communicate(timeout=120)
+    assert launch.returncode == 128 + stop, output
+    assert "Traceback" not in output and output.strip().splitlines()[-1].startswith(f"error: interrupted ({stop.name})")
+    assert not study_in(tmp_path).get_trials(states=(TrialState.RUNNING,))

@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 
 from refiner_nas.cli import app
 from refiner_nas.search.records import TrialRecord
-from refiner_nas.search.runner import RayOptions, launch_ray, ray_folder, ray_settings, resume_ray
+from refiner_nas.search.runner import (
+    RAY_INTERRUPTED,
+    RayOptions,
+    launch_ray,
+    ray_folder,
+    ray_settings,
+    resume_ray,
+)
 from refiner_nas.search.settings import SearchSettings
 from refiner_nas.search.study import load_existing_study, study_front
 
@@ -71,6 +78,7 @@ def test_ray_search_writes_the_same_records_and_its_front_is_queryable(settings_
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(settings_for, ray_shutdown) -> None:
     settings = settings_for(trials=4, epochs=2, study="ray-resume")
     command = [sys.executable, "-c", "from refiner_nas.cli import main; main()", "search", "launch", "--backend", "ray",
@@ -89,16 +97,30 @@ def test_an_interrupted_ray_run_resumes_without_rerunning_finished_trials(settin
                                load_existing_study(settings).get_trials(states=(TrialState.COMPLETE,))}
     assert finished_before, "no Ray trial finished in time"
     launched.send_signal(signal.SIGINT)
-    launched.communicate(timeout=120)
-    assert len(load_existing_study(settings).get_trials(states=(TrialState.COMPLETE,))) < 4
+    output, _ = launched.communicate(timeout=120)
+    # As an Optuna launch: exit 130, one line saying what was kept and how to go on, no traceback.
+    assert launched.returncode == 130, output
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [output.strip().splitlines()[-1]]
+    assert "Resume experiment with" not in output and "Stop signal received" not in output  # not Ray's own hints
+    assert output.strip().splitlines()[-1].endswith(
+        f"continue it with: refiner-nas search resume --study ray-resume --run-dir {settings.run_dir}")
+    assert "Traceback" not in output
+    study = load_existing_study(settings)
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # "0 running": each was recorded
+    interrupted = study.get_trials(states=(TrialState.FAIL,))
+    assert all(t.user_attrs["fail_reason"] == RAY_INTERRUPTED for t in interrupted)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) < 4
 
     study = resume_ray(study=settings.study_name, storage=None, run_dir=settings.run_dir, options=OPTIONS)
     trials = study.get_trials()
     complete = {t.number: t.datetime_complete for t in trials if t.state == TrialState.COMPLETE}
-    assert len(complete) == 4 and len(trials) == 4
+    assert len(complete) == 4 and len(trials) == 4 + len(interrupted)
     for number, finished_at in finished_before.items():
         assert complete[number] == finished_at  # told once, never run again
-    ray_ids = [TrialRecord.from_trial(t).ray_trial_id for t in trials]
+    for trial in interrupted:  # run again by Ray, recorded once as its retry
+        retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+        assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == trial.params
+    ray_ids = [TrialRecord.from_trial(t).ray_trial_id for t in trials if t.state == TrialState.COMPLETE]
     assert len(set(ray_ids)) == 4
 
 
@@ -125,6 +147,30 @@ def test_an_over_budget_ray_trial_is_told_to_optuna_as_pruned_with_its_record() 
         assert trial.state == (TrialState.PRUNED if prune else TrialState.COMPLETE)
         assert trial.values == (None if prune else [0.0, 1.0])
         assert trial.user_attrs["status"] == "over_budget" and trial.constraints == {"max_params": 0.5}
+
+
+def test_a_ray_trial_recorded_as_interrupted_is_recorded_as_a_retry_when_resume_runs_it() -> None:
+    # The searcher alone: the launch was stopped mid-trial, then Tuner.restore ran the trial again.
+    import json
+
+    import optuna
+
+    from refiner_nas.search.runner._ray import _record_interrupted
+    from refiner_nas.search.runner._ray_searcher import RecordingOptunaSearch, SpaceSuggestion
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    searcher = RecordingOptunaSearch(space=SpaceSuggestion("tiny"), metric=["top1", "params"], mode=["max", "min"],
+                                     sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage)
+    searcher.suggest("cut")
+    _record_interrupted(study, study.trials[0])
+    searcher.on_trial_complete("cut", result={
+        "top1": 40.0, "params": 2.0, "epoch": 3, "record": json.dumps({"status": "trained", "top1": 40.0}),
+        "constraints": "{}"})
+    interrupted, retry = study.trials
+    assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["fail_reason"] == RAY_INTERRUPTED
+    assert retry.state == TrialState.COMPLETE and retry.values == [40.0, 2.0] and retry.params == interrupted.params
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["status"] == "trained"
 
 
 def test_ray_runs_no_pause_by_default_and_refuses_one_asked_for() -> None:

@@ -16,6 +16,7 @@ from refiner_nas.search.settings import SearchSettings
 
 if TYPE_CHECKING:
     from refiner_nas.refiner_space import ModelConfig
+    from refiner_nas.search.space import SearchSpace
 
 # Warn when the estimate exceeds this (seconds): a search the user may not expect to wait for.
 LONG_RUN_S = 3600.0
@@ -99,7 +100,8 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     ``steps`` training steps of the first architecture the launch's sampler draws.
 
     Raises:
-        ValueError (one line): an invalid space, dataset or option, or an existing study with other options.
+        ValueError (one line): an invalid space, dataset or option; StudyMismatchError (a ValueError): an
+        existing study created with other options.
     """
     import optuna
 
@@ -114,7 +116,7 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     config = space.suggest(optuna.create_study(sampler=make_sampler(settings, space)).ask())
     data = data_loader(settings)(config.img_size)
     config = config.replace(**data.model_overrides())
-    finished = _finished_trials(settings)
+    finished = _finished_trials(settings, space)
     architectures = math.prod(len(values) for values in space.grid().values()) if settings.sampler == "grid" else None
     to_run = max(settings.trials - finished, 0)
     if architectures is not None:
@@ -132,17 +134,22 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     return replace(plan, step_s=step_s, measured_on=label)
 
 
-def _finished_trials(settings: SearchSettings) -> int:
+def _finished_trials(settings: SearchSettings, space: SearchSpace) -> int:
     """Evaluated architectures of the study if it exists (what --trials counts; read only: an absent study is
-    not created)."""
+    not created), after checking that the launch may resume it.
+
+    Raises:
+        StudyMismatchError: the existing study was created with other options (as the launch would raise).
+    """
     from refiner_nas.search.records import count_evaluated
-    from refiner_nas.search.study import load_existing_study, require_study_storage
+    from refiner_nas.search.study import check_resumable, load_existing_study, require_study_storage
 
     try:
         require_study_storage(settings.study_name, run_dir=settings.run_dir, storage=settings.storage)
         study = load_existing_study(settings)
     except KeyError:
         return 0
+    check_resumable(study, settings, space)
     return count_evaluated(study.get_trials(deepcopy=False))
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
+from documented import python_examples
 from typer.testing import CliRunner
 
+from refiner_nas import api
 from refiner_nas.cli import app
+from refiner_nas.search.study import StudyMismatchError
 from refiner_nas.search.runner import LaunchPlan
 from refiner_nas.search.settings import SearchSettings
 
@@ -74,3 +78,28 @@ def test_the_plan_says_when_trials_pause_and_how_to_turn_it_off(tmp_path: Path) 
     plain = runner.invoke(app, [*launch, "--no-early-stop"])
     assert plain.exit_code == 0, plain.output
     assert not any(line.startswith("pausing:") for line in plain.stdout.splitlines())
+
+
+def test_the_plan_refuses_a_study_the_launch_would_refuse(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    api.launch(SearchSettings(run_dir=runs, workers=0))  # the quick start's study (5 epochs), created only
+    with pytest.raises(StudyMismatchError, match=r"study 'tiny' was created with --epochs 5 \(now 1\)"):
+        api.plan_launch(SearchSettings(run_dir=runs, epochs=1))
+    result = runner.invoke(app, ["search", "launch", "--run-dir", str(runs), "--epochs", "1", "--dry-run"])
+    assert result.exit_code == 2 and result.output.startswith("error: study 'tiny' was created with --epochs 5")
+    assert api.plan_launch(SearchSettings(run_dir=runs)).finished == 0  # the same options: it resumes
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs_after_the_quick_start(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    api.launch(SearchSettings(run_dir=runs, workers=0))  # the quick start's study, created with its 5 epochs
+    [example] = [code for page, code in python_examples() if page == "README.md"]
+    written = re.search(r"settings = (api\.SearchSettings\(.*\))", example)
+    assert written is not None
+    settings = eval(written.group(1), {"api": api, "runs": runs})  # the example's settings, in the same run dir
+    plan = api.plan_launch(settings)
+    assert (plan.study, plan.trials_to_run, plan.epochs) == ("api-demo", 2, 1)
+    study = api.launch(settings, show_progress=False)
+    assert len(api.study_front(study)) >= 1
+    assert api.study_status(api.load_study("tiny", run_dir=runs)).states == {}  # the quick start's is untouched

@@ -151,11 +151,7 @@ def launch(
         else:
             finished = run_search(settings, show_progress=progress)
     except KeyboardInterrupt:
-        raise fail(
-            "interrupted: the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
-            "completed trials are kept; run the same command again to continue (it trains that architecture first)",
-            code=130,
-        ) from None
+        raise fail(_interrupted(settings), code=130) from None
     _print_status(study_status(finished))
     _print_front(study_front(finished))
 
@@ -269,6 +265,26 @@ def worker(
         raise fail("interrupted: the trial in flight is recorded as failed and re-queued; completed trials are kept",
                    code=130) from None
     _print_status(study_status(load_existing_study(settings)))
+
+
+def _interrupted(settings: SearchSettings) -> str:
+    """The line after a Ctrl-C: how many trials in flight were re-queued (read from the study, which every
+    worker has updated by then)."""
+    from refiner_nas.search.study import load_existing_study, requeued_waiting
+
+    try:
+        requeued = requeued_waiting(load_existing_study(settings))
+    except (KeyError, OSError, ValueError):  # interrupted before the study was opened
+        requeued = 0
+    if requeued == 0:
+        flight = "no trial was in flight"
+    elif requeued == 1:
+        flight = ("the trial in flight was recorded as failed (reason: interrupted by the user) and re-queued "
+                  "(the next run trains that architecture first)")
+    else:
+        flight = (f"{requeued} trials in flight were recorded as failed (reason: interrupted by the user) and "
+                  "re-queued (the next run trains those architectures first)")
+    return f"interrupted: {flight}; completed trials are kept; run the same command again to continue"
 
 
 def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:

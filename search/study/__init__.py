@@ -20,7 +20,7 @@ from refiner_nas.search.study._open import (
     load_existing_study,
 )
 from refiner_nas.search.study._plots import StudyPlots, write_study_plots
-from refiner_nas.search.study._summary import StudyStatus, objective_names, study_front, study_status
+from refiner_nas.search.study._summary import StudyStatus, objective_names, requeued_waiting, study_front, study_status
 
 __all__ = [
     "StudyEntry",
@@ -39,6 +39,7 @@ __all__ = [
     "name_metrics",
     "objective_names",
     "require_study_storage",
+    "requeued_waiting",
     "study_front",
     "study_status",
     "write_study_plots",

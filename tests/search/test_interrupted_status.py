@@ -39,7 +39,8 @@ def running_in_training(runs: Path, count: int, timeout: float = 240) -> list[in
     while time.monotonic() < deadline:
         if (runs / "ctrl-c" / "journal.log").is_file():
             study = load_existing_study(SearchSettings(study="ctrl-c", run_dir=runs))
-            running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("top1_curve")]
+            trials = study.get_trials(states=(TrialState.RUNNING,))
+            running = [t.number for t in trials if t.user_attrs.get("top1_curve")]
             if len(running) >= count:
                 return running
         time.sleep(0.1)
@@ -64,8 +65,8 @@ def test_ctrl_c_of_two_workers_requeues_both_trials_and_status_shows_them_waitin
         if launch.poll() is None:
             os.killpg(launch.pid, signal.SIGKILL)
     assert launch.returncode == 130, output
-    assert output.strip().splitlines()[-1].startswith(
-        "error: interrupted: 2 trials in flight were recorded as failed (reason: interrupted by the user) and re-queued")
+    assert output.strip().splitlines()[-1].startswith("error: interrupted: 2 trials in flight were recorded as "
+                                                      "failed (reason: interrupted by the user) and re-queued")
 
     study = load_existing_study(SearchSettings(study="ctrl-c", run_dir=runs))
     assert all(study.trials[number].state == TrialState.FAIL for number in in_flight)

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from refiner_nas import api
 from refiner_nas.cli import app
-from refiner_nas.search.study import StudyMismatchError
 from refiner_nas.search.runner import LaunchPlan
 from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import StudyMismatchError
 
 runner = CliRunner()
 

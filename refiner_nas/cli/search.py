@@ -306,15 +306,29 @@ def _print_status(status: StudyStatus) -> None:
     typer.echo(f"  best: {status.best}; Pareto front: {status.pareto_size} trials")
 
 
-_FRONT_COLUMNS = {"attention": "attention", "depth": "depth", "embed_dim": "dim", "num_heads": "heads",
-                  "expansion_ratio": "r", "kernel_size": "k", "share_span": "share", "context_broadcast": "cb"}
+# The architecture's fields in a front table, by their short names (unset ones left out).
+_ARCHITECTURE_FIELDS = {"depth": "depth", "embed_dim": "dim", "num_heads": "heads", "expansion_ratio": "r",
+                        "kernel_size": "k", "share_span": "share", "context_broadcast": "cb"}
 
 
 def _print_front(front: pd.DataFrame) -> None:
+    """The front as a table that fits 80 columns: objectives with units in their headers, the architecture in
+    one column of ``name=value`` words that wraps."""
+    from refiner_nas.search.objectives import OBJECTIVE_UNITS
+
     if front.empty:
         typer.echo("no completed feasible trial yet")
         return
-    objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
-    rows = [{"trial": row["trial"], **{o: f"{row[o]:.4g}" for o in objectives}, "status": row["status"],
-             **{header: row[field] for field, header in _FRONT_COLUMNS.items()}} for _, row in front.iterrows()]
-    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows, ("status", "attention"))
+    fields = {"attention", *_ARCHITECTURE_FIELDS, "trial", "status", "config_hash"}
+    objectives = [column for column in front.columns if column not in fields]
+    rows = [{"trial": row["trial"],
+             **{f"{o} ({OBJECTIVE_UNITS[o]})" if o in OBJECTIVE_UNITS else o: f"{row[o]:.4g}" for o in objectives},
+             "status": row["status"], "architecture": _architecture(row)} for _, row in front.iterrows()]
+    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows,
+                ("status", "architecture"))
+
+
+def _architecture(row: pd.Series) -> str:
+    """``refiner depth=4 dim=48 heads=2 r=4 k=3 share=2 cb=off``: the fields the architecture sets."""
+    words = [f"{short}={row[field]}" for field, short in _ARCHITECTURE_FIELDS.items() if row[field] not in ("", None)]
+    return " ".join([str(row["attention"]), *words])

@@ -26,6 +26,8 @@ _KNOWN: dict[str, tuple[Direction, bool, str]] = {
     "latency": ("minimize", True, "batch-1 inference latency on the search device (ms, median)"),
     "throughput": ("maximize", True, "inference throughput on the search device (images/s, median)"),
 }
+# The unit of each objective's recorded value, for column headers ("params (M)").
+OBJECTIVE_UNITS: dict[str, str] = {"top1": "%", "params": "M", "macs": "G", "latency": "ms", "throughput": "img/s"}
 _DIRECTIONS: dict[str, Direction] = {
     "max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize",
 }

@@ -1,4 +1,5 @@
-"""Printing rows as a table: fitted to a terminal, complete (never cut to 80 columns) in a pipe or a file."""
+"""Printing rows as a table: fitted to a terminal by wrapping headers and text (a value is never cut to
+``…``), complete on one line per row in a pipe or a file."""
 
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequen
     if not rows:
         console.print(f"{title}: nothing to show")
         return
+    cells = [[_cell(value) for value in row.values()] for row in rows]
     table = Table(title=title)
-    for column in rows[0]:
+    for index, column in enumerate(rows[0]):
         text = column in text_columns
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row.values()))
+        # Numbers keep their full width (a header wraps above them); text wraps at spaces, else folds.
+        longest = max(len(row[index]) for row in cells)
+        table.add_column(column, justify="left" if text else "right", overflow="fold",
+                         min_width=None if text else longest)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

@@ -158,10 +158,7 @@ def launch(
             raise _interrupted(stop, "the running trials are recorded as failed (interrupted), completed trials are "
                                "kept and Ray saved the run; continue it with: refiner-nas search resume --study "
                                f"{settings.study_name}{where}") from None
-        raise _interrupted(
-            stop, "the trial in flight is recorded as failed (reason: interrupted by the user) and re-queued, "
-            "completed trials are kept; run the same command again to continue (it trains that architecture first)",
-        ) from None
+        raise _interrupted(stop, _requeued_outcome(settings)) from None
     _print_status(study_status(finished))
     _print_front(study_front(finished))
 
@@ -286,6 +283,26 @@ def _interrupted(stop: KeyboardInterrupt, outcome: str) -> typer.Exit:
     return fail(f"interrupted ({signal.name}): {outcome}", code=128 + signal)
 
 
+def _requeued_outcome(settings: SearchSettings) -> str:
+    """What an interrupted launch left: how many trials in flight were re-queued (read from the study, which every
+    worker has updated by then)."""
+    from refiner_nas.search.study import load_existing_study, requeued_waiting
+
+    try:
+        requeued = requeued_waiting(load_existing_study(settings))
+    except (KeyError, OSError, ValueError):  # interrupted before the study was opened
+        requeued = 0
+    if requeued == 0:
+        flight = "no trial was in flight"
+    elif requeued == 1:
+        flight = ("the trial in flight was recorded as failed (interrupted) and re-queued "
+                  "(the next run trains that architecture first)")
+    else:
+        flight = (f"{requeued} trials in flight were recorded as failed (interrupted) and "
+                  "re-queued (the next run trains those architectures first)")
+    return f"{flight}; completed trials are kept; run the same command again to continue"
+
+
 def _print_plan(settings: SearchSettings, *, dry_run: bool) -> None:
     from refiner_nas.search.runner import plan_launch
 
@@ -305,15 +322,29 @@ def _print_status(status: StudyStatus) -> None:
     typer.echo(f"  best: {status.best}; Pareto front: {status.pareto_size} trials")
 
 
-_FRONT_COLUMNS = {"attention": "attention", "depth": "depth", "embed_dim": "dim", "num_heads": "heads",
-                  "expansion_ratio": "r", "kernel_size": "k", "share_span": "share", "context_broadcast": "cb"}
+# The architecture's fields in a front table, by their short names (unset ones left out).
+_ARCHITECTURE_FIELDS = {"depth": "depth", "embed_dim": "dim", "num_heads": "heads", "expansion_ratio": "r",
+                        "kernel_size": "k", "share_span": "share", "context_broadcast": "cb"}
 
 
 def _print_front(front: pd.DataFrame) -> None:
+    """The front as a table that fits 80 columns: objectives with units in their headers, the architecture in
+    one column of ``name=value`` words that wraps."""
+    from refiner_nas.search.objectives import OBJECTIVE_UNITS
+
     if front.empty:
         typer.echo("no completed feasible trial yet")
         return
-    objectives = [c for c in front.columns if c not in _FRONT_COLUMNS and c not in ("trial", "status", "config_hash")]
-    rows = [{"trial": row["trial"], **{o: f"{row[o]:.4g}" for o in objectives}, "status": row["status"],
-             **{header: row[field] for field, header in _FRONT_COLUMNS.items()}} for _, row in front.iterrows()]
-    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows, ("status", "attention"))
+    fields = {"attention", *_ARCHITECTURE_FIELDS, "trial", "status", "config_hash"}
+    objectives = [column for column in front.columns if column not in fields]
+    rows = [{"trial": row["trial"],
+             **{f"{o} ({OBJECTIVE_UNITS[o]})" if o in OBJECTIVE_UNITS else o: f"{row[o]:.4g}" for o in objectives},
+             "status": row["status"], "architecture": _architecture(row)} for _, row in front.iterrows()]
+    print_table("Pareto front (config_hash and full records: refiner-nas leaderboard)", rows,
+                ("status", "architecture"))
+
+
+def _architecture(row: pd.Series) -> str:
+    """``refiner depth=4 dim=48 heads=2 r=4 k=3 share=2 cb=off``: the fields the architecture sets."""
+    words = [f"{short}={row[field]}" for field, short in _ARCHITECTURE_FIELDS.items() if row[field] not in ("", None)]
+    return " ".join([str(row["attention"]), *words])

@@ -12,9 +12,15 @@ from refiner_nas.search.study._catalog import (
 )
 from refiner_nas.search.study._dashboard import name_metrics
 from refiner_nas.search.study._index import StudyIndex
-from refiner_nas.search.study._open import StudyMismatchError, create_or_resume_study, join_study, load_existing_study
+from refiner_nas.search.study._open import (
+    StudyMismatchError,
+    check_resumable,
+    create_or_resume_study,
+    join_study,
+    load_existing_study,
+)
 from refiner_nas.search.study._plots import StudyPlots, write_study_plots
-from refiner_nas.search.study._summary import StudyStatus, objective_names, study_front, study_status
+from refiner_nas.search.study._summary import StudyStatus, objective_names, requeued_waiting, study_front, study_status
 
 __all__ = [
     "StudyEntry",
@@ -22,6 +28,7 @@ __all__ = [
     "StudyMismatchError",
     "StudyPlots",
     "StudyStatus",
+    "check_resumable",
     "create_or_resume_study",
     "delete_study",
     "join_study",
@@ -32,6 +39,7 @@ __all__ = [
     "name_metrics",
     "objective_names",
     "require_study_storage",
+    "requeued_waiting",
     "study_front",
     "study_status",
     "write_study_plots",

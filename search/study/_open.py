@@ -16,8 +16,6 @@ from refiner_nas.search.stoppers import make_pruner
 from refiner_nas.search.storages import open_storage, redact
 from refiner_nas.search.study._dashboard import name_metrics
 
-# Study attributes that must match for a launch to resume a study.
-_RESUME_KEYS = ("objectives", "space", "dataset", "epochs")
 # Launch options that belong to one machine and are not stored with the study.
 _MACHINE_LOCAL = {"storage", "run_dir", "device", "workers", "space"}
 
@@ -34,20 +32,16 @@ def create_or_resume_study(settings: SearchSettings, space: SearchSpace, *, work
         StudyMismatchError: the existing study was created with other options.
     """
     storage = open_storage(settings.storage, settings.study_dir)
-    name = settings.study_name
-    wanted = {"objectives": settings.objectives, "space": space.source, "dataset": settings.dataset,
-              "epochs": settings.epochs}
     study = optuna.create_study(
-        study_name=name,
+        study_name=settings.study_name,
         storage=storage,
         directions=[o.direction for o in settings.objective_list],
         sampler=worker_sampler(settings, space, storage, worker),
         pruner=make_pruner(settings),
         load_if_exists=True,
     )
-    recorded = study.user_attrs
-    if not recorded:
-        for key, value in wanted.items():
+    if not study.user_attrs:
+        for key, value in _resume_options(settings, space).items():
             study.set_user_attr(key, value)
         # What a worker on another machine needs to join: the options (no local paths, no password)
         # and the space definition itself.
@@ -55,15 +49,32 @@ def create_or_resume_study(settings: SearchSettings, space: SearchSpace, *, work
         study.set_user_attr("space_yaml", Path(space.source).read_text())
         name_metrics(study, settings.objective_list)
         return study
-    differing = [f"--{key} {recorded.get(key)!r} (now {wanted[key]!r})" for key in _RESUME_KEYS
+    check_resumable(study, settings, space)
+    name_metrics(study, settings.objective_list)
+    return study
+
+
+def check_resumable(study: optuna.Study, settings: SearchSettings, space: SearchSpace) -> None:
+    """Check that a launch of ``settings`` may resume ``study`` (an existing study: what a launch and
+    its ``--dry-run`` plan both check).
+
+    Raises:
+        StudyMismatchError: the study was created with other objectives, space, data or epochs.
+    """
+    recorded, wanted = study.user_attrs, _resume_options(settings, space)
+    differing = [f"--{key} {recorded.get(key)!r} (now {wanted[key]!r})" for key in wanted
                  if recorded.get(key) != wanted[key]]
     if differing:
         raise StudyMismatchError(
-            f"study {name!r} was created with {', '.join(differing)}; relaunch with the same options to "
-            "resume it, or give a new --study name"
+            f"study {study.study_name!r} was created with {', '.join(differing)}; relaunch with the same options "
+            "to resume it, or give a new --study name"
         )
-    name_metrics(study, settings.objective_list)
-    return study
+
+
+def _resume_options(settings: SearchSettings, space: SearchSpace) -> dict[str, object]:
+    """The options that must match for a launch to resume a study, as the study records them."""
+    return {"objectives": settings.objectives, "space": space.source, "dataset": settings.dataset,
+            "epochs": settings.epochs}
 
 
 def join_study(settings: SearchSettings, space: SearchSpace, *, worker: str) -> optuna.Study:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from refiner_nas.search.objectives import parse_objectives
 from refiner_nas.search.records import TrialRecord
@@ -31,8 +31,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
     """Counts by Optuna state and by record status, the best result and the size of the front."""
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name.lower() for t in trials)
-    records = [TrialRecord.from_trial(t) for t in trials]
-    statuses = Counter(f"{r.status} after a pause" if r.resumed_from is not None else r.status for r in records)
+    statuses = Counter(_record_status(t) for t in trials)
     front = study_front(study)
     objectives = study.user_attrs.get("objectives", "")
     if front.empty:
@@ -41,6 +40,21 @@ def study_status(study: optuna.Study) -> StudyStatus:
         top = front.iloc[0]
         best = ", ".join(f"{name} {top[name]:.4g}" for name in objective_names(study)) + f" (trial {top['trial']})"
     return StudyStatus(study.study_name, objectives, dict(states), dict(statuses), best, len(front))
+
+
+def _record_status(trial: FrozenTrial) -> str:
+    """A trial's record status; a waiting trial (re-queued, or enqueued) has no record yet, whose default
+    would read "running"."""
+    if trial.state == TrialState.WAITING:
+        return "waiting"
+    record = TrialRecord.from_trial(trial)
+    return f"{record.status} after a pause" if record.resumed_from is not None else record.status
+
+
+def requeued_waiting(study: optuna.Study) -> int:
+    """Re-queued trials waiting for a worker (after a Ctrl-C or a dead worker): the next launch trains them first."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return sum(trial.user_attrs.get("retry_of") is not None for trial in waiting)
 
 
 def objective_names(study: optuna.Study) -> list[str]:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from documented import python_examples
 from typer.testing import CliRunner
 
+from refiner_nas import api
 from refiner_nas.cli import app
 from refiner_nas.search.runner import LaunchPlan
 from refiner_nas.search.settings import SearchSettings
+from refiner_nas.search.study import StudyMismatchError
 
 runner = CliRunner()
 
@@ -25,7 +31,9 @@ def test_dry_run_validates_measures_and_writes_nothing(small_space, tmp_path: Pa
     assert lines[0] == ("plan: study small: 3 trials to run (0 finished), 2 epochs each, 1438 training images at "
                         f"16 px ({math.ceil(1438 / 64)} steps per epoch) on cpu")
     assert lines[1].startswith("pausing: a trial that does not lead after epoch 1 pauses")  # EHVI's default
-    assert lines[2].startswith("estimate: ") and "ms per training step measured on " in lines[2]
+    assert lines[2].startswith("estimate: ") and " ms of CPU per training step, timed on one thread on " in lines[2]
+    assert re.search(r"expect about \d+ s of training on \d+ threads of an idle machine \(\d+\.\d CPU-minutes\)",
+                     lines[2])
     assert lines[-1] == "dry run: nothing was trained or recorded"
     assert not runs.exists()
 
@@ -74,3 +82,51 @@ def test_the_plan_says_when_trials_pause_and_how_to_turn_it_off(tmp_path: Path) 
     plain = runner.invoke(app, [*launch, "--no-early-stop"])
     assert plain.exit_code == 0, plain.output
     assert not any(line.startswith("pausing:") for line in plain.stdout.splitlines())
+
+
+def test_the_plan_refuses_a_study_the_launch_would_refuse(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    api.launch(SearchSettings(run_dir=runs, workers=0))  # the quick start's study (5 epochs), created only
+    with pytest.raises(StudyMismatchError, match=r"study 'tiny' was created with --epochs 5 \(now 1\)"):
+        api.plan_launch(SearchSettings(run_dir=runs, epochs=1))
+    result = runner.invoke(app, ["search", "launch", "--run-dir", str(runs), "--epochs", "1", "--dry-run"])
+    assert result.exit_code == 2 and result.output.startswith("error: study 'tiny' was created with --epochs 5")
+    assert api.plan_launch(SearchSettings(run_dir=runs)).finished == 0  # the same options: it resumes
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs_after_the_quick_start(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    api.launch(SearchSettings(run_dir=runs, workers=0))  # the quick start's study, created with its 5 epochs
+    [example] = [code for page, code in python_examples() if page == "README.md"]
+    written = re.search(r"settings = (api\.SearchSettings\(.*\))", example)
+    assert written is not None
+    settings = eval(written.group(1), {"api": api, "runs": runs})  # the example's settings, in the same run dir
+    plan = api.plan_launch(settings)
+    assert (plan.study, plan.trials_to_run, plan.epochs) == ("api-demo", 2, 1)
+    study = api.launch(settings, show_progress=False)
+    assert len(api.study_front(study)) >= 1
+    assert api.study_status(api.load_study("tiny", run_dir=runs)).states == {}  # the quick start's is untouched
+
+
+@pytest.mark.slow
+def test_the_estimate_is_within_2x_of_the_run_it_estimates(tmp_path: Path) -> None:
+    space = tmp_path / "two.yaml"  # two architectures of nearly one cost: the estimate times both
+    space.write_text("dimensions:\n  img_size: 32\n  in_chans: 1\n  num_classes: 10\n  patch_size: 4\n"
+                     "  mlp_ratio: 2.0\n  depth: 2\n  embed_dim: 32\n  num_heads: {choices: [2, 4]}\n"
+                     "  attention: vanilla\n")
+    settings = SearchSettings(space=str(space), run_dir=tmp_path, trials=2, epochs=2, warmup_epochs=0,
+                              sampler="random", early_stop=False, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU seconds of one thread: other work on the machine does not inflate them
+    try:
+        plan = api.plan_launch(settings, measure=True)
+        started = time.process_time()
+        study = api.launch(settings, show_progress=False)
+        used = time.process_time() - started
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(t.user_attrs["status"] for t in study.trials if t.user_attrs["status"] != "duplicate") == [
+        "trained", "trained"]
+    assert plan.threads == 1 and plan.estimate_s == plan.estimate_cpu_s
+    assert plan.estimate_cpu_s is not None and 0.5 <= used / plan.estimate_cpu_s <= 2.0, (used, plan.lines())

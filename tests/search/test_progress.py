@@ -68,7 +68,7 @@ def test_live_front_is_the_summary_front() -> None:
 def test_display_shows_trials_epochs_and_an_eta_from_the_first_measured_epochs() -> None:
     study = two_objective_study()
     out = io.StringIO()
-    with SearchProgress(study, 6, epochs=5, console=Console(file=out, width=200), interval_s=60):
+    with SearchProgress(study, 6, epochs=5, console=Console(file=out, width=200, force_terminal=True), interval_s=60):
         pass
     text = out.getvalue()
     # The duplicate is no evaluated architecture: 3 of 6 (what --trials counts).
@@ -93,3 +93,21 @@ def test_the_front_shown_follows_each_completed_trial() -> None:
                                  user_attrs=attrs.model_dump(mode="json")))
     display.refresh()
     assert "Pareto front: 1 trials" in display.progress.tasks[0].fields["status"]
+
+
+def test_out_of_a_terminal_each_trial_finished_during_the_display_is_one_line() -> None:
+    study = two_objective_study()  # trials 0-3 finished before: not printed again
+    study.set_user_attr("objectives", "top1:max,params:min")
+    out = io.StringIO()
+    with SearchProgress(study, 6, epochs=5, console=Console(file=out, width=80), interval_s=60) as display:
+        done = TrialRecord(status="trained", config_hash="h9", top1=90.0, epochs_run=5, train_time_s=5.0)
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=[90.0, 0.5],
+                                     user_attrs=done.model_dump(mode="json")))
+        failed = TrialRecord(status="failed", fail_reason="interrupted", epochs_run=2)
+        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=failed.model_dump(mode="json")))
+        display.refresh()
+        display.refresh()  # nothing new: nothing printed
+    assert out.getvalue().splitlines() == [
+        "trial 5 complete (trained): top1 90, params 0.5; 5 epochs in 00:00",
+        "trial 6 fail (failed: interrupted): no values; 2 epochs in 00:00",
+    ]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from refiner_nas.cli._errors import fail, one_line_errors
+from refiner_nas.cli._sizes import file_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,14 +85,6 @@ def _budget_filter(where: str | None, dataset: str | None, epochs: int | None) -
     if epochs is not None:
         clauses.append(f"epochs == {epochs}")
     return " and ".join(clauses) or None
-
-
-def _file_size(path: Path) -> str:
-    """``4.8 MB``, ``88 kB``, ``512 bytes``: a file's size as people read it (decimal units)."""
-    size = path.stat().st_size
-    if size >= 1e6:
-        return f"{size / 1e6:.1f} MB"
-    return f"{size / 1e3:.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
 def _check_writable(path: Path, force: bool) -> None:
@@ -257,7 +250,7 @@ def pareto_command(
                                                                              "embedded: opens offline")):
             if path is not None:
                 draw(data, path)
-                typer.echo(f"wrote {path} ({_file_size(path)}, {what})")
+                typer.echo(f"wrote {path} ({file_size(path)}, {what})")
 
 
 @one_line_errors

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from refiner_nas.cli._errors import fail, one_line_errors
+from refiner_nas.cli._sizes import file_size
 from refiner_nas.cli._tables import print_table
 from refiner_nas.search.settings import SearchSettings
 
@@ -215,7 +216,8 @@ def delete(
 @one_line_errors
 def plot(
     study: Annotated[str, typer.Option(help="Study name.")],
-    out: Annotated[Path, typer.Option(help="Folder for the HTML pages (plotly.min.js is written once beside them).")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for the HTML pages; the plotly.min.js they share (4.8 MB) is written beside them.")],
     storage: StorageOption = None,
     run_dir: RunDirOption = Path("runs"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing pages.")] = False,
@@ -227,7 +229,7 @@ def plot(
     for note in plots.skipped:
         typer.echo(f"note: no plot of {note}", err=True)
     for path in plots.written:
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {path} ({file_size(path)})")
 
 
 @search_app.command()

@@ -1,5 +1,6 @@
 """Optuna's own views of a study, one HTML page per objective: optimisation history and parameter
-importance (``optuna.visualization``), written next to the Pareto plot's ``plotly.min.js``."""
+importance (``optuna.visualization``). The pages share one ``plotly.min.js`` written beside them (4.8 MB
+once, not in every page), so they open offline."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from optuna.trial import TrialState
 
 from refiner_nas.search.study._summary import objective_names
 
+# The script that pages written with ``include_plotlyjs="directory"`` load from their folder.
+PLOTLY_SCRIPT = "plotly.min.js"
+
 
 @dataclass(frozen=True)
 class StudyPlots:
-    """The pages written, and why a plot was not drawn (e.g. importance of a one-parameter space)."""
+    """The files written (the pages, then the plotly script they share), and why a plot was not drawn (e.g.
+    importance of a one-parameter space)."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -54,6 +59,7 @@ def write_study_plots(study: optuna.Study, out_dir: Path, *, force: bool = False
                 raise ValueError(f"{path} exists; pass --force to overwrite it")
             figure.write_html(path, include_plotlyjs="directory")
             result.written.append(path)
+    result.written.append(out_dir / PLOTLY_SCRIPT)  # plotly writes it beside the pages
     return result
 
 

@@ -35,7 +35,8 @@ def test_single_objective_curves_reach_the_dashboard_and_plots(small_space, tmp_
     result = CliRunner().invoke(app, ["search", "plot", "--study", "small", "--run-dir", str(tmp_path / "runs"),
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"wrote {out / 'history-top1.html'}" in result.output
+    assert f"wrote {out / 'history-top1.html'} (" in result.output
+    assert f"wrote {out / 'plotly.min.js'} (4." in result.output and " MB)" in result.output  # announced, with its size
     pages = sorted(out.glob("*.html"))
     assert out / "history-top1.html" in pages and all(page.stat().st_size < 50_000 for page in pages)
     assert (out / "plotly.min.js").is_file()

@@ -8,18 +8,18 @@ collections into one results directory at once (two studies' jobs finishing toge
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from refiner_nas.results.schema import COLUMN_NAMES, LEADERBOARD_FILE, SCHEMA_VERSION, SchemaError, conform, empty_frame
+from refiner_nas.search.storages import exclusive_lock
 
 DEFAULT_RESULTS_DIR = Path("runs")
 LOCK_FILE = LEADERBOARD_FILE + ".lock"
@@ -50,19 +50,16 @@ def leaderboard_lock(results_dir: Path) -> Iterator[None]:
         ValueError: the results directory cannot be created or the lock file opened.
     """
     path = Path(results_dir) / LOCK_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise ValueError(
-            f"cannot write the leaderboard {leaderboard_path(results_dir)}: {error.strerror or error}; "
-            "choose another --results-dir"
-        ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with ExitStack() as held:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(exclusive_lock(path))
+        except OSError as error:
+            raise ValueError(
+                f"cannot write the leaderboard {leaderboard_path(results_dir)}: {error.strerror or error}; "
+                "choose another --results-dir"
+            ) from None
         yield
-    finally:
-        os.close(handle)  # closing releases the lock
 
 
 def load_leaderboard(results_dir: Path) -> pd.DataFrame:

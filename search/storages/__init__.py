@@ -1,6 +1,6 @@
 """Where a study lives and how it survives faults: the journal file (``_journal``), database URLs
 with retries (``_retry``, ``_proxy``), opening either (``_open``) and the liveness of running trials
-(``_liveness``).
+(``_liveness``), and the inter-process lock both files and the results store use (``_lock``).
 """
 
 from refiner_nas.search.storages._journal import (
@@ -27,6 +27,7 @@ from refiner_nas.search.storages._liveness import (
     this_worker,
     worker_alive,
 )
+from refiner_nas.search.storages._lock import exclusive_lock
 from refiner_nas.search.storages._open import JOURNAL_FILE, StorageError, open_storage, redact
 from refiner_nas.search.storages._retry import (
     STORAGE_PATIENCE_S,
@@ -56,6 +57,7 @@ __all__ = [
     "TrialTakenOver",
     "check_journal",
     "dead_trials",
+    "exclusive_lock",
     "fail_and_requeue",
     "journal_lock",
     "open_storage",

@@ -24,18 +24,19 @@ dies) cost no flush of their own.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 import warnings
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._storage import JournalOperation
+
+from refiner_nas.search.storages._lock import exclusive_lock
 
 LOCK_SUFFIX = ".flock"
 # Records whose loss on a machine crash would cost nothing once the trial is re-queued: no flush of their own.
@@ -103,16 +104,9 @@ class SafeJournalFileBackend(JournalFileBackend):
             ) from None
 
 
-@contextmanager
-def journal_lock(path: Path) -> Iterator[None]:
-    """Hold the exclusive write lock of the journal ``path`` (an ``flock`` on a file beside it; each call
-    opens its own, so threads of one process exclude each other too)."""
-    lock = os.open(f"{path}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(lock)  # closing releases the lock
+def journal_lock(path: Path) -> AbstractContextManager[None]:
+    """The exclusive write lock of the journal ``path`` (an ``flock`` on a file beside it)."""
+    return exclusive_lock(Path(f"{path}{LOCK_SUFFIX}"))
 
 
 def check_journal(path: Path) -> int | None:

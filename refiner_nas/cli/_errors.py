@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
+from itertools import takewhile
 from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+
+# The exceptions of the Click that Typer runs on: its own copy (``typer._click``, Typer 0.2x) or ``click``.
+click_errors = importlib.import_module(typer.BadParameter.__module__)
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -67,3 +72,37 @@ def one_line(error: Exception) -> str:
         return describe_option_errors(error)
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
     return str(message).splitlines()[0] if str(message) else type(error).__name__
+
+
+def describe_usage_error(error: Any, given: Sequence[str]) -> str:
+    """Click's ``UsageError`` (a bad value, an unknown option or command, a missing or empty option, an
+    extra argument) as one line naming the option, the value given and the fix."""
+    command = error.ctx.command_path if error.ctx else " ".join(["refiner-nas", *takewhile(_is_word, given)])
+    see = f"see '{command} --help'"
+    if isinstance(error, click_errors.NoSuchOption):
+        guess = f" (did you mean {' or '.join(error.possibilities)}?)" if error.possibilities else ""
+        return f"{command}: unknown option {error.option_name}{guess}; {see}"
+    if isinstance(error, click_errors.BadOptionUsage):
+        return f"{error.option_name}: {error.message.rstrip('.')}; {see}"
+    missing = isinstance(error, click_errors.MissingParameter)
+    if isinstance(error, click_errors.BadParameter) and not missing and error.param:
+        option = (error.param.opts or [error.param.human_readable_name])[-1]
+        value = _value_given(given, error.param.opts)
+        shown = f" {value!r}" if value is not None else ""
+        return f"{option}{shown}: {error.message.removeprefix('Value error, ').rstrip('.')}; {see}"
+    return f"{command}: {error.format_message().rstrip('.')}; {see}"
+
+
+def _is_word(word: str) -> bool:
+    return not word.startswith("-")
+
+
+def _value_given(given: Sequence[str], options: Sequence[str]) -> str | None:
+    """The last value given to one of ``options`` (``--opt value`` or ``--opt=value``), if any."""
+    value = None
+    for index, word in enumerate(given):
+        name, equals, attached = word.partition("=")
+        if name in options:
+            value = attached if equals else (given[index + 1] if index + 1 < len(given) else None)
+    return value
+

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from refiner_nas.refiner_space.files import read_text_file
+
 AttentionVariant = Literal["vanilla", "talking_heads", "refiner", "refiner_official"]
 Stem = Literal["patch", "conv4"]
 DlaConstraint = Literal["none", "spatial", "rowcol"]
@@ -221,10 +223,11 @@ class ModelConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         """Read a configuration file; errors name the file and the offending field."""
         path = Path(path)
+        text = read_text_file(path, "model configuration", error=ConfigError)
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read model configuration ({error})") from None
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML ({str(error).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of configuration fields, got {data!r}")
         try:

@@ -164,3 +164,21 @@ def test_ctrl_c_to_the_installed_console_script_is_one_line_and_exit_130(tmp_pat
                                                                 "--run-dir", str(tmp_path / "runs"), "--no-progress"])
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: interrupted"), done.stderr
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["train", "--config", "{png}", "--data-dir", "digits"], "an export file or a ModelConfig YAML"),
+    (["search", "launch", "--space", "{png}"], "a YAML search space"),
+    (["search", "launch", "--dry-run", "--space", "{png}"], "a YAML search space"),
+    (["bench", "flops", "{png}"], "a YAML model configuration"),
+], ids=["train --config", "search launch --space", "search launch --dry-run", "bench flops"])
+def test_a_binary_file_is_named_with_what_was_expected(tmp_path: Path, args: list[str], expected: str) -> None:
+    png = tmp_path / "figure.yaml"  # a PNG renamed: the suffix does not make it text
+    png.write_bytes(PNG)
+    result = runner.invoke(app, [arg.format(png=png) for arg in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {png}: not a text (UTF-8) file: byte 0 is 0x89; give {expected}"]

@@ -51,7 +51,8 @@ def describe_option_errors(error: ValidationError) -> str:
 
 def one_line_errors(command: Command) -> Command:
     """Turn the library's input errors, and the system's (a full disk, an unreachable storage, a worker
-    process that failed), into one ``error:`` line and exit code 2; with ``--debug`` (or
+    process that failed), into one ``error:`` line (one per problem where an error lists several) and exit
+    code 2; with ``--debug`` (or
     ``REFINER_NAS_DEBUG=1``) they propagate with their traceback."""
 
     @wraps(command)
@@ -61,9 +62,20 @@ def one_line_errors(command: Command) -> Command:
         except (ValidationError, ValueError, KeyError, OSError, ImportError) as error:
             if debug_enabled():
                 raise
-            raise fail(one_line(error)) from None
+            *earlier, last = problem_lines(error)
+            for line in earlier:
+                typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
+            raise fail(last) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def problem_lines(error: Exception) -> list[str]:
+    """An ``error:`` line per problem: the ``problems`` an error lists (a search space's), else ``one_line``."""
+    problems = getattr(error, "problems", None)
+    if isinstance(problems, tuple) and problems and all(isinstance(line, str) for line in problems):
+        return list(problems)
+    return [one_line(error)]
 
 
 def one_line(error: Exception) -> str:

@@ -219,6 +219,13 @@ def test_a_misspelt_key_is_named_with_its_guess_and_the_other_problems_still_rep
         SearchSpace.from_yaml(missing_only)
 
 
+def test_a_huge_image_size_is_one_located_line_before_any_model_is_built(tmp_path: Path) -> None:
+    text = BASE.replace("img_size: 32", "img_size: 100000") + "constraints: {max_params: 1M}\n"
+    message = load_error(tmp_path, text)
+    assert message.startswith("2 (dimensions.img_size): the model family rejects ")
+    assert "img_size=100000 is above 4096 px a side" in message and message.endswith("lower img_size")
+
+
 def test_a_rejected_combination_is_named_with_the_model_familys_reason(tmp_path: Path) -> None:
     text = BASE.replace("  num_heads: {choices: [2, 4]}\n", "  num_heads: {choices: [2, 3]}\n")
     message = load_error(tmp_path, text)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import NoReturn
 
-INTERRUPTED = "interrupted (Ctrl-C); what was recorded is kept: run the same command again to continue"
+INTERRUPTED = "interrupted (SIGINT): what was recorded is kept; run the same command again to continue"
 # 128 + SIGINT: what shells report for a program ended by Ctrl-C.
 INTERRUPTED_CODE = 130
 

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from refiner_nas.refiner_space.files import read_text_file
+
 if TYPE_CHECKING:
     from refiner_nas.refiner_space.costs.speed import SpeedSettings
 
@@ -96,8 +98,9 @@ def read_baseline(path: Path, schema: str) -> dict[str, Any]:
     """
     if not path.exists():
         raise FileNotFoundError(f"{path}: no baseline yet; create it with `refiner-nas bench regress --update`")
+    text = read_text_file(path, "baseline", expected="a JSON baseline (`bench regress --update` writes one)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(data, dict) or data.get("schema") != schema:

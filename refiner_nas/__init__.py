@@ -12,14 +12,21 @@ mapped under it by ``pyproject.toml`` (``[tool.setuptools] package-dir``):
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 
 # A ``refiner_nas`` folder that shadows the installed one (a checkout's, on ``sys.path`` first) still finds
 # the mapped packages of the installation.
 __path__ = extend_path(__path__, __name__)
 
-try:
-    __version__ = version("refiner-nas")
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` on demand: importing importlib.metadata takes tens of milliseconds, before the command
+    # line's entry point can catch Ctrl-C.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("refiner-nas")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "0+unknown"

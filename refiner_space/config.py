@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from refiner_nas.refiner_space.files import read_text_file
+
 AttentionVariant = Literal["vanilla", "talking_heads", "refiner", "refiner_official"]
 Stem = Literal["patch", "conv4"]
 DlaConstraint = Literal["none", "spatial", "rowcol"]
@@ -28,6 +30,13 @@ _VARIANT_ONLY_FIELDS: dict[str, dict[str, Any]] = {
     "dla_constraint": {"refiner": "none"},
     "attention_reduction": {"refiner": True},
 }
+
+
+# Bounds that keep one image within memory: a side of MAX_IMG_SIZE px is 64 MiB per channel as float32,
+# and MAX_TOKENS tokens make each attention map (tokens x tokens) 1 GiB per head and image. The family is
+# trained at 224 to 512 px (at most 1024 tokens).
+MAX_IMG_SIZE = 4096
+MAX_TOKENS = 16384
 
 
 class ConfigError(ValueError):
@@ -72,6 +81,12 @@ class ModelConfig(BaseModel):
         sizes = (value, value) if isinstance(value, int) else value
         if min(sizes) <= 0:
             raise ValueError(f"img_size={value!r} must be positive")
+        if max(sizes) > MAX_IMG_SIZE:
+            per_channel = sizes[0] * sizes[1] * 4 / 2**30
+            raise ValueError(
+                f"img_size={value!r} is above {MAX_IMG_SIZE} px a side: one image alone would take "
+                f"{per_channel:,.1f} GiB per channel as float32; the family is trained at 224 to 512 px: lower img_size"
+            )
         return value
 
     @field_validator("in_chans", "num_classes", "patch_size", "depth", "embed_dim", "num_heads")
@@ -125,6 +140,13 @@ class ModelConfig(BaseModel):
                 f"choose heads among the divisors of {self.embed_dim}"
             )
         grid = self.token_grid
+        if grid[0] * grid[1] > MAX_TOKENS:
+            tokens = grid[0] * grid[1]
+            raise ValueError(
+                f"img_size={self.img_size!r} with patch_size={self.patch_size} makes {tokens} patch tokens; each "
+                f"attention map would take {tokens**2 * 4 / 2**30:,.0f} GiB per head and image (float32): at most "
+                f"{MAX_TOKENS} tokens (2048 px at patch 16): raise patch_size or lower img_size"
+            )
         if self.expansion_ratio is not None and self.expansion_ratio < 1:
             raise ValueError(f"expansion_ratio={self.expansion_ratio} must be an integer >= 1")
         if self.kernel_size is not None and (self.kernel_size <= 0 or self.kernel_size % 2 == 0):
@@ -221,10 +243,11 @@ class ModelConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         """Read a configuration file; errors name the file and the offending field."""
         path = Path(path)
+        text = read_text_file(path, "model configuration", error=ConfigError)
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read model configuration ({error})") from None
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML ({str(error).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of configuration fields, got {data!r}")
         try:

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from refiner_nas.refiner_space import NAMED_CONFIGS, ModelConfig, named_config
+from refiner_nas.refiner_space.files import read_text_file
 from refiner_nas.results.leaderboard import EmptyResultError
 from refiner_nas.results.pareto import FrontObjective, competing_rows, minimised
 from refiner_nas.results.recipes import RECIPES, Recipe, get_recipe
@@ -186,10 +187,9 @@ def load_export(path: Path) -> ExportedConfig:
         refiner_space.ConfigError / RecipeError: invalid configuration or recipe values.
     """
     path = Path(path)
+    text = read_text_file(path, "--config file", expected="an export file or a ModelConfig YAML", error=ExportError)
     try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ExportError(f"cannot read --config {path}: {error.strerror or error}") from None
+        document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ExportError(f"--config {path} is not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(document, dict):

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -73,3 +80,105 @@ def test_debug_shows_the_traceback_behind_the_one_line_error(tmp_path, monkeypat
     assert "require_study_storage" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("KeyError")
     monkeypatch.setenv("REFINER_NAS_DEBUG", "1")
     assert "Traceback" in subprocess.run(command, capture_output=True, text=True).stderr
+
+
+# The installed console script, a real process each time: what a user at a shell sees.
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("refiner-nas"))
+USAGE_MISTAKES = [
+    (["search", "launch", "--trials", "abc"],
+     r"--trials 'abc': .*valid integer.*; see 'refiner-nas search launch --help'"),
+    (["search", "launch", "--lr=fast"], r"--lr 'fast': .*valid number.*; see 'refiner-nas search launch --help'"),
+    (["search", "launch", "--trails", "3"],
+     r"refiner-nas search launch: unknown option --trails \(did you mean --trials\?\); see 'refiner-nas search "
+     r"launch --help'"),
+    (["search", "status", "--study"], r"--study: Option '--study' requires an argument; see 'refiner-nas search "
+                                      r"status --help'"),
+    (["search", "nope"], r"refiner-nas search: No such command 'nope'.*; see 'refiner-nas search --help'"),
+    (["train"], r"refiner-nas train: Missing option '--config'; see 'refiner-nas train --help'"),
+    (["bench", "flops"], r"refiner-nas bench flops: Missing argument 'MODEL\|CONFIG.yaml...'; see 'refiner-nas bench "
+                         r"flops --help'"),
+    (["bench", "throughput", "--amp", "fp8"], r"--amp 'fp8': 'fp8' is not one of 'off', 'bf16', 'fp16'; see "
+                                              r"'refiner-nas bench throughput --help'"),
+    (["models", "--img-size", "1.5"], r"--img-size '1.5': .*valid integer.*; see 'refiner-nas models --help'"),
+    (["leaderboard", "--bogus"], r"refiner-nas leaderboard: unknown option --bogus.*; see 'refiner-nas leaderboard "
+                                 r"--help'"),
+    (["pareto", "--study"], r"--study: Option '--study' requires an argument; see 'refiner-nas pareto --help'"),
+    (["search", "launch", "--no-progress", "3"], r"refiner-nas search launch: Got unexpected extra argument\(s\) "
+                                                 r"\(3\); see 'refiner-nas search launch --help'"),
+]
+
+
+@pytest.mark.parametrize(("args", "pattern"), USAGE_MISTAKES, ids=[" ".join(a) for a, _ in USAGE_MISTAKES])
+def test_a_usage_mistake_is_one_error_line_naming_the_option_and_the_fix(args: list[str], pattern: str) -> None:
+    done = subprocess.run([CONSOLE_SCRIPT, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert re.fullmatch(pattern, lines[0].removeprefix("error: ")), lines[0]
+
+
+def test_a_group_without_a_command_still_prints_its_help() -> None:
+    done = subprocess.run([CONSOLE_SCRIPT, "bench"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Usage: refiner-nas bench" in done.stdout + done.stderr and "error:" not in done.stderr
+
+
+# The entry point as the console script runs it, after telling the test (one byte on a pipe) that Python's
+# own start-up (site, before any project code) is over: the delays count from the first project import.
+_ENTRY = "import os, sys; os.write(int(sys.argv.pop(1)), b'!'); from refiner_nas.cli import main; main()"
+
+
+def _interrupted_launch(run_dir: Path, delay: float, *, command: list[str] | None = None
+                        ) -> subprocess.CompletedProcess[str]:
+    ready, started = os.pipe()
+    launch = ["search", "launch", "--study", "early", "--run-dir", str(run_dir), "--trials", "1", "--epochs", "1",
+              "--no-progress"]
+    process = subprocess.Popen(
+        command or [sys.executable, "-c", _ENTRY, str(started), *launch], pass_fds=(started,),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A background process of a non-interactive shell starts with SIGINT ignored; a terminal's does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(started)
+    if command is None:
+        assert os.read(ready, 1) == b"!"
+    os.close(ready)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5, 1.0, 2.0])
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(tmp_path: Path, delay: float) -> None:
+    done = _interrupted_launch(tmp_path / "runs", delay)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: interrupted"), done.stderr
+
+
+def test_ctrl_c_to_the_installed_console_script_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    done = _interrupted_launch(tmp_path / "runs", 0.5, command=[CONSOLE_SCRIPT, "search", "launch", "--study", "early",
+                                                                "--run-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: interrupted"), done.stderr
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["train", "--config", "{png}", "--data-dir", "digits"], "an export file or a ModelConfig YAML"),
+    (["search", "launch", "--space", "{png}"], "a YAML search space"),
+    (["search", "launch", "--dry-run", "--space", "{png}"], "a YAML search space"),
+    (["bench", "flops", "{png}"], "a YAML model configuration"),
+], ids=["train --config", "search launch --space", "search launch --dry-run", "bench flops"])
+def test_a_binary_file_is_named_with_what_was_expected(tmp_path: Path, args: list[str], expected: str) -> None:
+    png = tmp_path / "figure.yaml"  # a PNG renamed: the suffix does not make it text
+    png.write_bytes(PNG)
+    result = runner.invoke(app, [arg.format(png=png) for arg in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {png}: not a text (UTF-8) file: byte 0 is 0x89; give {expected}"]

@@ -8,19 +8,59 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from refiner_nas.cli._errors import DEBUG_VARIABLE, one_line_errors
+from refiner_nas.cli._errors import DEBUG_VARIABLE, click_errors, describe_usage_error, fail, one_line_errors
+from refiner_nas.cli._interrupt import exit_at_once_on_interrupt, exit_interrupted
 from refiner_nas.cli._tables import print_table
 from refiner_nas.cli.analyze import analyze_app
 from refiner_nas.cli.bench import bench_app
 from refiner_nas.cli.results import export_command, leaderboard_app, pareto_command, train_command
 from refiner_nas.cli.search import search_app
 
+# Where the root context keeps the words it was given (``meta`` is shared with every subcommand's context).
+_GIVEN = "refiner_nas.given"
+# Click >= 8.2 raises it where a group is called without arguments; Typer prints the help.
+_HELP_ASKED = getattr(click_errors, "NoArgsIsHelpError", ())
+
+
+@contextmanager
+def _one_line_usage_errors(given: list[str]) -> Iterator[None]:
+    """Usage errors as one ``error:`` line and exit 2, an interrupt as one line and exit 130, instead of
+    Typer's boxed panel and a silent 130."""
+    try:
+        yield
+    except _HELP_ASKED:
+        raise  # no arguments: the command's help
+    except click_errors.UsageError as error:
+        raise fail(describe_usage_error(error, given), code=2) from None
+    except KeyboardInterrupt:
+        exit_interrupted()
+
+
+class _CommandLine(TyperGroup):
+    """The root command: every subcommand's parsing and run pass through it."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        given = list(args)
+        with _one_line_usage_errors(given):
+            context = super().make_context(info_name, args, parent, **extra)
+        context.meta[_GIVEN] = given
+        return context
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors(ctx.meta[_GIVEN]):
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="refiner-nas",
+    cls=_CommandLine,
     help="Search, benchmark and analyse vision transformers with refined self-attention.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -49,7 +89,8 @@ def root(
     """Search, benchmark and analyse vision transformers with refined self-attention."""
     if debug:
         os.environ[DEBUG_VARIABLE] = "1"  # worker processes inherit it
-    from refiner_nas.refiner_space.costs._cache import DEFAULT_CACHE, counter_version, user_cache_file
+    with exit_at_once_on_interrupt():  # the first import of torch, timm and torchvision
+        from refiner_nas.refiner_space.costs._cache import DEFAULT_CACHE, counter_version, user_cache_file
 
     # Counts survive the process: `models` and `bench regress` do not recount unchanged architectures.
     DEFAULT_CACHE.persist(user_cache_file(), counter_version())

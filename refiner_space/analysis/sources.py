@@ -22,6 +22,7 @@ from refiner_nas.refiner_space.checkpoint import (
     state_dict_mismatches,
 )
 from refiner_nas.refiner_space.config import ModelConfig
+from refiner_nas.refiner_space.files import read_text_file
 from refiner_nas.refiner_space.model import RefinedViT, build_model
 from refiner_nas.refiner_space.registry import NAMED_CONFIGS, named_config
 
@@ -64,9 +65,10 @@ def resolve_config(text: str) -> ModelConfig:
         )
     if not path.is_file():
         raise SourceError(f"configuration file {path} does not exist; pass an existing YAML file")
+    text = read_text_file(path, "model configuration", error=SourceError)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
         raise SourceError(f"{path}: cannot read YAML ({str(error).splitlines()[0]})") from None
     try:
         return _config_from_mapping(data)

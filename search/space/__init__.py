@@ -25,7 +25,9 @@ A space file has three keys::
 YAML 1.2 scalars: only true/false are booleans (``off`` is the string ``context_broadcast`` expects).
 
 Validation happens on load and names the file, the line and the key, one line per error
-(``spaces/foo.yaml:12 (dimensions.embed_dim.int): range low 512 exceeds high 256; swap them``):
+(``spaces/foo.yaml:12 (dimensions.embed_dim.int): range low 512 exceeds high 256; swap them``), every error
+of the keys and dimensions at once (``SpaceError.problems``; the command line prints each on an ``error:``
+line); how the dimensions combine is checked once they all parse:
 an unknown key or model field, a key given twice, a value the field's type rejects, empty or repeated
 choices, a range whose low exceeds its high (or whose step does not reach high), a condition on an
 undeclared dimension or a value it never takes, a cycle of conditions, a field set by two dimensions, and

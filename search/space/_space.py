@@ -6,10 +6,11 @@ import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from functools import cache
 from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -30,6 +31,7 @@ _CHEAPEST_LIMIT = 32
 _KINDS = ("value", "choices", "int", "float")
 
 Settings = dict[str, Any]
+Parsed = TypeVar("Parsed")
 
 
 class _SpaceFile(BaseModel):
@@ -170,11 +172,22 @@ class SearchSpace:
 
     @classmethod
     def _parse(cls, data: Any, locator: Locator, *, name: str) -> SearchSpace:
+        """Every problem of the file's keys and dimensions in one ``SpaceError``, a line each; how the
+        dimensions combine is checked once they all parse."""
         if not isinstance(data, Mapping):
             raise locator.error((), "a search space is a mapping with keys description, dimensions, constraints")
-        spec = _validate(_SpaceFile, data, (), locator)
-        dimensions = [_parse_dimension(dim_name, raw, locator) for dim_name, raw in spec.dimensions.items()]
-        budget = _validate(Budget, spec.constraints, ("constraints",), locator)
+        problems: list[str] = []
+        spec = _gather(problems, _validate, _SpaceFile, data, (), locator)
+        raw_dimensions = data.get("dimensions")
+        dimensions = [
+            _gather(problems, _parse_dimension, dim_name, raw, locator)
+            for dim_name, raw in (raw_dimensions.items() if isinstance(raw_dimensions, Mapping) else ())
+        ]
+        constraints = data.get("constraints") or {}
+        budget = _gather(problems, _validate, Budget, constraints, ("constraints",), locator) if isinstance(
+            constraints, Mapping) else None
+        if problems:
+            raise SpaceError(*problems)
         return cls(
             dimensions=dimensions,
             budget=budget,
@@ -407,20 +420,40 @@ def shipped_spaces() -> dict[str, Path]:
 
 
 def _validate(model: type[BaseModel], data: Any, path: KeyPath, locator: Locator) -> Any:
-    """``model.model_validate(data)`` with the first problem as one located line."""
+    """``model.model_validate(data)``; every problem as one located line of a ``SpaceError``. An unknown key
+    close to a missing one is one problem (``hi`` for ``high``): named with the guess, not twice."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problem = error.errors()[0]
+        problems = error.errors()
+    keys = [info.alias or key for key, info in model.model_fields.items()]
+    missing = [str(problem["loc"][-1]) for problem in problems if problem["type"] == "missing"]
+    guessed: set[str] = set()
+    lines = []
+    for problem in problems:
         where = (*path, *problem["loc"])
+        if problem["type"] == "missing":
+            continue
         if problem["type"] == "extra_forbidden":
-            keys = [info.alias or key for key, info in model.model_fields.items()]
-            message = f"unknown key {where[-1]!r}; allowed keys: {', '.join(keys)}"
-        elif problem["type"] == "missing":
-            message = f"missing key {where[-1]!r}"
+            key = str(where[-1])
+            guess = get_close_matches(key, missing, n=1) or get_close_matches(key, keys, n=1)
+            guessed.update(guess)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            lines.append(locator.line(where, f"unknown key {key!r}{hint}; allowed keys: {', '.join(keys)}"))
         else:
-            message = problem["msg"].removeprefix("Value error, ")
-        raise locator.error(where, message) from None
+            lines.append(locator.line(where, problem["msg"].removeprefix("Value error, ")))
+    lines += [locator.line((*path, key), f"missing key {key!r}") for key in missing if key not in guessed]
+    raise SpaceError(*lines)
+
+
+def _gather(problems: list[str], parse: Callable[..., Parsed], *args: Any) -> Parsed:
+    """``parse(*args)``, with the problems of a ``SpaceError`` it raises added to ``problems`` (then ``None``:
+    the caller raises them all before using any result)."""
+    try:
+        return parse(*args)
+    except SpaceError as error:
+        problems.extend(error.problems)
+        return None  # type: ignore[return-value]
 
 
 @cache
@@ -446,8 +479,11 @@ def _takes_fractions(name: str) -> bool:
 
 
 def _unknown_field(name: str) -> str:
+    guess = get_close_matches(name, list(_FIELDS), n=1)
+    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
     return (
-        f"unknown field {name!r}; allowed fields: {', '.join(_FIELDS)} (or a group: choices mapping labels to fields)"
+        f"unknown field {name!r}{hint}; allowed fields: {', '.join(_FIELDS)} "
+        "(or a group: choices mapping labels to fields)"
     )
 
 

@@ -8,11 +8,18 @@ from typing import Any
 
 import yaml
 
+from refiner_nas.refiner_space.files import read_text_file
+
 KeyPath = tuple[str | int, ...]
 
 
 class SpaceError(ValueError):
-    """A search space that cannot be used; the one-line message names the file, the line or key and the fix."""
+    """A search space that cannot be used: one line per problem (``problems``), each naming the file, the
+    line or key and the fix; the message holds them all, a line each."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,6 +53,10 @@ class Locator:
         self.unlocated = unlocated
 
     def error(self, path: KeyPath, message: str) -> SpaceError:
+        return SpaceError(self.line(path, message))
+
+    def line(self, path: KeyPath, message: str) -> str:
+        """``message`` prefixed with where ``path`` stands: ``file:line (key.path): message``."""
         where = self.source
         replaced = any(path[: len(prefix)] == prefix for prefix in self.unlocated)
         for end in range(len(path), -1, -1):
@@ -53,7 +64,7 @@ class Locator:
                 where = f"{where}:{self.lines[path[:end]]}"
                 break
         key = format_path(path)
-        return SpaceError(f"{where} ({key}): {message}" if key else f"{where}: {message}")
+        return f"{where} ({key}): {message}" if key else f"{where}: {message}"
 
     def without(self, prefixes: list[KeyPath]) -> Locator:
         """A locator that names no line for the given subtrees (they were replaced in memory)."""
@@ -73,15 +84,7 @@ def load_yaml(path: Path) -> tuple[Any, Locator]:
     Raises:
         SpaceError: unreadable file, invalid YAML or a key given twice in one mapping.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpaceError(f"{path}: cannot read search space ({error.strerror or error})") from None
-    except UnicodeDecodeError as error:
-        raise SpaceError(
-            f"{path}: not a text (UTF-8) file: byte {error.start} is 0x{error.object[error.start]:02x}; "
-            "give a YAML search space"
-        ) from None
+    text = read_text_file(path, "search space", error=SpaceError)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -93,3 +93,21 @@ def test_yaml_errors_name_the_file(tmp_path) -> None:
         ModelConfig.from_yaml(path)
     with pytest.raises(ConfigError, match="cannot read"):
         ModelConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"img_size": 100000}, r"^img_size=100000 is above 4096 px a side: one image alone would take 37.3 GiB per "
+                           r"channel as float32; the family is trained at 224 to 512 px: lower img_size$"),
+    ({"img_size": (64, 5000)}, r"^img_size=\(64, 5000\) is above 4096 px a side"),
+    ({"img_size": 4096, "patch_size": 16},
+     r"^img_size=4096 with patch_size=16 makes 65536 patch tokens; each attention map would take 16 GiB per head "
+     r"and image \(float32\): at most 16384 tokens"),
+])
+def test_sizes_beyond_memory_are_refused_with_the_reason(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(changes)
+
+
+def test_the_largest_sizes_allowed_still_validate() -> None:
+    assert ModelConfig(img_size=2048, patch_size=16).num_tokens == 16384 + 1
+    assert ModelConfig(img_size=4096, patch_size=32).token_grid == (128, 128)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,8 @@ def test_tiny_space_fits_the_digits_quick_start(tiny: SearchSpace) -> None:
 @pytest.mark.parametrize(
     ("edit", "where", "problem"),
     [
-        ("  embed_dm: 64\n", "11 (dimensions.embed_dm)", "unknown field 'embed_dm'; allowed fields: img_size"),
+        ("  embed_dm: 64\n", "11 (dimensions.embed_dm)",
+         "unknown field 'embed_dm' (did you mean 'embed_dim'?); allowed fields: img_size"),
         ("  mlp_ratio: {choice: [2, 4]}\n", "11 (dimensions.mlp_ratio.choice)", "unknown key 'choice'"),
         ("  mlp_ratio: {choices: []}\n", "11 (dimensions.mlp_ratio.choices)", "choices is empty"),
         (
@@ -156,6 +159,71 @@ def test_each_mistake_gets_one_line_naming_file_line_and_key(
     message = load_error(tmp_path, BASE + edit)
     assert message.startswith(f"{where}: "), message
     assert problem in message
+
+
+# Five mistakes of different kinds: an unknown key, a repeated choice, a wrong type, an unknown field, low > high.
+FIVE_MISTAKES = """\
+dimensions:
+  img_size: 32
+  depth: {int: {low: 6, hi: 8}}
+  embed_dim: {choices: [32, 32]}
+  num_heads: four
+  embed_dims: 64
+  drop_path_rate: {float: {low: 0.3, high: 0.1}}
+"""
+
+
+def five_mistakes(path: Path) -> list[str]:
+    """The lines ``FIVE_MISTAKES`` written at ``path`` must give, in file order."""
+    return [
+        f"{path}:3 (dimensions.depth.int.hi): unknown key 'hi' (did you mean 'high'?); allowed keys: low, high, log, "
+        "step",
+        f"{path}:4 (dimensions.embed_dim.choices[1]): choice 32 is listed twice; remove one",
+        f"{path}:5 (dimensions.num_heads): num_heads='four' is not a valid value: Input should be a valid integer, "
+        "unable to parse string as an integer",
+        f"{path}:6 (dimensions.embed_dims): unknown field 'embed_dims' (did you mean 'embed_dim'?); allowed fields: "
+        + ", ".join(ModelConfig.model_fields) + " (or a group: choices mapping labels to fields)",
+        f"{path}:7 (dimensions.drop_path_rate.float): range low 0.3 exceeds high 0.1; swap them",
+    ]
+
+
+def test_every_problem_of_a_file_gets_its_own_line(tmp_path: Path) -> None:
+    path = write(tmp_path, FIVE_MISTAKES)
+    with pytest.raises(SpaceError) as caught:
+        SearchSpace.from_yaml(path)
+    assert list(caught.value.problems) == five_mistakes(path)
+    assert str(caught.value).splitlines() == five_mistakes(path)
+
+
+def test_the_command_line_prints_each_problem_on_its_own_error_line(tmp_path: Path) -> None:
+    path = write(tmp_path, FIVE_MISTAKES)
+    script = Path(sys.executable).with_name("refiner-nas")  # a real process, as a user runs it
+    done = subprocess.run([str(script), "search", "launch", "--space", str(path), "--run-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"error: {line}" for line in five_mistakes(path)]
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_a_misspelt_key_is_named_with_its_guess_and_the_other_problems_still_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "  mlp_ratio: {float: {lo: 1.0, high: 2.0}}\ncolour: red\n")
+    with pytest.raises(SpaceError) as caught:
+        SearchSpace.from_yaml(path)
+    assert [line.removeprefix(f"{path}:") for line in caught.value.problems] == [
+        "12 (colour): unknown key 'colour'; allowed keys: description, dimensions, constraints",
+        "11 (dimensions.mlp_ratio.float.lo): unknown key 'lo' (did you mean 'low'?); allowed keys: low, high, log, "
+        "step",
+    ]
+    missing_only = write(tmp_path, BASE + "  mlp_ratio: {float: {high: 2.0}}\n")
+    with pytest.raises(SpaceError, match=r"\(dimensions.mlp_ratio.float.low\): missing key 'low'$"):
+        SearchSpace.from_yaml(missing_only)
+
+
+def test_a_huge_image_size_is_one_located_line_before_any_model_is_built(tmp_path: Path) -> None:
+    text = BASE.replace("img_size: 32", "img_size: 100000") + "constraints: {max_params: 1M}\n"
+    message = load_error(tmp_path, text)
+    assert message.startswith("2 (dimensions.img_size): the model family rejects ")
+    assert "img_size=100000 is above 4096 px a side" in message and message.endswith("lower img_size")
 
 
 def test_a_rejected_combination_is_named_with_the_model_familys_reason(tmp_path: Path) -> None:

@@ -38,6 +38,17 @@ def start_worker(study: str, run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def start_slow_launch(space: Path, study_name: str, run_dir: Path, *options: str, **env: str) -> subprocess.Popen:
+    """A launch on the PostgreSQL server whose trials last several seconds each (8 epochs, batch 32, one
+    thread), so a fault can be sent mid-trial; ``env`` adds environment variables."""
+    command = [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space), "--study", study_name,
+               "--storage", POSTGRES_URL, "--run-dir", str(run_dir), "--epochs", "8", "--batch-size", "32",
+               "--warmup-epochs", "0", "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress",
+               *options]
+    variables = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen(command, env=variables, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def running_trial_of(study: optuna.Study, pid: int) -> int | None:
     """A trial that worker ``pid`` is training and has finished one to three of its 12 epochs of (so a kill
     now lands mid-training, not as the trial ends)."""
@@ -156,12 +167,8 @@ def postgres_server(action: str) -> None:
 def test_a_postgresql_restart_mid_trial_loses_nothing(tmp_path: Path, small_space) -> None:
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
     study_name = f"restart-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space),
-               "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"), "--workers", "2",
-               "--heartbeat", "2", "--trials", "4", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
-               "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
-    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launch = start_slow_launch(space, study_name, tmp_path / "runs", "--workers", "2", "--heartbeat", "2",
+                               "--trials", "4")
     settings = SearchSettings(study=study_name, storage=POSTGRES_URL, run_dir=tmp_path / "runs")
     deadline = time.monotonic() + 240
     victim = None
@@ -276,12 +283,8 @@ def test_postgresql_down_past_the_patience_stops_the_worker_and_the_rerun_loses_
     the trial it was training (its process is gone) and completes the study."""
     space = small_space(widths=(8, 16, 24, 32, 40, 48), depths=(1, 2))
     study_name = f"down-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-m", "refiner_nas", "search", "launch", "--space", str(space),
-               "--study", study_name, "--storage", POSTGRES_URL, "--run-dir", str(tmp_path / "runs"),
-               "--heartbeat", "1", "--trials", "3", "--epochs", "8", "--batch-size", "32", "--warmup-epochs", "0",
-               "--sampler", "random", "--device", "cpu", "--no-early-stop", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1", "REFINER_NAS_STORAGE_PATIENCE": "3"}
-    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    options = ("--heartbeat", "1", "--trials", "3")
+    launch = start_slow_launch(space, study_name, tmp_path / "runs", *options, REFINER_NAS_STORAGE_PATIENCE="3")
     settings = SearchSettings(study=study_name, storage=POSTGRES_URL, run_dir=tmp_path / "runs")
     deadline = time.monotonic() + 240
     victim = None
@@ -304,8 +307,9 @@ def test_postgresql_down_past_the_patience_stops_the_worker_and_the_rerun_loses_
     assert last.endswith("the trials it recorded are kept: run the same command again once it is back")
     assert "Traceback" not in output and [line for line in output.splitlines() if line.startswith("error:")] == [last]
 
-    again = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout
+    again = start_slow_launch(space, study_name, tmp_path / "runs", *options, REFINER_NAS_STORAGE_PATIENCE="3")
+    again_output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, again_output
     trials = load_existing_study(settings).get_trials()
     cut_off = trials[victim]
     assert cut_off.state == TrialState.FAIL and cut_off.user_attrs["fail_reason"].endswith("(the process is gone)")

@@ -21,6 +21,9 @@ FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "html")
 DEFAULT_SORT = "kind,-top1,-full_top1"
 # Record statuses of proxy trials that hold no result of their own (shown with --all).
 NOT_RESULTS = ("over_budget", "duplicate")
+# Display columns in the order they give way when a terminal is too narrow for all (the first goes first).
+NARROW_DROP_ORDER = ("config_hash", "flops_g", "throughput", "recipe", "state", "trial", "img_size", "status",
+                     "epochs", "study", "dataset", "macs_g")
 CAPTION = (
     "proxy: search trials, top1 on the search's proxy budget (dataset, epochs); full: full trainings "
     "(full_top1); reported: published figures from the Refiner paper's Table 7 (ImageNet top-1, MACs = the "
@@ -222,9 +225,13 @@ def choose_columns(columns: str | None) -> list[str]:
 
 
 def render(
-    table: pd.DataFrame, fmt: str = "table", *, columns: Sequence[str] = DISPLAY_COLUMNS, title: str = ""
+    table: pd.DataFrame, fmt: str = "table", *, columns: Sequence[str] = DISPLAY_COLUMNS, title: str = "",
+    width: int | None = None,
 ) -> str:
-    """``table`` as text: a terminal table, Markdown, CSV or HTML (all with the caption but CSV)."""
+    """``table`` as text: a terminal table, Markdown, CSV or HTML (all with the caption but CSV). A
+    terminal table given a ``width`` (a terminal's) fits it by leaving out columns rather than cutting
+    values: first those empty in every row, then the least telling ones (``NARROW_DROP_ORDER``); the
+    caption names what was left out."""
     check_format(fmt)
     shown = table.loc[:, list(columns)]
     if fmt == "csv":
@@ -238,7 +245,30 @@ def render(
         opening = table_html.index(">") + 1
         caption = f"<caption>{html.escape(heading + CAPTION)}</caption>"
         return f"{table_html[:opening]}\n  {caption}{table_html[opening:]}\n"
-    return _rich_table(text, f"{heading}{len(shown)} rows", CAPTION)
+    caption = CAPTION
+    if width is not None:
+        text, left_out = _fit_columns(text, width)
+        if left_out:
+            caption += (f"; not shown at {width} columns: {', '.join(left_out)} (--columns chooses, --format csv "
+                        "has them all)")
+    return _rich_table(text, f"{heading}{len(shown)} rows", caption, width)
+
+
+def _fit_columns(text: pd.DataFrame, width: int) -> tuple[pd.DataFrame, list[str]]:
+    """``text`` without its empty columns and those a table ``width`` wide has no room for, and the names
+    of the latter (an empty column has nothing to miss)."""
+    empty = [column for column in text.columns if (text[column] == "").all()]
+    left_out = [column for column in NARROW_DROP_ORDER if column in text.columns and column not in empty]
+    kept = text.drop(columns=empty)
+    while _table_width(kept) > width and left_out:
+        kept = kept.drop(columns=left_out.pop(0))
+    return kept, [column for column in text.columns if column not in kept.columns and column not in empty]
+
+
+def _table_width(text: pd.DataFrame) -> int:
+    """Characters a rich table of ``text`` needs with every header and value whole (3 per column for
+    padding and rule, 1 for the closing rule)."""
+    return 1 + sum(3 + max(len(column), *(len(value) for value in text[column])) for column in text.columns)
 
 
 def _cell(value: object) -> str:
@@ -249,7 +279,7 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _rich_table(text: pd.DataFrame, title: str, caption: str) -> str:
+def _rich_table(text: pd.DataFrame, title: str, caption: str, width: int | None) -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -260,5 +290,5 @@ def _rich_table(text: pd.DataFrame, title: str, caption: str) -> str:
     for row in text.itertuples(index=False):
         table.add_row(*row)
     buffer = io.StringIO()
-    Console(file=buffer, width=220, color_system=None).print(table)
+    Console(file=buffer, width=width or _table_width(text), color_system=None).print(table)
     return buffer.getvalue()

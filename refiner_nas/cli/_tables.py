@@ -37,3 +37,12 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], text_columns: Sequen
 
 def _cell(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def terminal_width() -> int | None:
+    """The width of the terminal standard output is, or None in a pipe or a file (where a table is
+    printed whole, one line per row)."""
+    from rich.console import Console
+
+    console = Console()
+    return console.width if console.is_terminal else None

@@ -23,6 +23,7 @@ import typer
 
 from refiner_nas.cli._errors import fail, one_line_errors
 from refiner_nas.cli._sizes import file_size
+from refiner_nas.cli._tables import terminal_width
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,7 +135,8 @@ def leaderboard(
         typer.echo(f"{len(stored) - len(shown)} over-budget, duplicate or resumed trials not shown (--all shows them)",
                    err=True)
     table = leaderboard_table(shown, studies=study or [], where=where, sort=sort, top=top, reported=reported)
-    text = render(table, output_format, columns=chosen, title="refiner-nas leaderboard")
+    text = render(table, output_format, columns=chosen, title="refiner-nas leaderboard",
+                  width=terminal_width() if output is None else None)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -229,7 +231,8 @@ def pareto_command(
         result = leaderboard_front(selected, chosen, reference=point)
     shown = ["kind", "model", *[o.column for o in chosen], "config_hash", "study", "trial", "dataset", "epochs"]
     shown = list(dict.fromkeys(shown))
-    typer.echo(render(result.front, output_format, columns=shown, title="Pareto front"), nl=False)
+    typer.echo(render(result.front, output_format, columns=shown, title="Pareto front", width=terminal_width()),
+               nl=False)
     reference_text = ", ".join(f"{column}={value:.4g}" for column, value in result.reference.items())
     typer.echo(
         f"front: {len(result.front)} of {len(result.candidates)} candidates ({result.left_out} selected rows left out: "

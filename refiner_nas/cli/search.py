@@ -191,7 +191,7 @@ def list_command(storage: StorageOption = None, run_dir: RunDirOption = Path("ru
         return
     rows = [{"study": e.name, "trials": str(sum(e.trials.values())),
              "states": ", ".join(f"{count} {state}" for state, count in e.trials.items()),
-             "objectives": e.objectives, "storage": e.location} for e in entries]
+             "objectives": e.objectives.replace(",", ", "), "storage": e.location} for e in entries]
     print_table("Studies", rows, ("study", "states", "objectives", "storage"))
 
 

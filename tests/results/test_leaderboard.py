@@ -91,6 +91,19 @@ def test_every_format_renders_the_rows_and_the_label(stored: pd.DataFrame) -> No
         render(table, "xml")
 
 
+def test_a_table_fits_80_columns_by_leaving_out_columns_not_by_cutting_values(stored: pd.DataFrame) -> None:
+    table = leaderboard_table(stored, top=3)
+    columns = choose_columns(None)
+    narrow = render(table, "table", columns=columns, width=80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80 and "…" not in narrow
+    assert "not shown at 80 columns: " in narrow and "config_hash" in narrow.split("not shown at 80 columns: ")[1]
+    for model, top1 in table.loc[table["kind"] == "proxy", ["model", "top1"]].itertuples(index=False):
+        assert f"{top1:.4g}" in narrow and model in narrow  # numbers and names whole
+    whole = render(table, "table", columns=columns)  # a pipe: every column, a row per line
+    assert "not shown" not in whole and "config_hash" in whole
+    assert sum("Refined-ViT-L-448" in line for line in whole.splitlines()) == 1
+
+
 def test_full_training_results_are_recorded_once_and_shown_with_table7(
     tmp_path: Path, stored: pd.DataFrame, tiny_config
 ) -> None:

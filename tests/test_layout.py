@@ -181,9 +181,20 @@ def test_the_graph_sees_a_circle_through_a_package_init(tmp_path) -> None:
 
 def test_every_package_folder_is_installed() -> None:
     """``pyproject.toml`` lists its packages explicitly (the mapping needs it): a new folder with an
-    ``__init__.py`` that is not listed would be left out of the wheel."""
+    ``__init__.py`` that is not listed would be left out of the wheel. Its data folders (spaces,
+    baselines) are listed too, as setuptools asks of folders Python could import."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    assert set(packages(import_graph())) == listed
+    data = {package for package in listed if not any(folder_of(package).glob("*.py"))}
+    assert {"refiner_nas.search.spaces", "refiner_nas.results.baselines"} <= data
+    assert all(any(folder_of(package).glob("*.yaml")) or any(folder_of(package).glob("*.json")) for package in data)
+    assert set(packages(import_graph())) == listed - data
+
+
+def folder_of(package: str) -> Path:
+    """The checkout folder of ``package`` under pyproject's package-dir mapping."""
+    mapped = package_dirs(ROOT)
+    parent = max((name for name in mapped if package == name or package.startswith(f"{name}.")), key=len)
+    return mapped[parent].joinpath(*package.removeprefix(parent).split(".")[1:])
 
 
 if __name__ == "__main__":

@@ -128,8 +128,8 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     ``steps`` training steps of the first architecture the launch's sampler draws.
 
     Raises:
-        ValueError (one line): an invalid space, dataset or option; StudyMismatchError (a ValueError): an
-        existing study created with other options.
+        ValueError: an invalid space, dataset or option (one line).
+        StudyMismatchError: an existing study created with other options (a ValueError).
     """
     import optuna
 

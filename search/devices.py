@@ -37,16 +37,16 @@ def check_device_syntax(device: str) -> str:
     """``device`` if it is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cuda:N,M,...`` (distinct indices).
 
     Raises:
-        ValueError: anything else, in one line naming the value and the accepted forms.
+        ValueError: anything else, in one line naming the accepted forms (the settings' error names the
+            option and the value).
     """
     if device in ("auto", "cpu", "cuda"):
         return device
     if _GPU_LIST.fullmatch(device) is None:
-        raise ValueError(f"--device {device!r} is not a device; use auto, cpu, cuda, cuda:N or cuda:N,M,... "
-                         "(GPU indices)")
+        raise ValueError("not a device; use auto, cpu, cuda, cuda:N or cuda:N,M,... (GPU indices)")
     indices = _gpu_indices(device)
     if len(set(indices)) != len(indices):
-        raise ValueError(f"--device {device!r} names a GPU twice; name each once (--workers shares them)")
+        raise ValueError("names a GPU twice; name each GPU once (--workers more than GPUs share them)")
     return device
 
 

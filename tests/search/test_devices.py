@@ -41,6 +41,12 @@ def test_each_worker_gets_its_device(device: str, workers: int | None, visible: 
     assert assign_devices(device, workers, visible).devices == expected
 
 
+def test_sqlite_keeps_one_worker_by_default_on_several_gpus(tmp_path: Path) -> None:
+    sqlite = SearchSettings(storage=f"sqlite:///{tmp_path}/s.db", device="cuda")
+    assert sqlite.device_assignment(4).devices == ("cuda:0",)  # SQLite takes one worker
+    assert SearchSettings(device="cuda").device_assignment(4).devices == ("cuda:0", "cuda:1", "cuda:2", "cuda:3")
+
+
 def test_only_more_workers_than_gpus_are_warned_of() -> None:
     assert assign_devices("cuda:0,2,3", 5, 4).warning() == (
         "5 workers share 3 GPUs round-robin, so some GPUs train several trials at once; use --workers 3 for one "

@@ -164,9 +164,8 @@ def test_a_two_worker_launch_records_each_trials_device(small_space, tmp_path: P
     study = launch(_cpu_settings(small_space, tmp_path, workers=2), show_progress=False)
     records = [TrialRecord.from_trial(trial) for trial in study.get_trials()]
     assert len(records) >= 2
-    # Every trial, whichever of the two worker processes ran it, names its device (under load one worker may
-    # take every trial before the other has imported torch, so which workers ran is not asserted).
-    assert {record.device for record in records} == {"cpu"} and all(record.worker for record in records)
+    assert {record.device for record in records} == {"cpu"}
+    assert len({record.worker for record in records}) == 2  # both workers ran trials
 
 
 def test_a_joining_worker_takes_the_first_gpu_its_device_names(gpus, small_space, tmp_path: Path) -> None:

@@ -3,9 +3,8 @@
 Rooms, from the bottom up (a room imports only rooms above it in this list; ``tests/test_layout.py``
 checks it):
 
-- ``settings``, ``objectives``, ``records``, ``pareto``, ``provenance``, ``periodic``, ``devices``: what a
-  launch is told, what it optimises, what each trial records, the shared Pareto primitives, and which
-  device each local worker trains on;
+- ``settings``, ``objectives``, ``records``, ``pareto``, ``provenance``, ``periodic``: what a launch is
+  told, what it optimises, what each trial records, and the shared Pareto primitives;
 - ``space``: search spaces from YAML, their sizes and points; ``strategy``: what ``auto`` resolves to;
 - ``storages``: the journal file, database URLs that ride out restarts, liveness of running trials;
 - ``tabular``: the tabular benchmark's file format and its true front;

@@ -54,7 +54,6 @@ class TrialRecord(BaseModel):
     budget: dict[str, Any] | None = None
     budget_key: str | None = None
     provenance: dict[str, str] | None = None
-    device: str | None = None  # the device the trial trained on ("cpu", "cuda:2"); None in records written by 0.1
     duplicate_of: int | None = None
     fail_reason: str | None = None
     stop_reason: str | None = None

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from refiner_nas.search.devices import DeviceAssignment, assign_devices, check_device_syntax
 from refiner_nas.search.objectives import Objective, format_objectives, parse_objectives
 
 if TYPE_CHECKING:
@@ -50,8 +49,7 @@ class SearchSettings(BaseModel):
     storage: str | None = None
     study: str | None = None
     run_dir: Path = Path("runs")
-    # 0: create (or check) the study and run no trial; None: one per GPU ``device`` names, else 1 (see devices)
-    workers: int | None = Field(default=None, ge=0)
+    workers: int = Field(default=1, ge=0)  # 0: create (or check) the study and run no trial
     sampler: Sampler = "auto"
     pruner: Pruner = "median"
     # None (auto): on where the sampler resolves to EHVI on several objectives (search.strategy.resolve_early_stop),
@@ -62,7 +60,7 @@ class SearchSettings(BaseModel):
     prescreen: int = Field(default=0, ge=0)
     proxy: Proxy = "naswot"
     seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda (every visible GPU), cuda:N or cuda:N,M,... (search.devices)
+    device: str = "auto"
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=5e-3, gt=0, allow_inf_nan=False)
     warmup_epochs: float = Field(default=0.5, ge=0, allow_inf_nan=False)
@@ -79,11 +77,6 @@ class SearchSettings(BaseModel):
     def _canonical_objectives(cls, text: str) -> str:
         return format_objectives(parse_objectives(text))
 
-    @field_validator("device")
-    @classmethod
-    def _device_syntax(cls, device: str) -> str:
-        return check_device_syntax(device)
-
     @property
     def objective_list(self) -> list[Objective]:
         return parse_objectives(self.objectives)
@@ -98,18 +91,8 @@ class SearchSettings(BaseModel):
 
     @model_validator(mode="after")
     def _no_concurrent_sqlite(self) -> SearchSettings:
-        refuse_concurrent_sqlite(self.storage, self.workers or 1)
+        refuse_concurrent_sqlite(self.storage, self.workers)
         return self
-
-    def device_assignment(self, visible_gpus: int) -> DeviceAssignment:
-        """Each local worker's device on a machine that sees ``visible_gpus`` GPUs; without ``workers``,
-        one worker per GPU the device names (one on SQLite, which takes no more).
-
-        Raises:
-            ValueError: a GPU that is not visible, in one line naming it and the visible ones.
-        """
-        sqlite = self.storage is not None and self.storage.startswith("sqlite")
-        return assign_devices(self.device, 1 if self.workers is None and sqlite else self.workers, visible_gpus)
 
     @model_validator(mode="after")
     def _prescreen_needs_a_proposing_sampler(self) -> SearchSettings:

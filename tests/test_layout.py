@@ -158,7 +158,7 @@ def test_the_search_imports_neither_results_nor_benchmarks() -> None:
 
 
 # The search's rooms from the bottom up, as search/__init__.py lists them: a room imports only rooms before it.
-SEARCH_ROOMS = ("objectives", "records", "pareto", "provenance", "periodic", "devices", "settings", "space", "strategy",
+SEARCH_ROOMS = ("objectives", "records", "pareto", "provenance", "periodic", "settings", "space", "strategy",
                 "storages", "tabular", "stoppers", "evaluation", "samplers", "study", "trial", "runner")
 
 

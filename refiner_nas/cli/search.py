@@ -51,9 +51,7 @@ def launch(
     storage: StorageOption = None,
     study: StudyOption = None,
     run_dir: RunDirOption = Path("runs"),
-    workers: Annotated[int | None, typer.Option(
-        show_default=False, help="Local worker processes sharing the study (0: create it only). Default: one per "
-                                 "GPU --device names, else 1.")] = None,
+    workers: Annotated[int, typer.Option(help="Local worker processes sharing the study (0: create it only).")] = 1,
     sampler: Annotated[str, typer.Option(
         help="auto (ehvi on a space of at most 512 points, else tpe), ehvi (known-cost expected hypervolume "
              "improvement), tpe, nsga2, random, gp or grid.")] = DEFAULTS.sampler,
@@ -73,9 +71,7 @@ def launch(
     proxy: Annotated[str, typer.Option(help="synflow, naswot, grad_norm or params: what --prescreen ranks "
                                             "candidates by.")] = DEFAULTS.proxy,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the data split and training.")] = 0,
-    device: Annotated[str, typer.Option(help="auto (cuda where a GPU is visible, else cpu), cpu, cuda (every "
-                                             "visible GPU), cuda:N or cuda:N,M,...: worker i trains on the i-th "
-                                             "GPU, round-robin.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = DEFAULTS.lr,
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs (may be fractional).")] = (
@@ -264,8 +260,7 @@ def worker(
     study: Annotated[str, typer.Option(help="Name of the study to join.")],
     storage: Annotated[str | None, typer.Option(help="The study's storage URL (the same for every worker).")] = None,
     run_dir: RunDirOption = Path("runs"),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N: this worker's device (cuda is "
-                                             "cuda:0; its trials' records name it).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until it is done."""
     from refiner_nas.search.runner import interrupt_on_signals, run_worker, worker_settings

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
 from refiner_nas.refiner_space import ModelConfig, build_model, set_refiner_fold
 from refiner_nas.refiner_space.data import DataBundle
 from refiner_nas.refiner_space.training import resolve_device, seed_everything, train_model
@@ -77,7 +75,7 @@ class ArchitectureEvaluator:
         self.measure_speed = measure_speed
         self.train = train or self.train_proxy
         self.checkpoints = train is None
-        self.device = _indexed(resolve_device(settings.device))
+        self.device = str(resolve_device(settings.device))
         self.budget, self.budget_key = settings.proxy_recipe(), settings.proxy_recipe_key()
         self.train_settings = settings.train_settings()
         self.needs_speed = space.budget.max_latency_ms is not None or any(
@@ -93,7 +91,7 @@ class ArchitectureEvaluator:
         """Write what is known before anything is computed: architecture, data, budget, provenance."""
         sink.write(status="running", config=config.to_dict(), config_hash=config.config_hash(), dataset=data.name,
                    budget=self.budget, budget_key=self.budget_key, provenance=provenance(self.device),
-                   device=self.device, worker=this_worker(), **extra)
+                   worker=this_worker(), **extra)
 
     def evaluate(self, config: ModelConfig, data: DataBundle, sink: RecordSink, on_epoch: EpochCallback,
                  state: TrainingState = TrainingState()) -> list[float]:
@@ -161,10 +159,3 @@ class ArchitectureEvaluator:
     def values(self, *, top1: float, measured: dict[str, float]) -> list[float]:
         everything = {"top1": top1, **measured}
         return [everything[o.name] for o in self.objectives]
-
-
-def _indexed(device: torch.device) -> str:
-    """``device`` with its GPU index (a bare ``cuda`` is the current GPU), as records name it."""
-    if device.type == "cuda" and device.index is None:
-        return f"cuda:{torch.cuda.current_device()}"
-    return str(device)

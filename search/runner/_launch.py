@@ -7,7 +7,6 @@ from contextlib import nullcontext
 
 import optuna
 
-from refiner_nas.search.devices import visible_gpu_count
 from refiner_nas.search.runner._local import LocalWorkers
 from refiner_nas.search.runner._progress import SearchProgress
 from refiner_nas.search.runner._run import prepare_space, run_trials
@@ -18,25 +17,21 @@ from refiner_nas.search.study import create_or_resume_study
 def launch(settings: SearchSettings, *, show_progress: bool = True) -> optuna.Study:
     """Run (or resume) the search ``settings`` describes and return its study.
 
-    With several workers, that many processes share the study (each with its share of the CPU threads),
-    worker i on the i-th device ``settings.device`` names (``settings.device_assignment``); with 0, the
-    study is only created (for workers on other machines). KeyboardInterrupt propagates after every trial
-    in flight is recorded as interrupted and re-queued.
+    With ``workers`` > 1, that many processes share the study (each with its share of the CPU threads);
+    with 0, the study is only created (for workers on other machines). KeyboardInterrupt propagates after
+    every trial in flight is recorded as interrupted and re-queued.
 
     Raises:
-        ValueError: bad options, a GPU that is not visible, a study created with other options.
+        ValueError: bad options, a study created with other options.
     """
-    devices = settings.device_assignment(visible_gpu_count()).devices
-    # This process trains (one worker) or watches on the first device; each local worker gets its own.
-    settings = settings.model_copy(update={"device": devices[0] if devices else "cpu", "workers": len(devices)})
     space = prepare_space(settings)
     study = create_or_resume_study(settings, space)
-    if not devices:
+    if settings.workers == 0:
         return study
     display = SearchProgress(study, settings.trials, epochs=settings.epochs) if show_progress else nullcontext()
     with display:
-        if len(devices) == 1:
+        if settings.workers == 1:
             run_trials(settings, space, study)
         else:
-            LocalWorkers(settings, study, devices=devices).run()
+            LocalWorkers(settings, study).run()
     return study

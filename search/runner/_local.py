@@ -28,21 +28,18 @@ from refiner_nas.search.study import create_or_resume_study
 
 
 class LocalWorkers:
-    """One process per entry of ``devices`` (worker i trains on ``devices[i]``) on one study, watched: a
-    worker that dies (killed, out of memory) has its trial failed and re-queued at once, and a replacement
-    takes its place on the same device."""
+    """``settings.workers`` processes on one study, watched: a worker that dies (killed, out of memory)
+    has its trial failed and re-queued at once, and a replacement takes its place."""
 
-    def __init__(self, settings: SearchSettings, study: optuna.Study, *, devices: tuple[str, ...],
-                 poll_s: float = 0.2) -> None:
-        self.settings, self.study, self.devices, self.poll_s = settings, study, devices, poll_s
-        self.threads = max(1, (os.cpu_count() or 1) // len(devices))
+    def __init__(self, settings: SearchSettings, study: optuna.Study, *, poll_s: float = 0.2) -> None:
+        self.settings, self.study, self.poll_s = settings, study, poll_s
+        self.threads = max(1, (os.cpu_count() or 1) // settings.workers)
         self.context = multiprocessing.get_context("spawn")
-        self.replacements_left = len(devices) * RETRIES_OF_A_DEAD_WORKER_TRIAL
+        self.replacements_left = settings.workers * RETRIES_OF_A_DEAD_WORKER_TRIAL
         self.errors: list[str] = []
 
     def _start(self, index: int) -> multiprocessing.process.BaseProcess:
-        settings = self.settings.model_copy(update={"device": self.devices[index], "workers": 1})
-        process = self.context.Process(target=_worker, args=(settings.model_dump_json(), self.threads, index))
+        process = self.context.Process(target=_worker, args=(self.settings.model_dump_json(), self.threads, index))
         # Started with the stop signals blocked, the worker gets one sent while it imports once it can
         # handle it (Python's default would print a KeyboardInterrupt traceback from its imports). The
         # resource tracker is started first: starting it unblocks them in this process.
@@ -61,7 +58,7 @@ class LocalWorkers:
             ChildProcessError: a worker stopped on an error (its line was printed).
             KeyboardInterrupt: after the workers recorded and re-queued their trials.
         """
-        workers = {index: self._start(index) for index in range(len(self.devices))}
+        workers = {index: self._start(index) for index in range(self.settings.workers)}
         try:
             while workers:
                 for index, process in list(workers.items()):
@@ -106,8 +103,6 @@ def _worker(settings_json: str, threads: int, index: int) -> None:
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = SearchSettings.model_validate_json(settings_json)
-    if settings.device.startswith("cuda"):
-        torch.cuda.set_device(settings.device)  # what an unnamed "cuda" means in this worker (autocast, caches)
     try:
         interrupt_on_signals(once=True)  # a stop sent while this process started is raised here
         space = prepare_space(settings)

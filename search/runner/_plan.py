@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from refiner_nas.search.devices import DeviceAssignment, visible_gpu_count
 from refiner_nas.search.settings import SearchSettings
 
 if TYPE_CHECKING:
@@ -41,8 +40,7 @@ class LaunchPlan:
     (None when not measured). ``step_s`` is a training step's seconds on an idle machine: on a CPU its
     CPU seconds (``step_cpu_s``, which other work on the machine does not inflate) over the ``threads``
     training uses, on a GPU its wall time. ``architectures`` is the grid size for grid searches, else
-    None; ``pause_epoch`` the ``promote`` stopper's rung when trials pause, else None; ``assignment``
-    each local worker's device (``device`` is the first the launch names, where the estimate is timed)."""
+    None; ``pause_epoch`` the ``promote`` stopper's rung when trials pause, else None."""
 
     study: str
     trials_to_run: int
@@ -58,7 +56,6 @@ class LaunchPlan:
     threads: int | None = None
     measured_on: str | None = None
     pause_epoch: int | None = None
-    assignment: DeviceAssignment | None = None
 
     @property
     def steps(self) -> int:
@@ -87,8 +84,6 @@ class LaunchPlan:
         if self.estimate_s is not None and self.estimate_s > LONG_RUN_S:
             notes.append(f"about {_duration(self.estimate_s)} of training on {self.device}; lower --trials or "
                          "--epochs, or use a GPU (--device cuda)")
-        if self.assignment is not None and (shared := self.assignment.warning()) is not None:
-            notes.append(shared)
         if self.architectures is not None and settings.trials > self.architectures:
             notes.append(f"the grid has {self.architectures} architectures: the search stops after them "
                          f"although --trials is {settings.trials}")
@@ -103,8 +98,6 @@ class LaunchPlan:
             f"{self.epochs} epochs each, {self.train_images} training images at {size or 'the drawn'} px "
             f"({self.steps_per_epoch} steps per epoch) on {self.device}"
         ]
-        if self.assignment is not None and (len(self.assignment.devices) > 1 or self.device != "cpu"):
-            lines.append(f"devices: {self.assignment.describe()}")
         if self.pause_epoch is not None:
             lines.append(f"pausing: a trial that does not lead after epoch {self.pause_epoch} pauses there and is "
                          "resumed if promoted (--stopper promote; --no-early-stop trains every trial in full)")
@@ -135,20 +128,19 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
     ``steps`` training steps of the first architecture the launch's sampler draws.
 
     Raises:
-        ValueError: an invalid space, dataset or option, or a GPU that is not visible (one line).
+        ValueError: an invalid space, dataset or option (one line).
         StudyMismatchError: an existing study created with other options (a ValueError).
     """
     import optuna
 
+    from refiner_nas.refiner_space.training import resolve_device
     from refiner_nas.search.evaluation import data_loader
     from refiner_nas.search.runner._launch import prepare_space
     from refiner_nas.search.samplers import make_sampler
     from refiner_nas.search.stoppers import promotion_rule
 
-    assignment = settings.device_assignment(visible_gpu_count())
-    device = assignment.pool[0]
-    settings = settings.model_copy(update={"device": device})  # the first worker's launch, which is timed
     space = prepare_space(settings)
+    device = str(resolve_device(settings.device))
     load = data_loader(settings)
     first = space.suggest(optuna.create_study(sampler=make_sampler(settings, space)).ask())
     data = load(first.img_size)
@@ -161,7 +153,7 @@ def plan_launch(settings: SearchSettings, *, measure: bool = False, steps: int =
         study=settings.study_name, trials_to_run=to_run, finished=finished, epochs=settings.epochs,
         architectures=architectures, img_size=space.fixed.get("img_size"), train_images=len(data.train),
         steps_per_epoch=math.ceil(len(data.train) / settings.batch_size), device=device,
-        pause_epoch=None if (rule := promotion_rule(settings, space)) is None else rule.rung, assignment=assignment,
+        pause_epoch=None if (rule := promotion_rule(settings, space)) is None else rule.rung,
     )
     if not measure:
         return plan

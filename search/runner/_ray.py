@@ -149,15 +149,11 @@ def ray_settings(settings: SearchSettings) -> SearchSettings:
     resumed, and the default early stop (which pauses where EHVI runs) is off.
 
     Raises:
-        ValueError: pre-screening, ``--early-stop --stopper promote`` or a list of GPUs, in one line naming
-            the fix.
+        ValueError: pre-screening or ``--early-stop --stopper promote``, in one line naming the fix.
     """
     if settings.prescreen:
         raise ValueError(f"--prescreen {settings.prescreen}: Ray's searcher draws its own trials; use --prescreen 0 "
                          "or --backend optuna")
-    if "," in settings.device:
-        raise ValueError(f"--device {settings.device}: Ray places trials on its GPUs itself; use --device cuda "
-                         "with --gpus-per-trial")
     if settings.early_stop and settings.stopper == "promote":
         raise ValueError("--stopper promote: Ray trials cannot be paused and resumed; use --stopper dominance or "
                          "mo_asha, or --backend optuna")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refiner_nas.search.devices import visible_gpu_count
 from refiner_nas.search.runner._launch import prepare_space, run_trials
 from refiner_nas.search.settings import SearchSettings, refuse_concurrent_sqlite
 from refiner_nas.search.storages import this_worker
@@ -12,17 +11,15 @@ from refiner_nas.search.study import join_study, load_existing_study
 
 
 def worker_settings(*, study: str, storage: str | None, run_dir: Path, device: str = "auto") -> SearchSettings:
-    """The launch options stored with ``study``, with this machine's storage URL, folders and device (the
-    first GPU ``device`` names: ``cuda`` is ``cuda:0``, ``auto`` too where a GPU is visible).
+    """The launch options stored with ``study``, with this machine's storage URL, folders and device.
 
     The space definition stored with the study is written to ``run_dir/study/space.yaml``.
 
     Raises:
         KeyError: no such study.
-        ValueError: the study was not created by ``refiner-nas search launch``; a GPU that is not visible.
+        ValueError: the study was not created by ``refiner-nas search launch``.
     """
     local = SearchSettings(study=study, storage=storage, run_dir=run_dir, device=device)
-    device = local.device_assignment(visible_gpu_count()).pool[0]
     attrs = load_existing_study(local).user_attrs
     if "settings" not in attrs or "space_yaml" not in attrs:
         raise ValueError(f"study {study!r} was not created by 'refiner-nas search launch'; launch it first")
@@ -30,7 +27,7 @@ def worker_settings(*, study: str, storage: str | None, run_dir: Path, device: s
     space_file.parent.mkdir(parents=True, exist_ok=True)
     space_file.write_text(attrs["space_yaml"])
     return SearchSettings(**{**attrs["settings"], "space": str(space_file), "study": study, "storage": storage,
-                             "run_dir": run_dir, "device": device, "workers": 1})
+                             "run_dir": run_dir, "device": device})
 
 
 def run_worker(settings: SearchSettings) -> None:
